@@ -1,0 +1,94 @@
+"""`fake`: a connector with knobs (latency, failure, hang) that needs no system.
+
+It drives the scan, scheduler and fault tests, and lets anyone try ctxscan's orchestration.
+Its assets are declared in the inventory; nothing is read from anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from scanner.errors import ProbeError
+from scanner.model import (
+    ACCESS_READ,
+    ACCESS_WRITE,
+    SCOPE_ASSET,
+    Asset,
+    Column,
+    FreshnessObservation,
+    Grant,
+    Membership,
+    Principal,
+    SourceSnapshot,
+)
+from scanner.plugins import Connector, ProbeContext, Setting
+
+
+class FakeConnector(Connector):
+    """A fake source: `assets` are `path` or `path@age` (age like 2h) or `path@none`."""
+
+    kind = "fake"
+    description = "a fake source for tests and trials: declared assets, latency and failure knobs"
+    settings = (
+        Setting("assets", list, help="asset paths, each `path`, `path@AGE` (e.g. 2h) or `path@none`"),
+        Setting("columns", list, help="columns of every asset, each `name:type`"),
+        Setting("latency", float, help="seconds each probe sleeps"),
+        Setting("fail", str, help="fail every probe with this message"),
+        Setting("hang", bool, help="never return (until cancelled)"),
+        Setting("grants", list, help="grants, each `principal:privilege:asset` (write privileges: "
+                                     "INSERT, UPDATE, DELETE, WRITE)"),
+        Setting("members", list, help="role memberships, each `member:role`"),
+        Setting("superusers", list, help="principals that are superuser"),
+        Setting("token", str, secret=True, help="a secret, to test redaction"),
+    )
+
+    def probe(self, context: ProbeContext) -> SourceSnapshot:
+        """Sleep, hang or fail as told, else return the declared assets."""
+        settings = self.source.settings
+        if settings.get("hang"):
+            while not context.cancelled.wait(0.05):
+                pass
+            raise ProbeError("cancelled", reason="timeout")
+        latency = float(settings.get("latency") or 0)
+        if latency and context.cancelled.wait(latency):
+            raise ProbeError("cancelled", reason="timeout")
+        if settings.get("fail"):
+            raise ProbeError(str(settings["fail"]), reason="unreachable", retryable=True)
+        columns = []
+        for spec in settings.get("columns") or ():
+            name, _, typ = str(spec).partition(":")
+            columns.append(Column(name, typ or "text"))
+        assets = []
+        for spec in settings.get("assets") or ():
+            path, _, age = str(spec).partition("@")
+            if not self.source.wants(path):
+                continue
+            if age == "none":
+                freshness = FreshnessObservation()
+            else:
+                from scanner.durations import parse_duration
+
+                seconds = parse_duration(age) if age else 0
+                freshness = FreshnessObservation(method="metadata",
+                                                 last_changed=context.now - timedelta(seconds=seconds))
+            assets.append(Asset(path=path, kind="table", columns=tuple(columns), freshness=freshness,
+                                row_count=0, container=path.rsplit(".", 1)[0] if "." in path else None))
+        grants = []
+        principals = {}
+        for spec in settings.get("grants") or ():
+            principal, privilege, target = str(spec).split(":", 2)
+            write = privilege.upper() in ("INSERT", "UPDATE", "DELETE", "WRITE")
+            public = principal == "PUBLIC"
+            grants.append(Grant(principal, privilege.upper(), target, SCOPE_ASSET,
+                                ACCESS_WRITE if write else ACCESS_READ, public=public, via=f"fake {spec}"))
+            principals[principal] = Principal(principal, "public" if public else "role")
+        for name in settings.get("superusers") or ():
+            principals[name] = Principal(name, "role", ("superuser",), privileged=True)
+        members = []
+        for spec in settings.get("members") or ():
+            member, _, role = str(spec).partition(":")
+            members.append(Membership(member, role))
+        return SourceSnapshot(source_id=self.source.id, connector=self.kind, probed_at=context.now,
+                              assets=tuple(assets), grants=tuple(grants),
+                              principals=tuple(principals.values()), memberships=tuple(members))

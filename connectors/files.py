@@ -1,0 +1,176 @@
+"""`files`: a folder of documents. Each first-level subfolder and file is an asset.
+
+Freshness is the newest mtime beneath an asset (method `metadata`). Access is the POSIX
+mode and owner; a world-writable or world-readable entry shows as a grant to `world`.
+Symlinks are never followed out of the root, and unreadable entries are noted, not fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scanner.errors import ProbeError
+from scanner.model import (
+    ACCESS_READ,
+    ACCESS_WRITE,
+    SCOPE_ASSET,
+    Asset,
+    FreshnessObservation,
+    Grant,
+    Principal,
+    SourceSnapshot,
+)
+from scanner.plugins import Connector, ProbeContext, Setting
+
+MAX_NOTES = 50
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (KeyError, ImportError):
+        return str(gid)
+
+
+class FilesConnector(Connector):
+    """A folder of files on a local or mounted file system."""
+
+    kind = "files"
+    description = "a folder of files: each first-level subfolder and file is an asset"
+    settings = (
+        Setting("path", str, required=True, help="the folder to scan"),
+        Setting("follow_symlinks", bool, help="follow symlinks that stay inside the folder (default true)"),
+    )
+
+    def probe(self, context: ProbeContext) -> SourceSnapshot:
+        """Walk the folder once and summarise each first-level entry."""
+        root = Path(str(self.source.settings["path"])).expanduser()
+        if not root.is_absolute() and self.source.file:
+            root = Path(self.source.file).resolve().parent / root
+        try:
+            root_real = root.resolve(strict=True)
+        except (FileNotFoundError, RuntimeError):
+            raise ProbeError(f"folder {root} does not exist", reason="not_found") from None
+        if not root_real.is_dir():
+            raise ProbeError(f"{root} is not a folder", reason="not_found")
+        follow = self.source.settings.get("follow_symlinks", True)
+        notes: list[str] = []
+        assets: list[Asset] = []
+        grants: list[Grant] = []
+        principals: dict[str, Principal] = {}
+        try:
+            entries = sorted(os.scandir(root_real), key=lambda e: e.name)
+        except PermissionError:
+            raise ProbeError(f"folder {root} is not readable", reason="access_denied") from None
+
+        def note(text: str) -> None:
+            if len(notes) < MAX_NOTES:
+                notes.append(text)
+            elif len(notes) == MAX_NOTES:
+                notes.append("more unreadable entries were not listed")
+
+        for entry in entries:
+            if context.cancelled.is_set():
+                break
+            name = entry.name
+            if "\n" in name or "\r" in name:
+                shown = name.encode("unicode_escape").decode()
+                note(f"entry {shown!r} has a newline in its name; kept as is")
+            if not self.source.wants(name):
+                continue
+            try:
+                target = Path(entry.path)
+                if entry.is_symlink():
+                    if not follow:
+                        continue
+                    resolved = target.resolve()
+                    if not resolved.is_relative_to(root_real):
+                        note(f"{name}: symlink points outside the folder; skipped")
+                        continue
+                    target = resolved
+                info = target.stat()
+            except OSError as exc:
+                note(f"{name}: cannot stat ({exc.strerror})")
+                continue
+            is_dir = stat.S_ISDIR(info.st_mode)
+            newest, count, size = info.st_mtime, 0, 0
+            if is_dir:
+                newest, count, size = self._walk(target, root_real, name, note, context)
+                newest = max(newest, info.st_mtime) if count == 0 else newest
+            else:
+                count, size = 1, info.st_size
+            owner = _owner_name(info.st_uid)
+            mode = stat.S_IMODE(info.st_mode)
+            world_writable = bool(mode & stat.S_IWOTH)
+            world_readable = bool(mode & stat.S_IROTH)
+            properties = {
+                "mode": oct(mode), "owner_user": owner, "owner_group": _group_name(info.st_gid),
+                "file_count": count, "world_writable": world_writable,
+            }
+            freshness = FreshnessObservation(
+                method="metadata",
+                last_changed=datetime.fromtimestamp(newest, UTC),
+                detail="newest mtime beneath the entry" if is_dir else "file mtime",
+                caveat="mtime can be set by copies and restores" if is_dir else None,
+            ) if count or not is_dir else FreshnessObservation(detail="empty folder")
+            assets.append(Asset(path=name, kind="folder" if is_dir else "file", size_bytes=size,
+                                row_count=count, freshness=freshness, properties=properties))
+            via = f"mode {oct(mode)} owner {owner}"
+            principals.setdefault(f"user:{owner}", Principal(f"user:{owner}", "user"))
+            grants.append(Grant(f"user:{owner}", "owner", name, SCOPE_ASSET, ACCESS_WRITE, via=via))
+            if world_readable:
+                grants.append(Grant("world", "read", name, SCOPE_ASSET, ACCESS_READ, public=True, via=via))
+            if world_writable:
+                grants.append(Grant("world", "write", name, SCOPE_ASSET, ACCESS_WRITE, public=True, via=via))
+        if any(g.principal == "world" for g in grants):
+            principals["world"] = Principal("world", "public")
+        return SourceSnapshot(
+            source_id=self.source.id, connector=self.kind, probed_at=context.now,
+            assets=tuple(assets), principals=tuple(principals.values()), grants=tuple(grants),
+            notes=tuple(notes), partial=context.cancelled.is_set(),
+            state={"root": str(root_real)},
+        )
+
+    @staticmethod
+    def _walk(folder: Path, root: Path, label: str, note: Callable[[str], None],
+              context: ProbeContext) -> tuple[float, int, int]:
+        newest, count, size = 0.0, 0, 0
+
+        def onerror(exc: OSError) -> None:
+            relative = os.path.relpath(exc.filename, root) if exc.filename else label
+            note(f"{relative}: unreadable ({exc.strerror})")
+
+        for current, dirs, files in os.walk(folder, onerror=onerror, followlinks=False):
+            if context.cancelled.is_set():
+                break
+            for name in files:
+                path = os.path.join(current, name)
+                try:
+                    info = os.stat(path, follow_symlinks=False)
+                    if stat.S_ISLNK(info.st_mode):
+                        real = os.path.realpath(path)
+                        if not Path(real).is_relative_to(root):
+                            continue
+                        info = os.stat(real)
+                except OSError as exc:
+                    note(f"{os.path.relpath(path, root)}: cannot stat ({exc.strerror})")
+                    continue
+                count += 1
+                size += info.st_size
+                newest = max(newest, info.st_mtime)
+        return newest, count, size

@@ -1,0 +1,179 @@
+"""`ctxscan demo`: a small estate (a SQLite helpdesk and a folder of documents), scanned.
+
+Needs no server and no network. The estate has one stale table, one old folder, three
+workflows, one of them without an owner, so the scan has real findings to show.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+DEMO_INVENTORY = """\
+# The ctxscan demo estate. Scan it again with: ctxscan -c {config} scan
+version: 1
+owners:
+  - {{id: data-eng, contact: "#data-eng"}}
+  - {{id: support-platform, contact: "#support-platform"}}
+sources:
+  - id: helpdesk
+    connector: sqlite
+    path: helpdesk.db
+    owner: data-eng
+    schedule: 15m
+    freshness: {{max_age: 24h, column: updated_at}}
+  - id: kb
+    connector: files
+    path: kb
+    owner: support-platform
+    schedule: 1h
+    freshness: {{max_age: 7d}}
+workflows:
+  - id: support-reply-assistant
+    owner: support-platform
+    stage: production
+    runs_as: {{helpdesk: support_bot}}
+    reads:
+      - {{asset: "helpdesk:main.customers", max_age: 1h}}
+      - {{asset: "helpdesk:main.tickets", max_age: 1h}}
+      - {{asset: "kb:articles"}}
+      - {{asset: "kb:macros"}}
+    feeds: [escalation-router]
+    evaluation: {{suite: evals/support.yaml}}
+    rollout: {{fallback: human-queue, rollback_owner: support-platform}}
+  - id: escalation-router
+    owner: support-platform
+    stage: pilot
+    reads:
+      - {{asset: "helpdesk:main.sla_policies"}}
+      - {{asset: "helpdesk:main.tickets"}}
+  - id: refund-drafter
+    stage: poc
+    reads:
+      - {{asset: "helpdesk:main.refunds", max_age: 24h}}
+      - {{asset: "kb:policies", max_age: 30d}}
+"""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def build_estate(directory: Path, now: datetime | None = None) -> Path:
+    """Write the demo database, documents and inventory; return the inventory path."""
+    now = now or datetime.now(UTC)
+    directory.mkdir(parents=True, exist_ok=True)
+    db = directory / "helpdesk.db"
+    if db.exists():
+        db.unlink()
+    with sqlite3.connect(db) as conn:
+        conn.executescript("""
+            CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT,
+                                    tier TEXT, updated_at TEXT NOT NULL);
+            CREATE TABLE tickets (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),
+                                  subject TEXT, status TEXT, updated_at TEXT NOT NULL);
+            CREATE TABLE sla_policies (id INTEGER PRIMARY KEY, tier TEXT, first_reply_minutes INTEGER,
+                                       updated_at TEXT NOT NULL);
+            CREATE TABLE refunds (id INTEGER PRIMARY KEY, ticket_id INTEGER, amount_cents INTEGER,
+                                  updated_at TEXT NOT NULL);
+            CREATE VIEW open_tickets AS SELECT * FROM tickets WHERE status = 'open';
+        """)
+        conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?)", [
+            (i, f"Customer {i}", f"c{i}@example.com", ("gold", "silver")[i % 2],
+             _iso(now - timedelta(minutes=5 * i))) for i in range(1, 9)])
+        conn.executemany("INSERT INTO tickets VALUES (?, ?, ?, ?, ?)", [
+            (i, 1 + i % 8, f"Question {i}", ("open", "closed")[i % 2],
+             _iso(now - timedelta(minutes=3 * i))) for i in range(1, 21)])
+        # The stale table: its loader stopped nine days ago.
+        conn.executemany("INSERT INTO sla_policies VALUES (?, ?, ?, ?)", [
+            (1, "gold", 30, _iso(now - timedelta(days=9))), (2, "silver", 240, _iso(now - timedelta(days=9, hours=2)))])
+        conn.executemany("INSERT INTO refunds VALUES (?, ?, ?, ?)", [
+            (1, 3, 1999, _iso(now - timedelta(hours=2))), (2, 7, 4500, _iso(now - timedelta(hours=1)))])
+    kb = directory / "kb"
+    for folder, files, age in (
+        ("articles", ["reset-password.md", "billing-faq.md", "shipping-times.md"], timedelta(hours=3)),
+        ("macros", ["greeting.txt", "refund-approved.txt"], timedelta(days=1)),
+        ("policies", ["refund-policy-2024.md", "warranty.md"], timedelta(days=75)),  # the old folder
+    ):
+        (kb / folder).mkdir(parents=True, exist_ok=True)
+        stamp = (now - age).timestamp()
+        for name in files:
+            path = kb / folder / name
+            path.write_text(f"# {name}\n\nDemo document for ctxscan.\n", encoding="utf-8")
+            os.utime(path, (stamp, stamp))
+        os.utime(kb / folder, (stamp, stamp))
+    config = directory / "ctxscan.yaml"
+    config.write_text(DEMO_INVENTORY.format(config=config), encoding="utf-8")
+    return config
+
+
+def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Build the estate, scan it and return (and print, unless echo is None) the results."""
+    from scanner.durations import format_duration
+    from scanner.inventory import load_inventory
+    from scanner.output import table
+    from scanner.rules import build_context
+    from scanner.scan import run_scan
+    from scanner.store import Store, default_state_url
+
+    directory = Path(directory)
+    config = build_estate(directory)
+    inventory = load_inventory([config])
+    store = Store.open(default_state_url([str(config)], inventory.state))
+    try:
+        report = run_scan(inventory, store, trigger="demo")
+        ctx = build_context(inventory, store, report.finished_at)
+        assets = _freshness_rows(ctx)
+        open_findings = store.findings("open")
+    finally:
+        store.close()
+    result = {
+        "directory": str(directory.resolve()),
+        "config": str(config.resolve()),
+        "scan_id": report.scan_id,
+        "status": report.status,
+        "assets": assets,
+        "findings": [f.to_json() for f in open_findings],
+    }
+    if echo is not None:
+        echo(f"Built the demo estate in {directory}/ (a SQLite helpdesk and a folder of documents)")
+        echo(f"Scanned {len(report.outcomes)} sources in scan {report.scan_id}: {report.status}\n")
+        echo(table(["asset", "method", "age", "sla", "sla set by", "status"],
+                   [[a["asset"], a["method"], format_duration(a["age_seconds"]),
+                     format_duration(a["sla_seconds"]), a["sla_set_by"] or "-", a["status"]] for a in assets]))
+        echo(f"\n{len(open_findings)} open findings:")
+        echo(table(["severity", "kind", "subject", "message"],
+                   [[f.severity, f.kind, f.asset or f.workflow or f.source, f.message] for f in open_findings],
+                   max_width=90))
+        echo(f"\nNext: ctxscan -c {config} findings --json   |   edit {config} and scan again")
+    return result
+
+
+def _freshness_rows(ctx: Any) -> list[dict[str, Any]]:
+    """Each asset's age against the strictest SLA of the workflows that read it."""
+    slas: dict[tuple[str, str], tuple[float, str]] = {}
+    for workflow, read, asset in ctx.readers():
+        sla = read.max_age or ctx.inventory.sources[read.source].freshness.max_age
+        key = (read.source, asset.path)
+        if sla is not None and (key not in slas or sla < slas[key][0]):
+            slas[key] = (sla, workflow.id)
+    rows = []
+    for source_id, snapshot in sorted(ctx.snapshots.items()):
+        default_sla = ctx.inventory.sources[source_id].freshness.max_age
+        for asset in snapshot.assets:
+            age = asset.freshness.age_seconds(ctx.now)
+            sla, set_by = slas.get((source_id, asset.path), (default_sla, None))
+            if age is None:
+                status = "unknown"
+            elif sla is None:
+                status = "no sla"
+            else:
+                status = "STALE" if age > sla else "fresh"
+            rows.append({"asset": f"{source_id}:{asset.path}", "method": asset.freshness.method,
+                         "age_seconds": round(age) if age is not None else None,
+                         "sla_seconds": sla, "sla_set_by": set_by, "status": status})
+    return rows

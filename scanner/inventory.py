@@ -1,0 +1,777 @@
+"""The inventory file: load, interpolate, merge and validate.
+
+An invalid inventory is refused as a whole. Every problem is one line that names the file,
+the line and the field (`ctxscan.yaml:12: sources[0].schedule: ...`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scanner.durations import parse_duration, validate_schedule
+from scanner.errors import ConfigError
+from scanner.plugins import AssetOverride, FreshnessConfig, SourceConfig, connectors
+
+STAGES = ("poc", "pilot", "production")
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+NOTIFY_TYPES = ("log", "file", "webhook")
+DEFAULT_CONFIG = "ctxscan.yaml"
+
+TOP_KEYS = ("version", "state", "defaults", "owners", "sources", "workflows", "notify", "accept")
+DEFAULTS_KEYS = ("schedule", "timeout", "max_age", "warn_after", "concurrency")
+OWNER_KEYS = ("id", "name", "contact", "description")
+SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "exclude",
+               "freshness", "timeout", "environment", "assets", "description")
+FRESHNESS_KEYS = ("max_age", "warn_after", "column")
+ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after")
+WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
+                 "environment", "description")
+READ_KEYS = ("asset", "max_age", "warn_after", "access", "columns", "approval")
+EVALUATION_KEYS = ("suite", "signal", "description")
+ROLLOUT_KEYS = ("fallback", "rollback_owner", "approval", "description")
+NOTIFY_KEYS = ("type", "url", "path", "min_severity", "timeout", "owners")
+ACCEPT_KEYS = ("fingerprint", "kind", "source", "asset", "workflow", "principal", "reason", "expires")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A team or person that owns sources, assets or workflows."""
+
+    id: str
+    name: str | None = None
+    contact: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ReadDeclaration:
+    """One entry of a workflow's `reads`: an asset id or glob, with its SLA."""
+
+    asset: str                 # as written: `crm:public.customers`, `kb:articles/*`
+    source: str
+    path: str                  # the part after `source:`, may be a glob
+    max_age: float | None = None
+    warn_after: float | None = None
+    access: str = "read"       # `write` declares a legitimate writer
+    columns: tuple[str, ...] = ()
+    approval: str | None = None
+    line: int | None = None
+
+    @property
+    def is_glob(self) -> bool:
+        """Whether the path is a pattern rather than one asset."""
+        return any(ch in self.path for ch in "*?[")
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """An AI workflow: what it reads, what it feeds, who owns it and how it rolls out."""
+
+    id: str
+    owner: str | None = None
+    stage: str = "poc"
+    runs_as: Mapping[str, str] = field(default_factory=dict)
+    reads: tuple[ReadDeclaration, ...] = ()
+    feeds: tuple[str, ...] = ()
+    evaluation: Mapping[str, Any] | None = None
+    rollout: Mapping[str, Any] | None = None
+    environment: str | None = None
+    description: str | None = None
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """A notification target; a webhook URL is a secret and is never printed."""
+
+    type: str
+    url: str | None = None
+    path: str | None = None
+    min_severity: str = "info"
+    timeout: float = 5.0
+    owners: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AcceptConfig:
+    """An accepted finding: hidden until `expires`."""
+
+    reason: str
+    expires: date | None = None
+    fingerprint: str | None = None
+    kind: str | None = None
+    source: str | None = None
+    asset: str | None = None
+    workflow: str | None = None
+    principal: str | None = None
+    line: int | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Inventory-wide defaults for sources that do not say."""
+
+    schedule: str = "1h"
+    timeout: float = 60.0
+    max_age: float | None = None
+    warn_after: float | None = None
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated inventory, merged from one or more files."""
+
+    files: tuple[str, ...]
+    sources: Mapping[str, SourceConfig]
+    workflows: Mapping[str, WorkflowConfig]
+    owners: Mapping[str, Owner]
+    notify: tuple[NotifyConfig, ...] = ()
+    accept: tuple[AcceptConfig, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+    state: str | None = None
+    digest: str = ""
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder of the first file; relative paths in it are relative to this."""
+        return Path(self.files[0]).resolve().parent if self.files else Path.cwd()
+
+
+class InventoryInvalid(ConfigError):
+    """Several problems at once; `errors` holds each one."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.message, first.file, first.line, first.field)
+
+
+# ---------------------------------------------------------------------------------------
+# YAML with line numbers
+
+class _Doc:
+    """One parsed file: plain values plus the line of every path inside it."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[tuple[Any, ...], int] = {}
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+
+def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[ConfigError],
+             env: Mapping[str, str]) -> Any:
+    doc.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+            if key in result:
+                errors.append(ConfigError(f"duplicate key {key!r}", doc.file,
+                                          key_node.start_mark.line + 1, _field(path + (key,))))
+            result[key] = _convert(value_node, doc, path + (key,), errors, env)
+            doc.lines[path + (key,)] = key_node.start_mark.line + 1
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, doc, path + (i,), errors, env) for i, item in enumerate(node.value)]
+    value = node.value if node.tag == "tag:yaml.org,2002:str" else _scalar(node)
+    if isinstance(value, str) and "${" in value:
+        value = _interpolate(value, env, doc, path, errors)
+    return value
+
+
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """A scalar typed the way safe_load types it (numbers, booleans, dates, null)."""
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    finally:
+        _CONSTRUCTOR.constructed_objects.clear()
+
+
+def _interpolate(value: str, env: Mapping[str, str], doc: _Doc, path: tuple[Any, ...],
+                 errors: list[ConfigError]) -> str:
+    missing: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    result = _ENV.sub(replace, value)
+    if missing:
+        names = ", ".join(sorted(set(missing)))
+        errors.append(ConfigError(
+            f"environment variable {names} is not set (export it, or write ${{{missing[0]}:-default}})",
+            doc.file, doc.line(path), _field(path)))
+    return result
+
+
+def _field(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -> tuple[_Doc, Any]:
+    doc = _Doc(str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        errors.append(ConfigError("inventory file not found (create one, or pass -c PATH; "
+                                  "`ctxscan demo` writes an example)", str(path)))
+        return doc, None
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(ConfigError(f"cannot read the inventory file: {exc}", str(path)))
+        return doc, None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        errors.append(ConfigError(f"YAML syntax error: {problem}", str(path), line))
+        return doc, None
+    except yaml.YAMLError as exc:
+        errors.append(ConfigError(f"YAML syntax error: {exc}", str(path)))
+        return doc, None
+    if node is None:
+        return doc, {}
+    try:
+        return doc, _convert(node, doc, (), errors, env)
+    except yaml.YAMLError as exc:
+        errors.append(ConfigError(f"YAML error: {exc}", str(path)))
+        return doc, None
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, and every *.yaml / *.yml of a named folder, in name order."""
+    result: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            result.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            result.append(path)
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Validation
+
+class _Checker:
+    """Collects errors for one file, each with its line and field."""
+
+    def __init__(self, doc: _Doc, errors: list[ConfigError]) -> None:
+        self.doc = doc
+        self.errors = errors
+
+    def error(self, path: tuple[Any, ...], message: str) -> None:
+        self.errors.append(ConfigError(message, self.doc.file, self.doc.line(path), _field(path)))
+
+    def keys(self, value: Mapping[str, Any], allowed: Iterable[str], path: tuple[Any, ...]) -> None:
+        allowed = list(allowed)
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+                self.error(path + (key,), f"unknown key {key!r}{hint}")
+
+    def mapping(self, value: Any, path: tuple[Any, ...]) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping, got {_kind(value)}")
+            return None
+        return value
+
+    def sequence(self, value: Any, path: tuple[Any, ...]) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(path, f"expected a list, got {_kind(value)}")
+            return []
+        return value
+
+    def string(self, value: Any, path: tuple[Any, ...], required: bool = False) -> str | None:
+        if value is None:
+            if required:
+                self.error(path, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            self.error(path, f"expected a string, got {_kind(value)}")
+            return None
+        return str(value)
+
+    def strings(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return (value,)
+        items = self.sequence(value, path)
+        out = []
+        for i, item in enumerate(items):
+            text = self.string(item, path + (i,))
+            if text is not None:
+                out.append(text)
+        return tuple(out)
+
+    def identifier(self, value: Any, path: tuple[Any, ...]) -> str | None:
+        text = self.string(value, path, required=True)
+        if text is not None and not _ID.match(text):
+            self.error(path, f"{text!r} is not a valid id (letters, digits, '_', '-', '.')")
+            return None
+        return text
+
+    def duration(self, value: Any, path: tuple[Any, ...]) -> float | None:
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def schedule(self, value: Any, path: tuple[Any, ...]) -> str | None:
+        text = self.string(value, path)
+        if text is None:
+            return None
+        try:
+            validate_schedule(text)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+        return text
+
+    def choice(self, value: Any, choices: Iterable[str], path: tuple[Any, ...], default: str) -> str:
+        if value is None:
+            return default
+        choices = list(choices)
+        text = self.string(value, path)
+        if text is None:
+            return default
+        if text not in choices:
+            close = difflib.get_close_matches(text, choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.error(path, f"{text!r} is not one of {', '.join(choices)}{hint}")
+            return default
+        return text
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _coerce_setting(check: _Checker, value: Any, expected: type, path: tuple[Any, ...]) -> Any:
+    if expected is list:
+        return list(check.strings(value, path))
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        check.error(path, f"expected true or false, got {value!r}")
+        return None
+    if expected in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, str):
+                try:
+                    return expected(value)
+                except ValueError:
+                    pass
+            check.error(path, f"expected a number, got {value!r}")
+            return None
+        return expected(value)
+    if expected is dict:
+        return check.mapping(value, path) or {}
+    return check.string(value, path)
+
+
+def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults,
+            known: Mapping[str, Any]) -> SourceConfig | None:
+    data = check.mapping(raw, path)
+    if data is None:
+        if raw is None:
+            check.error(path, "expected a source mapping")
+        return None
+    source_id = check.identifier(data.get("id"), path + ("id",))
+    connector_name = check.string(data.get("connector"), path + ("connector",), required=True)
+    connector_cls = None
+    if connector_name is not None:
+        connector_cls = known.get(connector_name)
+        if connector_cls is None:
+            close = difflib.get_close_matches(connector_name, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            check.error(path + ("connector",),
+                        f"unknown connector {connector_name!r} ({hint}known: {', '.join(sorted(known))})")
+    setting_specs = {s.name: s for s in (connector_cls.settings if connector_cls else ())}
+    if connector_cls is not None:
+        check.keys(data, list(SOURCE_KEYS) + list(setting_specs), path)
+    settings: dict[str, Any] = {}
+    for name, spec in setting_specs.items():
+        if name in data and data[name] is not None:
+            settings[name] = _coerce_setting(check, data[name], spec.type, path + (name,))
+        elif spec.required:
+            check.error(path + (name,), f"is required by the {connector_name} connector"
+                        + (f" ({spec.help})" if spec.help else ""))
+    freshness_raw = check.mapping(data.get("freshness"), path + ("freshness",)) or {}
+    check.keys(freshness_raw, FRESHNESS_KEYS, path + ("freshness",))
+    freshness = FreshnessConfig(
+        max_age=check.duration(freshness_raw.get("max_age"), path + ("freshness", "max_age"))
+        or defaults.max_age,
+        warn_after=check.duration(freshness_raw.get("warn_after"), path + ("freshness", "warn_after"))
+        or defaults.warn_after,
+        column=check.string(freshness_raw.get("column"), path + ("freshness", "column")),
+    )
+    overrides = []
+    for i, item in enumerate(check.sequence(data.get("assets"), path + ("assets",))):
+        item_path = path + ("assets", i)
+        entry = check.mapping(item, item_path)
+        if entry is None:
+            continue
+        check.keys(entry, ASSET_OVERRIDE_KEYS, item_path)
+        asset_path = check.string(entry.get("path"), item_path + ("path",), required=True)
+        if asset_path is None:
+            continue
+        overrides.append(AssetOverride(
+            path=asset_path,
+            owner=check.string(entry.get("owner"), item_path + ("owner",)),
+            tags=check.strings(entry.get("tags"), item_path + ("tags",)),
+            max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
+            warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
+            line=check.doc.line(item_path),
+        ))
+    timeout = check.duration(data.get("timeout"), path + ("timeout",))
+    schedule = check.schedule(data.get("schedule"), path + ("schedule",))
+    if source_id is None or connector_name is None:
+        return None
+    return SourceConfig(
+        id=source_id,
+        connector=connector_name,
+        settings=settings,
+        owner=check.string(data.get("owner"), path + ("owner",)),
+        owner_tag=check.string(data.get("owner_tag"), path + ("owner_tag",)),
+        schedule=schedule or defaults.schedule,
+        include=check.strings(data.get("include"), path + ("include",)),
+        exclude=check.strings(data.get("exclude"), path + ("exclude",)),
+        freshness=freshness,
+        timeout=timeout or defaults.timeout,
+        environment=check.string(data.get("environment"), path + ("environment",)),
+        assets=tuple(overrides),
+        description=check.string(data.get("description"), path + ("description",)),
+        file=check.doc.file,
+        line=check.doc.line(path),
+    )
+
+
+def _workflow(check: _Checker, raw: Any, path: tuple[Any, ...]) -> WorkflowConfig | None:
+    data = check.mapping(raw, path)
+    if data is None:
+        if raw is None:
+            check.error(path, "expected a workflow mapping")
+        return None
+    check.keys(data, WORKFLOW_KEYS, path)
+    workflow_id = check.identifier(data.get("id"), path + ("id",))
+    runs_as_raw = check.mapping(data.get("runs_as"), path + ("runs_as",)) or {}
+    runs_as = {}
+    for source_id, principal in runs_as_raw.items():
+        text = check.string(principal, path + ("runs_as", source_id), required=True)
+        if text is not None:
+            runs_as[str(source_id)] = text
+    reads = []
+    for i, item in enumerate(check.sequence(data.get("reads"), path + ("reads",))):
+        item_path = path + ("reads", i)
+        if isinstance(item, str):
+            item = {"asset": item}
+        entry = check.mapping(item, item_path)
+        if entry is None:
+            continue
+        check.keys(entry, READ_KEYS, item_path)
+        asset = check.string(entry.get("asset"), item_path + ("asset",), required=True)
+        if asset is None:
+            continue
+        if ":" not in asset:
+            check.error(item_path + ("asset",),
+                        f"{asset!r} is not an asset id (write SOURCE:PATH, e.g. crm:public.customers)")
+            continue
+        source_id, _, asset_path = asset.partition(":")
+        reads.append(ReadDeclaration(
+            asset=asset, source=source_id, path=asset_path,
+            max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
+            warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
+            access=check.choice(entry.get("access"), ("read", "write"), item_path + ("access",), "read"),
+            columns=check.strings(entry.get("columns"), item_path + ("columns",)),
+            approval=check.string(entry.get("approval"), item_path + ("approval",)),
+            line=check.doc.line(item_path),
+        ))
+    evaluation = check.mapping(data.get("evaluation"), path + ("evaluation",))
+    if evaluation is not None:
+        check.keys(evaluation, EVALUATION_KEYS, path + ("evaluation",))
+    rollout = check.mapping(data.get("rollout"), path + ("rollout",))
+    if rollout is not None:
+        check.keys(rollout, ROLLOUT_KEYS, path + ("rollout",))
+    if workflow_id is None:
+        return None
+    return WorkflowConfig(
+        id=workflow_id,
+        owner=check.string(data.get("owner"), path + ("owner",)),
+        stage=check.choice(data.get("stage"), STAGES, path + ("stage",), "poc"),
+        runs_as=runs_as,
+        reads=tuple(reads),
+        feeds=check.strings(data.get("feeds"), path + ("feeds",)),
+        evaluation=evaluation,
+        rollout=rollout,
+        environment=check.string(data.get("environment"), path + ("environment",)),
+        description=check.string(data.get("description"), path + ("description",)),
+        file=check.doc.file,
+        line=check.doc.line(path),
+    )
+
+
+def _date(check: _Checker, value: Any, path: tuple[Any, ...]) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        check.error(path, f"{value!r} is not a date (write YYYY-MM-DD)")
+        return None
+
+
+def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> Inventory:
+    """Load, merge and validate inventory files; raise InventoryInvalid listing every problem."""
+    env = os.environ if env is None else env
+    files = expand_paths(paths)
+    errors: list[ConfigError] = []
+    if not files:
+        raise InventoryInvalid([ConfigError("no inventory file given (pass -c PATH)")])
+    known = connectors()
+    sources: dict[str, SourceConfig] = {}
+    workflows: dict[str, WorkflowConfig] = {}
+    owners: dict[str, Owner] = {}
+    notify: list[NotifyConfig] = []
+    accept: list[AcceptConfig] = []
+    defaults = Defaults()
+    state: str | None = None
+    version: Any = None
+    read_checks: list[tuple[_Checker, tuple[Any, ...], ReadDeclaration]] = []
+    feed_checks: list[tuple[_Checker, tuple[Any, ...], str, str]] = []
+    runs_as_checks: list[tuple[_Checker, tuple[Any, ...], str]] = []
+    canonical: list[Any] = []
+
+    for file in files:
+        doc, data = _parse_file(file, env, errors)
+        check = _Checker(doc, errors)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            check.error((), f"the inventory must be a mapping with keys {', '.join(TOP_KEYS)}")
+            continue
+        canonical.append(data)
+        check.keys(data, TOP_KEYS, ())
+        file_version = data.get("version", 1)
+        if file_version != 1:
+            check.error(("version",), f"unsupported version {file_version!r} (this ctxscan reads version 1)")
+        if version is not None and file_version != version:
+            check.error(("version",), "all merged files must have the same version")
+        version = file_version
+        if data.get("state") is not None:
+            state = check.string(data.get("state"), ("state",))
+        defaults_raw = check.mapping(data.get("defaults"), ("defaults",))
+        if defaults_raw is not None:
+            check.keys(defaults_raw, DEFAULTS_KEYS, ("defaults",))
+            schedule = check.schedule(defaults_raw.get("schedule"), ("defaults", "schedule"))
+            concurrency = defaults_raw.get("concurrency", defaults.concurrency)
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+                check.error(("defaults", "concurrency"), "expected a whole number of at least 1")
+                concurrency = defaults.concurrency
+            defaults = Defaults(
+                schedule=schedule or defaults.schedule,
+                timeout=check.duration(defaults_raw.get("timeout"), ("defaults", "timeout"))
+                or defaults.timeout,
+                max_age=check.duration(defaults_raw.get("max_age"), ("defaults", "max_age")),
+                warn_after=check.duration(defaults_raw.get("warn_after"), ("defaults", "warn_after")),
+                concurrency=concurrency,
+            )
+        for i, raw in enumerate(check.sequence(data.get("owners"), ("owners",))):
+            path = ("owners", i)
+            if isinstance(raw, str):
+                raw = {"id": raw}
+            entry = check.mapping(raw, path)
+            if entry is None:
+                continue
+            check.keys(entry, OWNER_KEYS, path)
+            owner_id = check.identifier(entry.get("id"), path + ("id",))
+            if owner_id is None:
+                continue
+            if owner_id in owners:
+                check.error(path + ("id",), f"duplicate owner id {owner_id!r} (first at "
+                            f"{owners[owner_id].file}:{owners[owner_id].line})")
+                continue
+            owners[owner_id] = Owner(owner_id, check.string(entry.get("name"), path + ("name",)),
+                                     check.string(entry.get("contact"), path + ("contact",)),
+                                     doc.file, doc.line(path))
+        for i, raw in enumerate(check.sequence(data.get("sources"), ("sources",))):
+            path = ("sources", i)
+            source = _source(check, raw, path, defaults, known)
+            if source is None:
+                continue
+            if source.id in sources:
+                first = sources[source.id]
+                check.error(path + ("id",), f"duplicate source id {source.id!r} (first at {first.file}:{first.line})")
+                continue
+            sources[source.id] = source
+        for i, raw in enumerate(check.sequence(data.get("workflows"), ("workflows",))):
+            path = ("workflows", i)
+            workflow = _workflow(check, raw, path)
+            if workflow is None:
+                continue
+            if workflow.id in workflows:
+                first_wf = workflows[workflow.id]
+                check.error(path + ("id",), f"duplicate workflow id {workflow.id!r} "
+                            f"(first at {first_wf.file}:{first_wf.line})")
+                continue
+            workflows[workflow.id] = workflow
+            for j, read in enumerate(workflow.reads):
+                read_checks.append((check, path + ("reads", j, "asset"), read))
+            for j, target in enumerate(workflow.feeds):
+                feed_checks.append((check, path + ("feeds", j), workflow.id, target))
+            for source_id in workflow.runs_as:
+                runs_as_checks.append((check, path + ("runs_as", source_id), source_id))
+        for i, raw in enumerate(check.sequence(data.get("notify"), ("notify",))):
+            path = ("notify", i)
+            entry = check.mapping(raw, path)
+            if entry is None:
+                continue
+            check.keys(entry, NOTIFY_KEYS, path)
+            kind = check.choice(entry.get("type"), NOTIFY_TYPES, path + ("type",), "log")
+            if entry.get("type") is None:
+                check.error(path + ("type",), f"is required ({', '.join(NOTIFY_TYPES)})")
+            url = check.string(entry.get("url"), path + ("url",), required=kind == "webhook")
+            if url and not re.match(r"^https?://", url):
+                check.error(path + ("url",), "a webhook URL must start with http:// or https://")
+            file_path = check.string(entry.get("path"), path + ("path",), required=kind == "file")
+            notify.append(NotifyConfig(
+                type=kind, url=url, path=file_path,
+                min_severity=check.choice(entry.get("min_severity"), SEVERITIES, path + ("min_severity",), "info"),
+                timeout=check.duration(entry.get("timeout"), path + ("timeout",)) or 5.0,
+                owners=check.strings(entry.get("owners"), path + ("owners",)),
+            ))
+        for i, raw in enumerate(check.sequence(data.get("accept"), ("accept",))):
+            path = ("accept", i)
+            entry = check.mapping(raw, path)
+            if entry is None:
+                continue
+            check.keys(entry, ACCEPT_KEYS, path)
+            reason = check.string(entry.get("reason"), path + ("reason",), required=True)
+            if not entry.get("fingerprint") and not entry.get("kind"):
+                check.error(path, "needs a fingerprint, or a kind with a subject (source, asset, workflow)")
+            accept.append(AcceptConfig(
+                reason=reason or "",
+                expires=_date(check, entry.get("expires"), path + ("expires",)),
+                fingerprint=check.string(entry.get("fingerprint"), path + ("fingerprint",)),
+                kind=check.string(entry.get("kind"), path + ("kind",)),
+                source=check.string(entry.get("source"), path + ("source",)),
+                asset=check.string(entry.get("asset"), path + ("asset",)),
+                workflow=check.string(entry.get("workflow"), path + ("workflow",)),
+                principal=check.string(entry.get("principal"), path + ("principal",)),
+                line=doc.line(path), file=doc.file,
+            ))
+
+    # Cross-references, once every file is merged.
+    for check, path, read in read_checks:
+        if read.source not in sources:
+            close = difflib.get_close_matches(read.source, list(sources), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            check.error(path, f"reads {read.asset!r} from undeclared source {read.source!r}{hint}")
+    for check, path, source_id in runs_as_checks:
+        if source_id not in sources:
+            check.error(path, f"runs_as names undeclared source {source_id!r}")
+    for check, path, workflow_id, target in feed_checks:
+        if target not in workflows:
+            close = difflib.get_close_matches(target, list(workflows), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            check.error(path, f"workflow {workflow_id!r} feeds unknown workflow {target!r}{hint}")
+    cycle = _feeds_cycle(workflows)
+    if cycle:
+        wf = workflows[cycle[0]]
+        errors.append(ConfigError(f"cycle in feeds: {' -> '.join(cycle)}", wf.file, wf.line,
+                                  f"workflows.{cycle[0]}.feeds"))
+    # Owners not listed in `owners` are findings (`unowned`), not an invalid file.
+    if errors:
+        raise InventoryInvalid(errors)
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Inventory(
+        files=tuple(str(f) for f in files),
+        sources=sources,
+        workflows=workflows,
+        owners=owners,
+        notify=tuple(notify),
+        accept=tuple(accept),
+        defaults=defaults,
+        state=state,
+        digest=digest,
+    )
+
+
+def _feeds_cycle(workflows: Mapping[str, WorkflowConfig]) -> list[str] | None:
+    """A cycle in workflow-to-workflow feeds, as the list of ids around it, or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    colour = dict.fromkeys(workflows, WHITE)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        colour[node] = GREY
+        stack.append(node)
+        for nxt in workflows[node].feeds:
+            if nxt not in workflows:
+                continue
+            if colour[nxt] == GREY:
+                return stack[stack.index(nxt):] + [nxt]
+            if colour[nxt] == WHITE:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        colour[node] = BLACK
+        return None
+
+    for start in sorted(workflows):
+        if colour[start] == WHITE:
+            found = visit(start)
+            if found:
+                return found
+    return None

@@ -1,0 +1,306 @@
+"""Immutable values that connectors return and the core stores, evaluates and graphs.
+
+A connector turns one source into a `SourceSnapshot`. Everything in it is plain data
+(strings, numbers, UTC datetimes, tuples) so it serialises to JSON and back without loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Freshness methods, in PRODUCT.md's words.
+METHOD_COLUMN = "column"
+METHOD_METADATA = "metadata"
+METHOD_OBSERVED = "observed"
+METHOD_NONE = "none"
+FRESHNESS_METHODS = (METHOD_COLUMN, METHOD_METADATA, METHOD_OBSERVED, METHOD_NONE)
+
+# What a grant lets a principal do, coarsely; connectors map vendor privileges onto these.
+ACCESS_READ = "read"
+ACCESS_WRITE = "write"
+ACCESS_ADMIN = "admin"
+ACCESS_OTHER = "other"
+ACCESS_LEVELS = (ACCESS_READ, ACCESS_WRITE, ACCESS_ADMIN, ACCESS_OTHER)
+
+# What a grant applies to.
+SCOPE_ASSET = "asset"        # one asset, `target` is the asset path
+SCOPE_CONTAINER = "container"  # a schema, dataset or folder: `target` is its name, assets under it
+SCOPE_SOURCE = "source"      # the whole source (bucket, database, project); `target` is "*"
+SCOPE_COLUMN = "column"      # some columns of one asset; `target` is the asset path
+GRANT_SCOPES = (SCOPE_ASSET, SCOPE_CONTAINER, SCOPE_SOURCE, SCOPE_COLUMN)
+
+# Principals that stand for "everyone".
+PUBLIC_PRINCIPALS = frozenset({"PUBLIC", "allUsers", "allAuthenticatedUsers", "*", "AllUsers",
+                               "AuthenticatedUsers", "world"})
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One field of an asset."""
+
+    name: str
+    type: str
+    nullable: bool = True
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class FreshnessObservation:
+    """When an asset last changed, and how we know.
+
+    `last_changed` is the newest evidence of change. For `observed`, the change lies in
+    (`changed_after`, `last_changed`]: counters moved between two scans, so the age is at
+    most now - `changed_after`. `caveat` says what can make the evidence wrong.
+    """
+
+    method: str = METHOD_NONE
+    last_changed: datetime | None = None
+    changed_after: datetime | None = None
+    caveat: str | None = None
+    detail: str | None = None
+
+    def age_seconds(self, now: datetime) -> float | None:
+        """Seconds since the change, conservatively (the oldest the evidence allows)."""
+        if self.method == METHOD_NONE or self.last_changed is None:
+            return None
+        reference = self.changed_after if self.changed_after is not None else self.last_changed
+        return max(0.0, (now - reference).total_seconds())
+
+    def newest_age_seconds(self, now: datetime) -> float | None:
+        """Seconds since the change, optimistically (the youngest the evidence allows)."""
+        if self.method == METHOD_NONE or self.last_changed is None:
+            return None
+        return max(0.0, (now - self.last_changed).total_seconds())
+
+
+@dataclass(frozen=True)
+class DiscoveredOwner:
+    """An owner and where it came from: `config`, `tag:KEY`, `label:KEY`, ..."""
+
+    owner: str
+    provenance: str
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One object inside a source: a table, a view, a prefix, a folder or a file."""
+
+    path: str
+    kind: str
+    columns: tuple[Column, ...] = ()
+    # The schema, dataset or folder that holds it; container-scoped grants apply through it.
+    container: str | None = None
+    row_count: int | None = None
+    size_bytes: int | None = None
+    freshness: FreshnessObservation = field(default_factory=FreshnessObservation)
+    owner: DiscoveredOwner | None = None
+    # Connector-specific facts worth showing a reviewer (labels, owner role, file count...).
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An account as the source sees it, with attributes that make it privileged."""
+
+    name: str
+    kind: str = "role"
+    # Attributes such as superuser, bypassrls, createrole, global_all, dataset_owner, s3:*.
+    attributes: tuple[str, ...] = ()
+    privileged: bool = False
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """`member` is a member of `role`; with `inherit` it uses the role's privileges."""
+
+    member: str
+    role: str
+    inherit: bool = True
+
+
+@dataclass(frozen=True)
+class Grant:
+    """principal -> privilege -> target, as the source reports it.
+
+    `scope` says whether `target` is one asset, a container (schema, dataset), the whole
+    source, or some `columns` of one asset. `access` is the coarse level the core reasons
+    with; `privilege` is the vendor's word. `via` names what gave it (an ACL, a policy
+    statement) for `ctxscan why`.
+    """
+
+    principal: str
+    privilege: str
+    target: str
+    scope: str = SCOPE_ASSET
+    access: str = ACCESS_READ
+    columns: tuple[str, ...] = ()
+    public: bool = False
+    via: str = ""
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """What one probe of one source found."""
+
+    source_id: str
+    connector: str
+    probed_at: datetime
+    assets: tuple[Asset, ...] = ()
+    principals: tuple[Principal, ...] = ()
+    memberships: tuple[Membership, ...] = ()
+    grants: tuple[Grant, ...] = ()
+    owner: DiscoveredOwner | None = None
+    # True when the probe stopped early (an object cap, a time budget): the result is
+    # incomplete and says so rather than pretending.
+    partial: bool = False
+    # Things the user should know: unreadable entries, caveats, "reports no grants".
+    notes: tuple[str, ...] = ()
+    # Whether the connector reports access at all; False means "unknown", never "none".
+    reports_grants: bool = True
+    # Connector state carried to the next probe (change counters, stats reset time...).
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+    def asset(self, path: str) -> Asset | None:
+        """The asset with this path, if the probe found it."""
+        for candidate in self.assets:
+            if candidate.path == path:
+                return candidate
+        return None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something wrong, with a stable fingerprint so it can be tracked across scans."""
+
+    kind: str
+    severity: str
+    message: str
+    fingerprint: str
+    source: str | None = None
+    asset: str | None = None
+    workflow: str | None = None
+    principal: str | None = None
+    subkind: str | None = None
+    remediation: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# JSON round trip. Hand-written so the store never depends on pickle and stays readable.
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_dt(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def snapshot_to_dict(snapshot: SourceSnapshot) -> dict[str, Any]:
+    """A JSON-ready dict of a snapshot."""
+    def owner(value: DiscoveredOwner | None) -> dict[str, str] | None:
+        return dataclasses.asdict(value) if value else None
+
+    return {
+        "source_id": snapshot.source_id,
+        "connector": snapshot.connector,
+        "probed_at": _dt(snapshot.probed_at),
+        "partial": snapshot.partial,
+        "notes": list(snapshot.notes),
+        "reports_grants": snapshot.reports_grants,
+        "state": dict(snapshot.state),
+        "owner": owner(snapshot.owner),
+        "assets": [
+            {
+                "path": a.path,
+                "kind": a.kind,
+                "container": a.container,
+                "columns": [[c.name, c.type, c.nullable, c.comment] for c in a.columns],
+                "row_count": a.row_count,
+                "size_bytes": a.size_bytes,
+                "freshness": {
+                    "method": a.freshness.method,
+                    "last_changed": _dt(a.freshness.last_changed),
+                    "changed_after": _dt(a.freshness.changed_after),
+                    "caveat": a.freshness.caveat,
+                    "detail": a.freshness.detail,
+                },
+                "owner": owner(a.owner),
+                "properties": dict(a.properties),
+            }
+            for a in snapshot.assets
+        ],
+        "principals": [
+            {"name": p.name, "kind": p.kind, "attributes": list(p.attributes),
+             "privileged": p.privileged, "properties": dict(p.properties)}
+            for p in snapshot.principals
+        ],
+        "memberships": [[m.member, m.role, m.inherit] for m in snapshot.memberships],
+        "grants": [
+            [g.principal, g.privilege, g.target, g.scope, g.access, list(g.columns), g.public, g.via]
+            for g in snapshot.grants
+        ],
+    }
+
+
+def snapshot_from_dict(data: Mapping[str, Any]) -> SourceSnapshot:
+    """The inverse of `snapshot_to_dict`."""
+    def owner(value: Mapping[str, str] | None) -> DiscoveredOwner | None:
+        return DiscoveredOwner(value["owner"], value["provenance"]) if value else None
+
+    assets = []
+    for a in data.get("assets", ()):
+        f = a.get("freshness") or {}
+        assets.append(Asset(
+            path=a["path"],
+            kind=a["kind"],
+            columns=tuple(Column(c[0], c[1], bool(c[2]), c[3]) for c in a.get("columns", ())),
+            container=a.get("container"),
+            row_count=a.get("row_count"),
+            size_bytes=a.get("size_bytes"),
+            freshness=FreshnessObservation(
+                method=f.get("method", METHOD_NONE),
+                last_changed=_parse_dt(f.get("last_changed")),
+                changed_after=_parse_dt(f.get("changed_after")),
+                caveat=f.get("caveat"),
+                detail=f.get("detail"),
+            ),
+            owner=owner(a.get("owner")),
+            properties=a.get("properties") or {},
+        ))
+    probed_at = _parse_dt(data["probed_at"])
+    assert probed_at is not None
+    return SourceSnapshot(
+        source_id=data["source_id"],
+        connector=data["connector"],
+        probed_at=probed_at,
+        assets=tuple(assets),
+        principals=tuple(
+            Principal(p["name"], p.get("kind", "role"), tuple(p.get("attributes", ())),
+                      bool(p.get("privileged")), p.get("properties") or {})
+            for p in data.get("principals", ())
+        ),
+        memberships=tuple(Membership(m[0], m[1], bool(m[2])) for m in data.get("memberships", ())),
+        grants=tuple(
+            Grant(g[0], g[1], g[2], g[3], g[4], tuple(g[5]), bool(g[6]), g[7])
+            for g in data.get("grants", ())
+        ),
+        owner=owner(data.get("owner")),
+        partial=bool(data.get("partial")),
+        notes=tuple(data.get("notes", ())),
+        reports_grants=bool(data.get("reports_grants", True)),
+        state=data.get("state") or {},
+    )

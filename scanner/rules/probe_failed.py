@@ -1,0 +1,32 @@
+"""`probe_failed`: a source could not be scanned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from scanner.model import Finding
+from scanner.rules.base import RuleContext, fingerprint, most_critical_stage, severity_for
+
+
+def probe_failed(ctx: RuleContext) -> Iterator[Finding]:
+    """Fires when a source's newest probe failed or timed out.
+
+    Fix: read the reason (connection refused, access denied, timeout), repair the source or
+    its credentials, and scan again; the finding resolves on the next successful probe.
+    """
+    for source_id, result in sorted(ctx.results.items()):
+        if source_id not in ctx.inventory.sources or result.status == "ok":
+            continue
+        readers = [w for w in ctx.inventory.workflows.values()
+                   if any(r.source == source_id for r in w.reads)]
+        yield Finding(
+            kind="probe_failed",
+            severity=severity_for("high", most_critical_stage(readers)),
+            message=f"source {source_id} could not be scanned: {result.error}",
+            fingerprint=fingerprint("probe_failed", source_id),
+            source=source_id,
+            subkind=result.reason,
+            remediation="Fix the source's reachability or credentials named in the reason, then rescan.",
+            evidence={"status": result.status, "reason": result.reason, "error": result.error,
+                      "probed_at": result.probed_at.isoformat(), "scan_id": result.scan_id},
+        )

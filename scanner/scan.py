@@ -1,0 +1,227 @@
+"""Scan orchestration: probe sources concurrently, store each result, evaluate the rules.
+
+Probes run on a bounded pool of daemon threads. Each has a deadline from the moment it
+starts; a probe that passes it is recorded as a timeout and abandoned (its thread is told
+through `ProbeContext.cancelled` and replaced, so one hang never stalls the others or the
+process exit). Results are stored one by one as they arrive.
+"""
+
+from __future__ import annotations
+
+import difflib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from scanner.errors import ProbeError, UsageError
+from scanner.inventory import Inventory
+from scanner.model import SourceSnapshot, utcnow
+from scanner.plugins import Connector, ProbeContext, SourceConfig, connectors
+from scanner.redact import redact_settings, redact_text
+from scanner.store import FindingChanges, Store
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    """What happened to one source in a scan."""
+
+    source_id: str
+    connector: str
+    status: str                 # ok, failed, timeout
+    duration: float
+    snapshot: SourceSnapshot | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class ScanReport:
+    """A finished scan: its id, each source's outcome and what the findings did."""
+
+    scan_id: int
+    started_at: datetime
+    finished_at: datetime
+    outcomes: list[SourceOutcome] = field(default_factory=list)
+    changes: FindingChanges = field(default_factory=FindingChanges)
+
+    @property
+    def status(self) -> str:
+        """ok when every source succeeded, failed when none did, else partial."""
+        ok = sum(1 for o in self.outcomes if o.status == "ok")
+        if ok == len(self.outcomes):
+            return "ok"
+        return "failed" if ok == 0 else "partial"
+
+
+Progress = Callable[[str, SourceOutcome | None], None]
+
+
+def select_sources(inventory: Inventory, source_ids: Sequence[str] | None) -> list[SourceConfig]:
+    """The sources to scan: all, or the named ones (an unknown id is a usage error)."""
+    if not source_ids:
+        return list(inventory.sources.values())
+    chosen = []
+    for source_id in source_ids:
+        if source_id not in inventory.sources:
+            close = difflib.get_close_matches(source_id, list(inventory.sources), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"unknown source {source_id!r}{hint}")
+        chosen.append(inventory.sources[source_id])
+    return chosen
+
+
+def probe_source(source: SourceConfig, context: ProbeContext,
+                 registry: dict[str, type[Connector]] | None = None) -> SourceSnapshot:
+    """Run one connector's probe and check what it returns; errors are ProbeErrors."""
+    registry = connectors() if registry is None else registry
+    connector_cls = registry.get(source.connector)
+    if connector_cls is None:
+        raise ProbeError(f"connector {source.connector!r} is not installed", reason="error")
+    connector = connector_cls(source)
+    secrets = connector.redactions()
+    try:
+        snapshot = connector.probe(context)
+    except ProbeError as exc:
+        raise ProbeError(redact_text(exc.message, secrets), exc.retryable, exc.reason) from None
+    except Exception as exc:  # a connector bug must not stop the scan
+        message = redact_text(f"{type(exc).__name__}: {exc}", secrets).splitlines()[0]
+        raise ProbeError(f"connector {source.connector} failed unexpectedly: {message}",
+                         reason="error") from None
+    if not isinstance(snapshot, SourceSnapshot):
+        raise ProbeError(f"connector {source.connector} returned {type(snapshot).__name__}, "
+                         "not a SourceSnapshot", reason="error")
+    # The core keeps include/exclude even if a connector forgets them.
+    kept = tuple(a for a in snapshot.assets if source.wants(a.path))
+    return replace(snapshot, source_id=source.id, connector=source.connector, assets=kept)
+
+
+class _Pool:
+    """A bounded pool of daemon threads whose stuck workers can be abandoned and replaced."""
+
+    def __init__(self, size: int) -> None:
+        self.tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.size = size
+        for _ in range(size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        threading.Thread(target=self._work, daemon=True, name="ctxscan-probe").start()
+
+    def _work(self) -> None:
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            task()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        self.tasks.put(task)
+
+    def replace_stuck_worker(self) -> None:
+        self._spawn()
+
+    def shutdown(self) -> None:
+        for _ in range(self.size):
+            self.tasks.put(None)
+
+
+def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | None = None,
+             progress: Progress | None = None, trigger: str = "cli",
+             registry: dict[str, type[Connector]] | None = None,
+             now: Callable[[], datetime] = utcnow) -> ScanReport:
+    """Probe the chosen sources, store every result, evaluate the rules and sync findings."""
+    from scanner.rules import build_context, evaluate
+
+    sources = select_sources(inventory, source_ids)
+    registry = connectors() if registry is None else registry
+    started = now()
+    longest = max((s.timeout or inventory.defaults.timeout for s in sources), default=60.0)
+    store.mark_interrupted(older_than=started - timedelta(seconds=longest + 600))
+    scan_id = store.begin_scan([s.id for s in sources], trigger, inventory.digest, started)
+    previous = store.latest_snapshots([s.id for s in sources])
+    principals: dict[str, set[str]] = {}
+    for workflow in inventory.workflows.values():
+        for source_id, principal in workflow.runs_as.items():
+            principals.setdefault(source_id, set()).add(principal)
+
+    results: queue.Queue[tuple[str, SourceSnapshot | None, ProbeError | None, float]] = queue.Queue()
+    running: dict[str, tuple[float, float, ProbeContext]] = {}  # id -> (started, timeout, ctx)
+    lock = threading.Lock()
+    pool = _Pool(max(1, min(inventory.defaults.concurrency, len(sources))))
+
+    def task_for(source: SourceConfig) -> Callable[[], None]:
+        timeout = float(source.timeout or inventory.defaults.timeout)
+        context = ProbeContext(now=now(), previous=previous.get(source.id),
+                               principals=frozenset(principals.get(source.id, ())), timeout=timeout)
+
+        def run() -> None:
+            began = time.monotonic()
+            with lock:
+                running[source.id] = (began, timeout, context)
+            if progress:
+                progress(f"probing {source.id} ({source.connector})", None)
+            try:
+                snapshot = probe_source(source, replace(context, now=now()), registry)
+                results.put((source.id, snapshot, None, time.monotonic() - began))
+            except ProbeError as exc:
+                results.put((source.id, None, exc, time.monotonic() - began))
+        return run
+
+    for source in sources:
+        pool.submit(task_for(source))
+
+    outcomes: dict[str, SourceOutcome] = {}
+    by_id = {s.id: s for s in sources}
+    while len(outcomes) < len(sources):
+        try:
+            source_id, snapshot, error, duration = results.get(timeout=0.05)
+        except queue.Empty:
+            clock = time.monotonic()
+            with lock:
+                overdue = [(sid, began, limit, ctx) for sid, (began, limit, ctx) in running.items()
+                           if sid not in outcomes and clock - began > limit]
+            for sid, began, limit, ctx in overdue:
+                ctx.cancelled.set()
+                pool.replace_stuck_worker()
+                outcome = SourceOutcome(sid, by_id[sid].connector, "timeout", clock - began,
+                                        error=f"probe did not finish within {limit:g}s and was abandoned",
+                                        reason="timeout")
+                _store_outcome(store, scan_id, by_id[sid], outcome, now(), registry)
+                outcomes[sid] = outcome
+                if progress:
+                    progress(f"{sid}: timeout", outcome)
+            continue
+        if source_id in outcomes:  # it finished after we gave up on it: keep the timeout
+            continue
+        source = by_id[source_id]
+        if error is None:
+            outcome = SourceOutcome(source_id, source.connector, "ok", duration, snapshot=snapshot)
+        else:
+            outcome = SourceOutcome(source_id, source.connector, "failed", duration,
+                                    error=error.message, reason=error.reason)
+        _store_outcome(store, scan_id, source, outcome, now(), registry)
+        outcomes[source_id] = outcome
+        if progress:
+            progress(f"{source_id}: {outcome.status}", outcome)
+    pool.shutdown()
+
+    finished = now()
+    ctx = build_context(inventory, store, finished)
+    changes = store.sync_findings(evaluate(ctx), finished, scan_id)
+    report = ScanReport(scan_id, started, finished, [outcomes[s.id] for s in sources], changes)
+    store.finish_scan(scan_id, report.status, finished)
+    return report
+
+
+def _store_outcome(store: Store, scan_id: int, source: SourceConfig, outcome: SourceOutcome,
+                   when: datetime, registry: dict[str, type[Connector]]) -> None:
+    connector_cls = registry.get(source.connector)
+    declared: Iterable = connector_cls.settings if connector_cls else ()
+    store.record_result(
+        scan_id, source.id, source.connector, outcome.status, outcome.duration,
+        outcome.snapshot.probed_at if outcome.snapshot else when, snapshot=outcome.snapshot,
+        error=outcome.error, reason=outcome.reason,
+        settings=redact_settings(source.settings, declared))
