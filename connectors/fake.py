@@ -26,12 +26,12 @@ from scanner.plugins import Connector, ProbeContext, Setting
 
 
 class FakeConnector(Connector):
-    """A fake source: `assets` are `path` or `path@age` (age like 2h) or `path@none`."""
+    """A fake source: `tables` are `path` or `path@age` (age like 2h) or `path@none`."""
 
     kind = "fake"
     description = "a fake source for tests and trials: declared assets, latency and failure knobs"
     settings = (
-        Setting("assets", list, help="asset paths, each `path`, `path@AGE` (e.g. 2h) or `path@none`"),
+        Setting("tables", list, help="asset paths, each `path`, `path@AGE` (e.g. 2h) or `path@none`"),
         Setting("columns", list, help="columns of every asset, each `name:type`"),
         Setting("latency", float, help="seconds each probe sleeps"),
         Setting("fail", str, help="fail every probe with this message"),
@@ -60,7 +60,7 @@ class FakeConnector(Connector):
             name, _, typ = str(spec).partition(":")
             columns.append(Column(name, typ or "text"))
         assets = []
-        for spec in settings.get("assets") or ():
+        for spec in settings.get("tables") or ():
             path, _, age = str(spec).partition("@")
             if not self.source.wants(path):
                 continue

@@ -96,9 +96,16 @@ class SqliteConnector(Connector):
                     freshness = FreshnessObservation(method=METHOD_METADATA, last_changed=mtime,
                                                      caveat=MTIME_CAVEAT)
                     if column_name and any(c.name == column_name for c in columns):
-                        newest = conn.exec_driver_sql(
-                            f"SELECT max({quote_identifier(column_name)}) FROM {quoted}").scalar()
-                        parsed = parse_timestamp(newest)
+                        # Text timestamps in mixed formats compare wrongly as strings:
+                        # julianday() normalises them; numbers are epoch seconds or ms.
+                        col = quote_identifier(column_name)
+                        numeric, julian = conn.exec_driver_sql(
+                            f"SELECT max(CASE WHEN typeof({col}) IN ('integer','real') THEN {col} END), "
+                            f"max(julianday(CASE WHEN typeof({col}) = 'text' THEN {col} END)) "
+                            f"FROM {quoted}").one()
+                        candidates = [parse_timestamp(numeric),
+                                      parse_timestamp((julian - 2440587.5) * 86400) if julian else None]
+                        parsed = max((c for c in candidates if c), default=None)
                         freshness = (FreshnessObservation(method=METHOD_COLUMN, last_changed=parsed,
                                                           detail=f"max({column_name})")
                                      if parsed else FreshnessObservation(

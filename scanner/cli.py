@@ -125,11 +125,15 @@ def _print_error(exc: Exception) -> None:
 
 
 @click.group(cls=CtxscanGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ctxscan")
+@click.version_option(package_name="ctxscan", prog_name="ctxscan")
 @common_options
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """ctxscan: inventory, freshness and access scanner for the context of AI workflows."""
+    import logging
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="ctxscan: %(levelname)s: %(message)s")
     ctx.ensure_object(App)
 
 

@@ -1,0 +1,71 @@
+"""Shared fixtures: run the real CLI in a subprocess, write inventories, make PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = os.environ.get("CTXSCAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class CliResult:
+    """What a ctxscan subprocess printed and returned."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}>"
+
+
+def run_ctxscan(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                timeout: float = 120) -> CliResult:
+    """Run `ctxscan ARGS` as a user would, in a fresh process."""
+    full_env = dict(os.environ)
+    for name in ("CTXSCAN_CONFIG", "CTXSCAN_STATE"):
+        full_env.pop(name, None)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "scanner", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return CliResult(proc)
+
+
+@pytest.fixture
+def ctxscan() -> Callable[..., CliResult]:
+    """The CLI as a function: ctxscan("scan", "--json", cwd=...)."""
+    return run_ctxscan
+
+
+@pytest.fixture
+def write_inventory(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a dedented inventory into tmp_path and return its path."""
+    def write(text: str, name: str = "ctxscan.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+        return path
+    return write
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database on the local server; dropped afterwards."""
+    import psycopg
+
+    name = f"ctxscan_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,124 @@
+"""The `files` connector against real folders."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from connectors.files import FilesConnector
+from scanner.errors import ProbeError
+from scanner.plugins import ProbeContext, SourceConfig
+from tests.connectors.contract import check_snapshot_contract
+
+NOW = datetime.now(UTC)
+
+
+def _touch(path: Path, age: timedelta, text: str = "x") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    stamp = (NOW - age).timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def _probe(root: Path, **settings: object):
+    source = SourceConfig(id="kb", connector="files", settings={"path": str(root), **settings})
+    return source, FilesConnector(source).probe(ProbeContext(now=NOW))
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> Path:
+    root = tmp_path / "kb"
+    _touch(root / "articles" / "a.md", timedelta(hours=5), "hello")
+    _touch(root / "articles" / "deep" / "b.md", timedelta(hours=1), "world!")
+    _touch(root / "archive" / "old.md", timedelta(days=90))
+    _touch(root / "README.md", timedelta(days=2), "readme")
+    (root / "empty").mkdir()
+    return root
+
+
+def test_contract(kb: Path) -> None:
+    source, snapshot = _probe(kb)
+    check_snapshot_contract(snapshot, source)
+
+
+def test_assets_are_first_level_entries_with_newest_mtime(kb: Path) -> None:
+    _, snapshot = _probe(kb)
+    assert sorted(a.path for a in snapshot.assets) == ["README.md", "archive", "articles", "empty"]
+    articles = snapshot.asset("articles")
+    assert articles is not None and articles.kind == "folder"
+    assert articles.row_count == 2 and articles.size_bytes == len("hello") + len("world!")
+    assert articles.freshness.method == "metadata"
+    # The newest file is one level deeper; its mtime wins.
+    assert abs((NOW - articles.freshness.last_changed).total_seconds() - 3600) < 5
+    archive = snapshot.asset("archive")
+    assert archive is not None and (NOW - archive.freshness.last_changed).days == 90
+    readme = snapshot.asset("README.md")
+    assert readme is not None and readme.kind == "file" and readme.row_count == 1
+    empty = snapshot.asset("empty")
+    assert empty is not None and empty.freshness.method == "none"
+
+
+def test_world_writable_is_exposed(kb: Path) -> None:
+    os.chmod(kb / "archive", 0o777)
+    os.chmod(kb / "articles", 0o750)
+    _, snapshot = _probe(kb)
+    public = {(g.target, g.access) for g in snapshot.grants if g.public}
+    assert ("archive", "write") in public and ("archive", "read") in public
+    assert not any(target == "articles" for target, _ in public)
+    assert snapshot.asset("archive").properties["world_writable"] is True  # type: ignore[union-attr]
+
+
+def test_symlinks_never_leave_the_root(kb: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret"
+    _touch(outside / "passwords.txt", timedelta(0), "hunter2")
+    os.symlink(outside, kb / "escape")
+    os.symlink(outside / "passwords.txt", kb / "articles" / "leak.txt")
+    os.symlink(kb / "archive", kb / "archive-link")
+    _, snapshot = _probe(kb)
+    assert snapshot.asset("escape") is None
+    assert any("escape" in note and "outside" in note for note in snapshot.notes)
+    articles = snapshot.asset("articles")
+    assert articles is not None and articles.row_count == 2  # the outside file is not counted
+    assert snapshot.asset("archive-link") is not None  # a link inside the root is fine
+
+
+def test_unreadable_entries_are_reported_not_fatal(kb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs as root, where chmod cannot deny reads: inject the fault into os.stat instead."""
+    real_stat = os.stat
+    target = str(kb / "articles" / "a.md")
+
+    def failing_stat(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path) == target:
+            raise PermissionError(13, "Permission denied", target)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", failing_stat)
+    _, snapshot = _probe(kb)
+    assert any("a.md" in note and "Permission denied" in note for note in snapshot.notes)
+    assert snapshot.asset("articles").row_count == 1  # type: ignore[union-attr]
+
+
+def test_hostile_names(kb: Path) -> None:
+    _touch(kb / "line\nbreak" / "x.md", timedelta(hours=1))
+    _touch(kb / "quote'\"; DROP" / "x.md", timedelta(hours=1))
+    _touch(kb / "ünïcødé 文档" / "x.md", timedelta(hours=1))
+    source, snapshot = _probe(kb)
+    paths = {a.path for a in snapshot.assets}
+    assert {"line\nbreak", "quote'\"; DROP", "ünïcødé 文档"} <= paths
+    check_snapshot_contract(snapshot, source)
+
+
+def test_include_exclude(kb: Path) -> None:
+    source = SourceConfig(id="kb", connector="files", settings={"path": str(kb)},
+                          include=("ar*",), exclude=("archive",))
+    snapshot = FilesConnector(source).probe(ProbeContext(now=NOW))
+    assert [a.path for a in snapshot.assets] == ["articles"]
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ProbeError) as caught:
+        _probe(tmp_path / "nope")
+    assert caught.value.reason == "not_found" and "does not exist" in caught.value.message

@@ -1,0 +1,190 @@
+"""The inventory file: interpolation, durations, merging, and every rejection, via the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner.durations import parse_duration, validate_schedule
+from scanner.errors import ConfigError
+from scanner.inventory import load_inventory
+
+GOOD = """
+version: 1
+owners: [{id: data-eng}, {id: support-platform, contact: "#support-platform"}]
+sources:
+  - id: crm
+    connector: fake
+    tables: [public.customers, public.tickets]
+    owner: data-eng
+    schedule: 15m
+    freshness: {max_age: 24h}
+  - id: kb
+    connector: files
+    path: ${KB_PATH}
+    schedule: "*/15 * * * *"
+workflows:
+  - id: support-reply-assistant
+    owner: support-platform
+    stage: production
+    runs_as: {crm: support_bot}
+    reads:
+      - {asset: "crm:public.customers", max_age: 1h}
+      - "kb:articles/*"
+    feeds: [escalation-router]
+  - id: escalation-router
+    stage: pilot
+    reads: [{asset: "crm:public.tickets"}]
+notify:
+  - {type: file, path: findings.jsonl}
+"""
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("90s", 90), ("15m", 900), ("1h", 3600), ("24h", 86400), ("7d", 604800), ("1h30m", 5400), (45, 45),
+])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "15", "15 minutes", "-5m", "0s", "1y"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_schedules() -> None:
+    validate_schedule("15m")
+    validate_schedule("*/5 * * * *")
+    with pytest.raises(ValueError):
+        validate_schedule("61 * * * *")
+    with pytest.raises(ValueError):
+        validate_schedule("every tuesday")
+
+
+def test_good_inventory_interpolates_and_links(write_inventory, tmp_path: Path) -> None:
+    path = write_inventory(GOOD)
+    inventory = load_inventory([path], env={"KB_PATH": str(tmp_path / "kb")})
+    assert set(inventory.sources) == {"crm", "kb"}
+    assert inventory.sources["kb"].settings["path"] == str(tmp_path / "kb")
+    assert inventory.sources["crm"].freshness.max_age == 86400
+    assert inventory.sources["kb"].schedule == "*/15 * * * *"
+    workflow = inventory.workflows["support-reply-assistant"]
+    assert workflow.stage == "production" and workflow.runs_as == {"crm": "support_bot"}
+    assert [r.asset for r in workflow.reads] == ["crm:public.customers", "kb:articles/*"]
+    assert workflow.reads[0].max_age == 3600 and workflow.reads[1].is_glob
+    assert inventory.owners["support-platform"].contact == "#support-platform"
+    assert inventory.notify[0].type == "file"
+
+
+def test_env_default_syntax(write_inventory) -> None:
+    path = write_inventory(GOOD.replace("${KB_PATH}", "${KB_PATH:-/srv/kb}"))
+    assert load_inventory([path], env={}).sources["kb"].settings["path"] == "/srv/kb"
+
+
+def test_merge_files_and_folders(tmp_path: Path) -> None:
+    folder = tmp_path / "inv"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("version: 1\nsources:\n  - {id: a, connector: fake}\n")
+    (folder / "b.yml").write_text(
+        "version: 1\nworkflows:\n  - {id: w, reads: ['a:x']}\n")
+    (folder / "notes.txt").write_text("ignored")
+    inventory = load_inventory([folder], env={})
+    assert list(inventory.sources) == ["a"] and list(inventory.workflows) == ["w"]
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("version: 1\nsources:\n  - {id: b, connector: fake}\n")
+    merged = load_inventory([folder, extra], env={})
+    assert sorted(merged.sources) == ["a", "b"]
+
+
+# Each case: a broken inventory, the line the error must name, the field, and words it must say.
+REJECTIONS = {
+    "yaml_syntax": ("version: 1\nsources:\n  - id: a\n    connector: [fake\n", 5, None, "YAML syntax error"),
+    "unknown_top_key": ("version: 1\nsorces: []\n", 2, "sorces", "did you mean 'sources'"),
+    "unknown_source_key": ("version: 1\nsources:\n  - id: a\n    connector: fake\n    schedul: 1h\n",
+                           5, "sources[0].schedul", "did you mean 'schedule'"),
+    "unknown_workflow_key": ("version: 1\nworkflows:\n  - id: w\n    raeds: []\n",
+                             4, "workflows[0].raeds", "did you mean 'reads'"),
+    "unknown_connector": ("version: 1\nsources:\n  - id: a\n    connector: postgress\n",
+                          4, "sources[0].connector", "known: "),
+    "unset_env": ("version: 1\nsources:\n  - id: a\n    connector: files\n    path: ${NOPE_NOT_SET}\n",
+                  5, "sources[0].path", "NOPE_NOT_SET is not set"),
+    "duplicate_source": ("version: 1\nsources:\n  - {id: a, connector: fake}\n  - {id: a, connector: fake}\n",
+                         4, "sources[1].id", "duplicate source id 'a'"),
+    "duplicate_workflow": ("version: 1\nworkflows:\n  - {id: w}\n  - {id: w}\n", 4, "workflows[1].id",
+                           "duplicate workflow id 'w'"),
+    "undeclared_source": ("version: 1\nsources:\n  - {id: crm, connector: fake}\nworkflows:\n"
+                          "  - id: w\n    reads: ['crn:public.x']\n", 6, "workflows[0].reads[0].asset",
+                          "undeclared source 'crn' (did you mean 'crm'?)"),
+    "feeds_unknown": ("version: 1\nworkflows:\n  - {id: w, feeds: [x]}\n", 3, "workflows[0].feeds[0]",
+                      "feeds unknown workflow 'x'"),
+    "feeds_cycle": ("version: 1\nworkflows:\n  - {id: a, feeds: [b]}\n  - {id: b, feeds: [c]}\n"
+                    "  - {id: c, feeds: [a]}\n", 3, "workflows.a.feeds", "cycle in feeds: a -> b -> c -> a"),
+    "bad_duration": ("version: 1\nsources:\n  - id: a\n    connector: fake\n    freshness: {max_age: 2 days}\n",
+                     5, "sources[0].freshness.max_age", "is not a duration"),
+    "bad_schedule": ("version: 1\nsources:\n  - id: a\n    connector: fake\n    schedule: whenever\n",
+                     5, "sources[0].schedule", "neither a duration"),
+    "bad_cron": ("version: 1\nsources:\n  - id: a\n    connector: fake\n    schedule: '99 * * * *'\n",
+                 5, "sources[0].schedule", "not a valid cron"),
+    "missing_required_setting": ("version: 1\nsources:\n  - id: a\n    connector: files\n", 3,
+                                 "sources[0].path", "required by the files connector"),
+    "bad_stage": ("version: 1\nworkflows:\n  - {id: w, stage: prod}\n", 3, "workflows[0].stage",
+                  "not one of poc, pilot, production"),
+    "asset_without_source": ("version: 1\nworkflows:\n  - {id: w, reads: [customers]}\n", 3,
+                             "workflows[0].reads[0].asset", "write SOURCE:PATH"),
+    "not_a_mapping": ("- just\n- a list\n", 1, None, "must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTIONS))
+def test_rejections_name_file_line_and_field(case: str, write_inventory, ctxscan) -> None:
+    text, line, field, words = REJECTIONS[case]
+    path = write_inventory(text)
+    with pytest.raises(ConfigError) as caught:
+        load_inventory([path], env={})
+    error = caught.value
+    assert error.file == str(path)
+    assert error.line == line, error.one_line()
+    if field is not None:
+        assert error.field == field, error.one_line()
+    assert words in error.one_line()
+    # Through the CLI: exit 2, one red line per problem naming file:line, no traceback.
+    result = ctxscan("validate", "-c", str(path), env={"NO_COLOR": "1"})
+    assert result.code == 2, result
+    assert f"{path}:{line}:" in result.err
+    assert words in result.err
+    assert "Traceback" not in result.err and result.out == ""
+
+
+def test_missing_file_is_one_line(tmp_path: Path, ctxscan) -> None:
+    result = ctxscan("validate", "-c", str(tmp_path / "nope.yaml"))
+    assert result.code == 2 and "inventory file not found" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_all_problems_are_reported_at_once(write_inventory) -> None:
+    path = write_inventory("version: 1\nsorces: []\nworkflows:\n  - {id: w, stage: prod, feeds: [zz]}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_inventory([path], env={})
+    assert len(caught.value.errors) == 3  # type: ignore[attr-defined]
+
+
+def test_validate_prints_summary(write_inventory, tmp_path: Path, ctxscan) -> None:
+    path = write_inventory(GOOD)
+    result = ctxscan("validate", "-c", str(path), env={"KB_PATH": str(tmp_path)})
+    assert result.code == 0, result
+    assert "2 sources, 2 workflows, 2 owners" in result.out
+    assert "support-reply-assistant" in result.out and "escalation-router" in result.out
+    result = ctxscan("validate", "--json", "-c", str(path), env={"KB_PATH": str(tmp_path)})
+    import json
+
+    summary = json.loads(result.out)
+    assert summary["valid"] is True and {s["id"] for s in summary["sources"]} == {"crm", "kb"}
+
+
+def test_config_from_environment_variable(write_inventory, tmp_path: Path, ctxscan) -> None:
+    path = write_inventory(GOOD)
+    result = ctxscan("validate", cwd=tmp_path.parent,
+                     env={"CTXSCAN_CONFIG": str(path), "KB_PATH": str(tmp_path)})
+    assert result.code == 0, result

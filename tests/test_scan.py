@@ -1,0 +1,88 @@
+"""Scan orchestration with the fake connector: slow, failing and hanging sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scanner.inventory import load_inventory
+from scanner.scan import run_scan
+from scanner.store import Store
+
+INVENTORY = """
+version: 1
+defaults: {{timeout: 1s, concurrency: 4}}
+sources:
+  - {{id: fast, connector: fake, tables: [public.a, public.b]}}
+  - {{id: slow, connector: fake, tables: [public.c], latency: 0.4}}
+  - {{id: broken, connector: fake, fail: "connection refused by db.internal (token {secret})", token: "{secret}"}}
+  - {{id: stuck, connector: fake, hang: true, timeout: 0.5s}}
+workflows:
+  - {{id: w, reads: ["fast:public.a", "stuck:public.x"]}}
+"""
+SECRET = "s3cr3t-t0ken-value"
+
+
+def _setup(write_inventory, tmp_path: Path):
+    path = write_inventory(INVENTORY.format(secret=SECRET))
+    inventory = load_inventory([path], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    return inventory, store
+
+
+def test_failures_and_hangs_do_not_stop_the_others(write_inventory, tmp_path: Path) -> None:
+    inventory, store = _setup(write_inventory, tmp_path)
+    seen: list[str] = []
+    report = run_scan(inventory, store, progress=lambda message, _o: seen.append(message))
+    status = {o.source_id: o.status for o in report.outcomes}
+    assert status == {"fast": "ok", "slow": "ok", "broken": "failed", "stuck": "timeout"}
+    assert report.status == "partial"
+    stuck = next(o for o in report.outcomes if o.source_id == "stuck")
+    assert stuck.reason == "timeout" and "0.5s" in (stuck.error or "")
+    assert any("probing slow" in m for m in seen)
+    # Each failure is a probe_failed finding with its reason; the secret is redacted.
+    failed = {f.source: f for f in store.findings("open") if f.kind == "probe_failed"}
+    assert set(failed) == {"broken", "stuck"}
+    assert "connection refused" in failed["broken"].message
+    assert SECRET not in failed["broken"].message and "***" in failed["broken"].message
+    # The secret reached neither the stored results nor the stored settings.
+    raw = b"".join(Path(tmp_path / "state.db").read_bytes() for _ in [0])
+    assert SECRET.encode() not in raw
+    stored = {r.source_id: r for r in store.results(report.scan_id)}
+    assert stored["fast"].asset_count == 2 and stored["stuck"].status == "timeout"
+    assert store.scans(1)[0].status == "partial"
+
+
+def test_scan_one_source_and_resolve(write_inventory, tmp_path: Path, ctxscan) -> None:
+    path = write_inventory(INVENTORY.format(secret=SECRET))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    first = ctxscan("scan", "-c", str(path), "--state", state, "--json")
+    payload = json.loads(first.out)
+    assert first.code == 0 and payload["status"] == "partial"
+    assert {s["id"]: s["status"] for s in payload["sources"]}["stuck"] == "timeout"
+    # Fix the broken source, then scan only it: its probe_failed resolves, the others stay.
+    path.write_text(path.read_text().replace('fail: "connection refused by db.internal (token '
+                                             + SECRET + ')", ', ""))
+    second = ctxscan("scan", "-c", str(path), "--state", state, "--source", "broken", "--json")
+    assert second.code == 0, second
+    assert [s["id"] for s in json.loads(second.out)["sources"]] == ["broken"]
+    findings = json.loads(ctxscan("findings", "-c", str(path), "--state", state, "--json",
+                                  "--kind", "probe_failed").out)
+    assert [f["source"] for f in findings] == ["stuck"]
+    resolved = json.loads(ctxscan("findings", "-c", str(path), "--state", state, "--json",
+                                  "--status", "resolved").out)
+    assert [f["source"] for f in resolved] == ["broken"] and resolved[0]["status"] == "resolved"
+
+
+def test_unknown_source_is_a_usage_error(write_inventory, tmp_path: Path, ctxscan) -> None:
+    path = write_inventory(INVENTORY.format(secret=SECRET))
+    result = ctxscan("scan", "-c", str(path), "--state", f"sqlite:///{tmp_path / 's.db'}", "--source", "fats")
+    assert result.code == 2 and "unknown source 'fats'" in result.err and "fast" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_fail_on(write_inventory, tmp_path: Path, ctxscan) -> None:
+    path = write_inventory(INVENTORY.format(secret=SECRET))
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    assert ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "critical").code == 0
+    assert ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "low").code == 1
