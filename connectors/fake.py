@@ -6,7 +6,6 @@ Its assets are declared in the inventory; nothing is read from anywhere.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from scanner.errors import ProbeError

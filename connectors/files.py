@@ -8,8 +8,8 @@ Symlinks are never followed out of the root, and unreadable entries are noted, n
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,7 +155,7 @@ class FilesConnector(Connector):
             relative = os.path.relpath(exc.filename, root) if exc.filename else label
             note(f"{relative}: unreadable ({exc.strerror})")
 
-        for current, dirs, files in os.walk(folder, onerror=onerror, followlinks=False):
+        for current, _dirs, files in os.walk(folder, onerror=onerror, followlinks=False):
             if context.cancelled.is_set():
                 break
             for name in files:

@@ -95,10 +95,10 @@ def access_paths(snapshot: SourceSnapshot, principal: str, asset: Asset) -> list
             paths.append(AccessPath(principal, chain, "ALL", ACCESS_ADMIN, SCOPE_SOURCE,
                                     f"privileged: {', '.join(attributes) or 'yes'}", privileged=True))
     for grant in snapshot.grants:
-        chain = chains.get(grant.principal)
-        if chain is None or not grant_covers(grant, asset):
+        grantee_chain = chains.get(grant.principal)
+        if grantee_chain is None or not grant_covers(grant, asset):
             continue
-        paths.append(AccessPath(principal, chain, grant.privilege, grant.access, grant.scope,
+        paths.append(AccessPath(principal, grantee_chain, grant.privilege, grant.access, grant.scope,
                                 grant.via, grant.public or grant.principal in PUBLIC_PRINCIPALS,
                                 grant.columns))
     paths.sort(key=lambda p: (len(p.chain), p.chain, p.access, p.privilege, p.scope, p.via))

@@ -146,7 +146,7 @@ def main(ctx: click.Context) -> None:
 def validate(as_json: bool) -> None:
     """Check the inventory file and print a one-screen summary."""
     inventory = _app().inventory()
-    summary = {
+    summary: dict[str, Any] = {
         "valid": True,
         "files": list(inventory.files),
         "sources": [{"id": s.id, "connector": s.connector, "owner": s.owner, "schedule": s.schedule}
@@ -276,7 +276,7 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
     from datetime import date
 
     from scanner.acceptance import acceptance_for
-    from scanner.output import SEVERITY_COLOURS, table
+    from scanner.output import table
     from scanner.store import SEVERITY_RANK
 
     app = _app()

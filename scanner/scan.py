@@ -209,8 +209,8 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
     pool.shutdown()
 
     finished = now()
-    ctx = build_context(inventory, store, finished)
-    changes = store.sync_findings(evaluate(ctx), finished, scan_id)
+    rule_context = build_context(inventory, store, finished)
+    changes = store.sync_findings(evaluate(rule_context), finished, scan_id)
     report = ScanReport(scan_id, started, finished, [outcomes[s.id] for s in sources], changes)
     store.finish_scan(scan_id, report.status, finished)
     return report

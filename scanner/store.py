@@ -273,7 +273,7 @@ class Store:
             result = conn.execute(scans.insert().values(
                 started_at=_iso(now or utcnow()), status="running", trigger=trigger,
                 inventory_digest=inventory_digest, sources=json.dumps(list(source_ids))))
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def finish_scan(self, scan_id: int, status: str, now: datetime | None = None) -> None:
         """Mark a scan finished with its overall status."""
@@ -304,7 +304,7 @@ class Store:
                 reason=reason, error=error, duration=duration, probed_at=_iso(probed_at),
                 asset_count=len(snapshot.assets) if snapshot else None,
                 settings=json.dumps(settings or {}, default=str), snapshot=blob))
-            return int(result.inserted_primary_key[0])
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     def scans(self, limit: int = 20) -> list[ScanRecord]:
         """The newest scans first."""
@@ -361,7 +361,7 @@ class Store:
     def sync_findings(self, current: Iterable[Finding], now: datetime | None = None,
                       scan_id: int | None = None) -> FindingChanges:
         """Open, refresh, reopen and resolve stored findings to match what fires now."""
-        now_text = _iso(now or utcnow())
+        now_text = _iso(now or utcnow()) or ""
         changes = FindingChanges()
         firing = {f.fingerprint: f for f in current}
         with self.engine.begin() as conn:

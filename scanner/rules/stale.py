@@ -27,10 +27,10 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
         if current is None or sla < current[0]:
             strictest[key] = (sla, workflow.id, workflow.stage)
     for (source_id, path), (sla, workflow_id, stage) in sorted(strictest.items()):
-        asset = ctx.snapshots[source_id].asset(path)
-        if asset is None:
+        found = ctx.snapshots[source_id].asset(path)
+        if found is None:
             continue
-        age = asset.freshness.age_seconds(ctx.now)
+        age = found.freshness.age_seconds(ctx.now)
         if age is None or age <= sla:
             continue
         yield Finding(
@@ -43,8 +43,8 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
             asset=f"{source_id}:{path}",
             workflow=workflow_id,
             remediation="Find why the asset stopped loading and reload it, or relax the SLA.",
-            evidence={"age_seconds": round(age), "sla_seconds": sla, "method": asset.freshness.method,
-                      "last_changed": asset.freshness.last_changed.isoformat()
-                      if asset.freshness.last_changed else None,
+            evidence={"age_seconds": round(age), "sla_seconds": sla, "method": found.freshness.method,
+                      "last_changed": found.freshness.last_changed.isoformat()
+                      if found.freshness.last_changed else None,
                       "sla_set_by": workflow_id},
         )
