@@ -209,8 +209,9 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
     pool.shutdown()
 
     finished = now()
-    rule_context = build_context(inventory, store, finished)
-    changes = store.sync_findings(evaluate(rule_context), finished, scan_id)
+    # Evaluated under the store's findings lock, so concurrent scans sync in the order they looked.
+    changes = store.sync_findings(lambda: evaluate(build_context(inventory, store, finished)),
+                                  finished, scan_id)
     report = ScanReport(scan_id, started, finished, [outcomes[s.id] for s in sources], changes)
     store.finish_scan(scan_id, report.status, finished)
     return report

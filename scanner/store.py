@@ -23,7 +23,7 @@ from scanner.errors import StoreError
 from scanner.model import Finding, SourceSnapshot, snapshot_from_dict, snapshot_to_dict, utcnow
 from scanner.redact import redact_url
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -358,13 +358,19 @@ class Store:
         return f"{last_result}:{last_seen}:{count}"
 
     # -- findings -------------------------------------------------------------------------
-    def sync_findings(self, current: Iterable[Finding], now: datetime | None = None,
-                      scan_id: int | None = None) -> FindingChanges:
-        """Open, refresh, reopen and resolve stored findings to match what fires now."""
+    def sync_findings(self, current: Iterable[Finding] | Callable[[], Iterable[Finding]],
+                      now: datetime | None = None, scan_id: int | None = None) -> FindingChanges:
+        """Open, refresh, reopen and resolve stored findings to match what fires now.
+
+        Pass a callable that evaluates the rules to have it run under the findings lock: then
+        concurrent scans (the daemon's jobs, a CLI scan) sync in the order they looked, and an
+        older view never resolves what a newer one opened.
+        """
         now_text = _iso(now or utcnow()) or ""
         changes = FindingChanges()
-        firing = {f.fingerprint: f for f in current}
         with self.engine.begin() as conn:
+            _lock_findings(conn)  # the daemon's jobs and a CLI scan may sync at the same time
+            firing = {f.fingerprint: f for f in (current() if callable(current) else current)}
             stored = {r.fingerprint: r for r in conn.execute(sa.select(findings))}
             for fingerprint, finding in firing.items():
                 values = dict(
@@ -430,6 +436,107 @@ class Store:
             if old:
                 conn.execute(graph_cache.delete().where(graph_cache.c.key.in_(old)))
 
+    # -- daemon: scheduler state, notification ledger and outbox (migration 3) -------------
+    # The tables and records are at the end of this module, in the daemon's section.
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """What the daemon remembers of each source's schedule: last run, success, next run."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(scheduler_state)).all()
+        return {r.source_id: ScheduleState(
+            source_id=r.source_id, schedule=r.schedule, last_started_at=parse_time(r.last_started_at),
+            last_finished_at=parse_time(r.last_finished_at), last_status=r.last_status,
+            last_success_at=parse_time(r.last_success_at), last_scan_id=r.last_scan_id,
+            last_duration=r.last_duration, next_run_at=parse_time(r.next_run_at)) for r in rows}
+
+    def record_schedule(self, source_id: str, **values: Any) -> None:
+        """Update one source's scheduler state (columns of `scheduler_state`; datetimes allowed)."""
+        stored = {key: _iso(value) if isinstance(value, datetime) else value for key, value in values.items()}
+        with self.engine.begin() as conn:
+            _upsert(conn, scheduler_state, {"source_id": source_id}, stored)
+
+    def notification_ledger(self, target: str) -> dict[str, LedgerEntry]:
+        """The last state of each finding that a notification target was told about."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(notify_ledger).where(notify_ledger.c.target == target)).all()
+        return {r.fingerprint: LedgerEntry(r.fingerprint, r.status, r.severity, r.times_opened, r.event,
+                                           parse_time(r.updated_at) or utcnow()) for r in rows}
+
+    def enqueue_notifications(self, target: str, items: Sequence[PlannedNotification],
+                              now: datetime | None = None) -> int:
+        """Move the ledger and queue the messages in one transaction; returns how many were queued."""
+        now_text = _iso(now or utcnow())
+        queued = 0
+        with self.engine.begin() as conn:
+            for item in items:
+                _upsert(conn, notify_ledger, {"target": target, "fingerprint": item.fingerprint},
+                        {"status": item.status, "severity": item.severity,
+                         "times_opened": item.times_opened, "event": item.event or "-",
+                         "updated_at": now_text})
+                if item.event is not None and item.payload is not None:
+                    conn.execute(notify_outbox.insert().values(
+                        target=target, fingerprint=item.fingerprint, event=item.event,
+                        payload=json.dumps(item.payload, sort_keys=True, default=str),
+                        created_at=now_text, status="pending", attempts=0))
+                    queued += 1
+        return queued
+
+    def pending_notifications(self, target: str, limit: int = 50) -> list[OutboxEntry]:
+        """Undelivered messages of one target, oldest first."""
+        query = (sa.select(notify_outbox)
+                 .where(notify_outbox.c.target == target, notify_outbox.c.status == "pending")
+                 .order_by(notify_outbox.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_outbox_entry(r) for r in conn.execute(query)]
+
+    def outbox(self, target: str | None = None, limit: int = 1000) -> list[OutboxEntry]:
+        """Messages of every status, newest first (for inspection and tests)."""
+        query = sa.select(notify_outbox).order_by(notify_outbox.c.id.desc()).limit(limit)
+        if target is not None:
+            query = query.where(notify_outbox.c.target == target)
+        with self.engine.connect() as conn:
+            return [_outbox_entry(r) for r in conn.execute(query)]
+
+    def mark_notification(self, outbox_id: int, delivered: bool, error: str | None = None,
+                          now: datetime | None = None) -> None:
+        """Record one delivery attempt: delivered, or failed with a (redacted) error."""
+        now_text = _iso(now or utcnow())
+        values: dict[str, Any] = {"attempts": notify_outbox.c.attempts + 1, "last_attempt_at": now_text}
+        if delivered:
+            values.update(status="delivered", delivered_at=now_text, last_error=None)
+        else:
+            values.update(last_error=(error or "failed")[:500])
+        with self.engine.begin() as conn:
+            conn.execute(notify_outbox.update().where(notify_outbox.c.id == outbox_id).values(**values))
+
+    def outbox_counts(self) -> dict[str, dict[str, int]]:
+        """Messages per target and status: {target: {"pending": n, "delivered": n, ...}}."""
+        query = (sa.select(notify_outbox.c.target, notify_outbox.c.status, sa.func.count())
+                 .group_by(notify_outbox.c.target, notify_outbox.c.status))
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for target, status, count in conn.execute(query):
+                counts.setdefault(target, {})[status] = int(count)
+        return counts
+
+    def prune_outbox(self, delivered_before: datetime, pending_before: datetime) -> tuple[int, int]:
+        """Delete old delivered messages and give up on very old pending ones; returns both counts."""
+        with self.engine.begin() as conn:
+            deleted = conn.execute(notify_outbox.delete().where(
+                notify_outbox.c.status.in_(("delivered", "dropped")),
+                notify_outbox.c.created_at < _iso(delivered_before))).rowcount or 0
+            dropped = conn.execute(notify_outbox.update().where(
+                notify_outbox.c.status == "pending", notify_outbox.c.created_at < _iso(pending_before))
+                .values(status="dropped", last_error="gave up: undelivered for too long")).rowcount or 0
+        return int(deleted), int(dropped)
+
+    def interrupt_scans(self, trigger: str, started_since: datetime) -> int:
+        """Mark `running` scans of one trigger started since a time as interrupted (a stop abandoned them)."""
+        query = (scans.update().where(scans.c.status == "running", scans.c.trigger == trigger,
+                                      scans.c.started_at >= _iso(started_since))
+                 .values(status="interrupted", finished_at=_iso(utcnow())))
+        with self.engine.begin() as conn:
+            return int(conn.execute(query).rowcount or 0)
+
 
 def _result_columns() -> list[sa.ColumnElement[Any]]:
     c = source_results.c
@@ -485,3 +592,140 @@ def default_state_url(config_files: Sequence[str], declared: str | None = None,
             return declared
         return f"sqlite:///{(base / declared).resolve()}"
     return f"sqlite:///{base / '.ctxscan' / 'state.db'}"
+
+
+# ---------------------------------------------------------------------------------------
+# Daemon section (migration 3): scheduler state, the notification ledger and the outbox.
+#
+# `scheduler_state` keeps each source's last run so a restarted daemon knows what is due.
+# `notify_ledger` remembers, per notification target, the last state of each finding it was
+# told about, so nothing is sent twice for the same state, also across restarts.
+# `notify_outbox` holds every message until its target accepts it, so a target that is down
+# never slows a scan and gets what it missed when it comes back. Targets are keyed by a hash:
+# a webhook URL is a secret and is never stored.
+
+scheduler_state = sa.Table(
+    "scheduler_state", metadata,
+    sa.Column("source_id", sa.String(200), primary_key=True),
+    sa.Column("schedule", sa.String(120)),
+    sa.Column("last_started_at", sa.String(40)),
+    sa.Column("last_finished_at", sa.String(40)),
+    sa.Column("last_status", sa.String(16)),
+    sa.Column("last_success_at", sa.String(40)),
+    sa.Column("last_scan_id", sa.Integer),
+    sa.Column("last_duration", sa.Float),
+    sa.Column("next_run_at", sa.String(40)),
+)
+notify_ledger = sa.Table(
+    "notify_ledger", metadata,
+    sa.Column("target", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),     # open, resolved
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("times_opened", sa.Integer, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),      # the last event queued, or '-'
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+notify_outbox = sa.Table(
+    "notify_outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),      # opened, reopened, escalated, resolved
+    sa.Column("payload", sa.Text, nullable=False),          # JSON; findings are already redacted
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),     # pending, delivered, dropped
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_attempt_at", sa.String(40)),
+    sa.Column("delivered_at", sa.String(40)),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_notify_outbox_target_status", "target", "status", "id"),
+)
+FINDINGS_LOCK_KEY = "lock:findings"
+
+
+def _migrate_3(conn: Connection) -> None:
+    for table in (scheduler_state, notify_ledger, notify_outbox):
+        table.create(conn, checkfirst=True)
+    if conn.execute(sa.select(meta.c.key).where(meta.c.key == FINDINGS_LOCK_KEY)).first() is None:
+        conn.execute(meta.insert().values(key=FINDINGS_LOCK_KEY, value="0"))
+
+
+MIGRATIONS[3] = _migrate_3
+
+
+def _lock_findings(conn: Connection) -> None:
+    """Serialise findings syncs across threads and processes for the rest of the transaction.
+
+    Writing a row first makes SQLite take its write lock before the findings are read (and
+    wait on busy_timeout rather than fail on a stale snapshot), and makes PostgreSQL hold a
+    row lock, so two syncs never both open the same finding.
+    """
+    conn.execute(meta.update().where(meta.c.key == FINDINGS_LOCK_KEY).values(value=meta.c.value))
+
+
+def _upsert(conn: Connection, table: sa.Table, keys: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    where = [table.c[name] == value for name, value in keys.items()]
+    if not conn.execute(table.update().where(*where).values(**values)).rowcount:
+        conn.execute(table.insert().values(**keys, **values))
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """One source's schedule as the daemon last left it."""
+
+    source_id: str
+    schedule: str | None
+    last_started_at: datetime | None
+    last_finished_at: datetime | None
+    last_status: str | None
+    last_success_at: datetime | None
+    last_scan_id: int | None
+    last_duration: float | None
+    next_run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """The last state of a finding that one notification target was told about."""
+
+    fingerprint: str
+    status: str
+    severity: str
+    times_opened: int
+    event: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PlannedNotification:
+    """A ledger move for one finding, with the message to queue (none for a silent move)."""
+
+    fingerprint: str
+    status: str
+    severity: str
+    times_opened: int
+    event: str | None = None
+    payload: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One queued notification."""
+
+    id: int
+    target: str
+    fingerprint: str
+    event: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+    status: str
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+def _outbox_entry(row: Any) -> OutboxEntry:
+    return OutboxEntry(row.id, row.target, row.fingerprint, row.event, json.loads(row.payload),
+                       parse_time(row.created_at) or utcnow(), row.status, row.attempts or 0,
+                       row.last_error, parse_time(row.delivered_at))

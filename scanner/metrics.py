@@ -1,0 +1,199 @@
+"""The daemon's HTTP endpoint: `/healthz` (JSON) and `/metrics` (Prometheus text format).
+
+prometheus-client with its own `CollectorRegistry`, so nothing global leaks in and two
+daemons in one process (tests, the soak benchmark) never share counters. Counters and the
+histogram are fed as scans and deliveries happen; asset ages, SLAs and open findings are
+computed at scrape time from what the daemon keeps in memory, never from a probe.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from scanner.inventory import Inventory
+from scanner.model import FreshnessObservation
+
+log = logging.getLogger("ctxscan.http")
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+
+def effective_sla(inventory: Inventory, source_id: str, path: str) -> float | None:
+    """The strictest `max_age` of the reads naming an asset, else its override, else its source's."""
+    strictest: float | None = None
+    for workflow in inventory.workflows.values():
+        for read in workflow.reads:
+            if read.source != source_id or read.max_age is None:
+                continue
+            if read.path == path or (read.is_glob and fnmatch.fnmatchcase(path, read.path)):
+                strictest = read.max_age if strictest is None else min(strictest, read.max_age)
+    if strictest is not None:
+        return strictest
+    source = inventory.sources.get(source_id)
+    if source is None:
+        return None
+    for override in source.assets:
+        if override.path == path and override.max_age is not None:
+            return override.max_age
+    return source.freshness.max_age or inventory.defaults.max_age
+
+
+@dataclass
+class MetricsView:
+    """What a scrape reads from the daemon, taken under its lock."""
+
+    now: datetime
+    inventory: Inventory
+    assets: Mapping[str, list[tuple[str, FreshnessObservation]]]
+    open_findings: Mapping[tuple[str, str], int]
+    last_success: Mapping[str, datetime]
+    outbox_pending: Mapping[str, int]
+    scheduler_running: bool
+    source_up: Mapping[str, bool] = field(default_factory=dict)
+
+
+class _StateCollector:
+    """Gauges computed at scrape time."""
+
+    def __init__(self, view: Callable[[], MetricsView]) -> None:
+        self.view = view
+
+    def describe(self) -> list[Metric]:
+        return []  # scrape-time values only; nothing to register up front
+
+    def collect(self) -> Iterator[Metric]:
+        view = self.view()
+        age = GaugeMetricFamily("ctxscan_asset_age_seconds",
+                                "Seconds since the asset last changed, from its newest successful scan.",
+                                labels=["source", "asset"])
+        sla = GaugeMetricFamily("ctxscan_asset_sla_seconds",
+                                "The asset's effective freshness SLA (strictest max_age of its readers).",
+                                labels=["source", "asset"])
+        for source_id, assets in sorted(view.assets.items()):
+            if source_id not in view.inventory.sources:
+                continue
+            for path, freshness in assets:
+                seconds = freshness.age_seconds(view.now)
+                if seconds is not None:
+                    age.add_metric([source_id, path], seconds)
+                limit = effective_sla(view.inventory, source_id, path)
+                if limit is not None:
+                    sla.add_metric([source_id, path], limit)
+        yield age
+        yield sla
+        findings = GaugeMetricFamily("ctxscan_open_findings", "Open findings that no accept: entry hides.",
+                                     labels=["kind", "severity"])
+        for (kind, severity), count in sorted(view.open_findings.items()):
+            findings.add_metric([kind, severity], count)
+        yield findings
+        success = GaugeMetricFamily("ctxscan_source_last_success_timestamp_seconds",
+                                    "Unix time of the newest successful scan of the source.",
+                                    labels=["source"])
+        for source_id, when in sorted(view.last_success.items()):
+            if source_id in view.inventory.sources:
+                success.add_metric([source_id], when.timestamp())
+        yield success
+        up = GaugeMetricFamily("ctxscan_source_up", "1 when the source's newest scan succeeded.",
+                               labels=["source"])
+        for source_id, ok in sorted(view.source_up.items()):
+            if source_id in view.inventory.sources:
+                up.add_metric([source_id], 1.0 if ok else 0.0)
+        yield up
+        pending = GaugeMetricFamily("ctxscan_notifications_pending", "Messages waiting in the outbox.",
+                                    labels=["target"])
+        for name, count in sorted(view.outbox_pending.items()):
+            pending.add_metric([name], count)
+        yield pending
+        running = GaugeMetricFamily("ctxscan_scheduler_running", "1 while the scheduler runs.")
+        running.add_metric([], 1.0 if view.scheduler_running else 0.0)
+        yield running
+
+
+class DaemonMetrics:
+    """The daemon's Prometheus registry."""
+
+    def __init__(self, view: Callable[[], MetricsView]) -> None:
+        disable_created_metrics()  # `_created` series only double the output for no use here
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.scans = Counter("ctxscan_scans", "Scans of a source by outcome.", ["source", "status"],
+                             registry=self.registry)
+        self.probe_failures = Counter("ctxscan_probe_failures", "Probes that failed or timed out.",
+                                      ["source", "reason"], registry=self.registry)
+        self.scan_duration = Histogram("ctxscan_scan_duration_seconds", "Probe duration of a source.",
+                                       ["source"], registry=self.registry,
+                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+        self.notifications = Counter("ctxscan_notifications", "Messages delivered, by target and event.",
+                                     ["target", "event"], registry=self.registry)
+        self.notification_failures = Counter("ctxscan_notification_failures",
+                                             "Delivery attempts that failed, by target.", ["target"],
+                                             registry=self.registry)
+        self.reloads = Counter("ctxscan_inventory_reloads", "Inventory reloads by outcome.", ["outcome"],
+                               registry=self.registry)
+        self.registry.register(_StateCollector(view))  # type: ignore[arg-type]
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """A small threaded HTTP server for /healthz and /metrics."""
+
+    def __init__(self, host: str, port: int, health: Callable[[], tuple[int, dict[str, Any]]],
+                 metrics: DaemonMetrics) -> None:
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "ctxscan"
+            sys_version = ""
+
+            def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+                path = self.path.split("?", 1)[0]
+                try:
+                    if path in ("/healthz", "/health"):
+                        code, body = health()
+                        self._send(code, "application/json",
+                                   json.dumps(body, indent=2, default=str).encode() + b"\n")
+                    elif path == "/metrics":
+                        self._send(200, CONTENT_TYPE_LATEST, server_self.metrics.render())
+                    else:
+                        self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+                except Exception as exc:  # never kill the server thread
+                    log.warning("error serving %s: %s", path, type(exc).__name__)
+                    self._send(500, "text/plain", b"internal error\n")
+
+            def _send(self, code: int, content_type: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("%s " + format, self.address_string(), *args)
+
+        self.metrics = metrics
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.host = host
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                       name="ctxscan-http", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
