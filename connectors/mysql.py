@@ -1,0 +1,682 @@
+"""MySQL 8 and MariaDB 10.4+: schema, estimates, freshness and access paths, read-only.
+
+Schema and estimates come from information_schema in a few bulk queries. Access comes from
+the grant tables (mysql.user, mysql.db, mysql.tables_priv, mysql.columns_priv and role
+edges) when the scanning account may read them, else from information_schema, which shows
+only the scanning account's own privileges (and says so in a note). Accounts are named
+`user@host` (`support_bot@%`); MariaDB roles by their name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from connectors._sqlcommon import (
+    DEFAULT_MAX_GRANTS,
+    REASON_ERROR,
+    REASON_NOT_FOUND,
+    BatchAborted,
+    Limits,
+    as_utc,
+    batches,
+    bound_grants,
+    classify,
+    column_observation,
+    owner_from_comment,
+    probe_error,
+    probe_limits,
+    qualified_path,
+    run_bisecting,
+    runs_as_notes,
+)
+from scanner.errors import ProbeError
+from scanner.model import (
+    ACCESS_ADMIN,
+    ACCESS_OTHER,
+    ACCESS_READ,
+    ACCESS_WRITE,
+    METHOD_METADATA,
+    METHOD_NONE,
+    SCOPE_ASSET,
+    SCOPE_COLUMN,
+    SCOPE_CONTAINER,
+    SCOPE_SOURCE,
+    Asset,
+    Column,
+    DiscoveredOwner,
+    FreshnessObservation,
+    Grant,
+    Membership,
+    Principal,
+    SourceSnapshot,
+)
+from scanner.plugins import Connector, ProbeContext, Setting, SourceConfig
+
+if TYPE_CHECKING:
+    import pymysql
+
+SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+PRIVILEGE_ACCESS = {
+    "SELECT": ACCESS_READ,
+    "INSERT": ACCESS_WRITE, "UPDATE": ACCESS_WRITE, "DELETE": ACCESS_WRITE, "DROP": ACCESS_WRITE,
+    "ALTER": ACCESS_WRITE, "DELETE HISTORY": ACCESS_WRITE,
+    # A grant option passes privileges on without using more of them (the core reads admin
+    # as read and write); a global one makes the account privileged instead.
+    "GRANT OPTION": ACCESS_OTHER, "SUPER": ACCESS_ADMIN, "CREATE USER": ACCESS_ADMIN, "FILE": ACCESS_ADMIN,
+}
+# Global privileges that make an account superuser-like.
+PRIVILEGED_GLOBAL = frozenset({"SUPER", "FILE", "GRANT OPTION", "CREATE USER"})
+# `Xxx_priv` columns of the grant tables whose privilege is not just the words of the name.
+_PRIV_COLUMN_WORDS = {"Grant": "GRANT OPTION", "Show_db": "SHOW DATABASES", "Create_tmp_table":
+                      "CREATE TEMPORARY TABLES", "Repl_slave": "REPLICATION SLAVE", "Repl_client":
+                      "REPLICATION CLIENT"}
+# Words of tables_priv.Table_priv that differ from the GRANT statement's.
+_TABLE_PRIV_WORDS = {"GRANT": "GRANT OPTION", "DELETE VERSIONING ROWS": "DELETE HISTORY"}
+PER_TABLE_ERRNOS = {1142: "permission denied", 1143: "permission denied", 1205: "lock wait timeout",
+                    1969: "statement timeout", 3024: "statement timeout", 1146: "table dropped during the probe",
+                    1054: "column dropped during the probe", 1356: "view references something invalid"}
+UPDATE_TIME_CAVEAT = ("information_schema UPDATE_TIME: cached by the server, empty after a restart for "
+                      "InnoDB, not kept by every engine")
+
+
+def _is_timestamp(type_name: str) -> bool:
+    lowered = type_name.lower()
+    return lowered.startswith(("datetime", "timestamp")) or lowered == "date"
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _via(privilege: str, on: str, columns: Sequence[str] = ()) -> str:
+    """The GRANT statement that gives a privilege, for `ctxscan why`."""
+    if privilege == "GRANT OPTION":
+        return f"GRANT USAGE ON {on} WITH GRANT OPTION"
+    listed = f" ({', '.join(columns)})" if columns else ""
+    return f"GRANT {privilege}{listed} ON {on}"
+
+
+def _privilege_from_column(column: str) -> str:
+    base = column[: -len("_priv")]
+    return _PRIV_COLUMN_WORDS.get(base, base.replace("_", " ").upper())
+
+
+def _split_set(value: Any) -> list[str]:
+    """A SET column (`Select,Insert,Grant`) as upper-case privilege words."""
+    if not value:
+        return []
+    items = value if isinstance(value, set | frozenset | list | tuple) else str(value).split(",")
+    words = [str(item).strip().upper() for item in items if str(item).strip()]
+    return sorted(_TABLE_PRIV_WORDS.get(word, word) for word in words)
+
+
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    """A GRANT database name (`_` and `%` are wildcards, `\\_` is literal) as a regex."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+_GRANTEE = re.compile(r"^'((?:[^']|'')*)'@'((?:[^']|'')*)'$")
+
+
+def parse_grantee(grantee: str) -> tuple[str, str]:
+    """information_schema's `'user'@'host'` as (user, host)."""
+    match = _GRANTEE.match(grantee)
+    if not match:
+        return grantee, ""
+    return match.group(1).replace("''", "'"), match.group(2).replace("''", "'")
+
+
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str | None
+    unix_socket: str | None
+
+
+def parse_url(url: str) -> _Target:
+    """mysql://user:password@host:port/database (also mariadb:// and SQLAlchemy's +pymysql)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0].lower()
+    if scheme not in ("mysql", "mariadb"):
+        raise ProbeError(f"url must start with mysql:// or mariadb://, not {parts.scheme}://", reason=REASON_ERROR)
+    query = parse_qs(parts.query)
+    database = unquote(parts.path.lstrip("/")) or None
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise ProbeError("url has an invalid port", reason=REASON_ERROR) from None
+    return _Target(host=parts.hostname or "127.0.0.1", port=port, user=unquote(parts.username or ""),
+                   password=unquote(parts.password or ""), database=database,
+                   unix_socket=query["unix_socket"][0] if query.get("unix_socket") else None)
+
+
+class MysqlConnector(Connector):
+    """MySQL 8 and MariaDB through PyMySQL: information_schema, grant tables and roles."""
+
+    kind: ClassVar[str] = "mysql"
+    description: ClassVar[str] = (
+        "MySQL 8 / MariaDB 10.4+: tables, views, columns, estimates, freshness (max of a column or "
+        "UPDATE_TIME) and access paths (accounts, roles, global, database, table and column grants)")
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("url", str, required=True,
+                help="mysql://user:password@host:port/[database] (no database: every user database; "
+                     "the password is redacted)"),
+        Setting("connect_timeout", float,
+                help="seconds to wait for the connection (default: a quarter of the probe timeout, 2-10 s)"),
+        Setting("statement_timeout", float,
+                help="seconds one statement may run (default: half the probe timeout)"),
+        Setting("lock_timeout", float, help="seconds to wait for a metadata or row lock (default 1)"),
+        Setting("batch_size", int, help="tables per max() statement for freshness.column (default 200)"),
+        Setting("max_grants", int,
+                help="past this many grants, table grants are kept only for runs_as principals (default 200000)"),
+    )
+
+    def probe(self, context: ProbeContext) -> SourceSnapshot:
+        """Probe the server read-only and return its assets, freshness and access paths."""
+        limits = probe_limits(self.source, context)
+        url = self.source.settings.get("url")
+        if not url or not isinstance(url, str):
+            raise ProbeError(f"source {self.source.id}: setting url is missing", reason=REASON_ERROR)
+        target = parse_url(url)
+        phase = "cannot connect to MySQL"
+        try:
+            conn = _connect(target, limits)
+            try:
+                phase = "MySQL probe failed"
+                return _Probe(self.source, context, conn, limits, target).run()
+            finally:
+                conn.close()
+        except ProbeError:
+            raise
+        except Exception as exc:
+            raise self.translate_error(exc, phase) from None
+
+    def translate_error(self, exc: BaseException, phase: str) -> ProbeError:
+        """The one place PyMySQL's exceptions become ProbeErrors, secrets redacted."""
+        errno: int | None = None
+        text = str(exc)
+        args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
+        if len(args) >= 2 and isinstance(args[0], int):
+            errno, text = args[0], str(args[1])
+        if isinstance(exc, TimeoutError | OSError) and errno is None:
+            text = f"{type(exc).__name__}: {exc}"
+        return probe_error(phase, text or type(exc).__name__, classify(text, errno=errno), self.redactions())
+
+
+def _connect(target: _Target, limits: Limits) -> pymysql.connections.Connection[Any]:
+    import pymysql
+
+    # PyMySQL's read_timeout bounds every wait on the server, the handshake included, so a
+    # server that accepts and never answers fails within the connect timeout; afterwards a
+    # statement may take its own timeout (the server's limit) plus a margin.
+    conn = pymysql.connect(
+        host=target.host, port=target.port, user=target.user, password=target.password,
+        database=target.database, unix_socket=target.unix_socket, charset="utf8mb4",
+        connect_timeout=limits.connect, read_timeout=limits.connect, write_timeout=limits.connect,
+        autocommit=True, program_name="ctxscan")
+    if hasattr(conn, "_read_timeout") and hasattr(conn, "_write_timeout"):
+        conn._read_timeout = conn._write_timeout = limits.statement + 1.0
+    return conn
+
+
+class _Probe:
+    """One probe: session set-up, bulk information_schema queries, grants, freshness."""
+
+    def __init__(self, source: SourceConfig, context: ProbeContext, conn: Any, limits: Limits,
+                 target: _Target) -> None:
+        self.source = source
+        self.context = context
+        self.conn = conn
+        self.limits = limits
+        self.target = target
+        self.notes: list[str] = []
+        self.partial = False
+
+    def fetch(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        if self.context.cancelled.is_set():
+            raise ProbeError("MySQL probe cancelled by the scan", retryable=True, reason="timeout")
+        with self.conn.cursor() as cursor:
+            cursor.execute(query, params)
+            return list(cursor.fetchall())
+
+    def fetch_named(self, query: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self.conn.cursor() as cursor:
+            cursor.execute(query, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def _session(self, mariadb: bool) -> None:
+        import pymysql
+
+        statement_seconds = max(1.0, self.limits.statement)
+        lock_seconds = max(1, int(self.limits.lock + 0.999))
+        statements = ["SET SESSION TRANSACTION READ ONLY", "SET time_zone = '+00:00'",
+                      f"SET SESSION lock_wait_timeout = {lock_seconds}",
+                      f"SET SESSION innodb_lock_wait_timeout = {lock_seconds}"]
+        if mariadb:
+            statements.append(f"SET SESSION max_statement_time = {statement_seconds:.3f}")
+        else:
+            statements.append(f"SET SESSION max_execution_time = {int(statement_seconds * 1000)}")
+        for statement in statements:
+            try:
+                self.fetch(statement)
+            except pymysql.err.MySQLError as exc:
+                # An old server or a proxy may lack one of these; the others still bound us.
+                if statement.startswith("SET time_zone"):
+                    raise
+                self.notes.append(f"could not apply {statement.split('=')[0].strip()}: {exc.args[-1]}")
+
+    def run(self) -> SourceSnapshot:
+        version, current_user = self.fetch("SELECT VERSION(), CURRENT_USER()")[0]
+        mariadb = "mariadb" in str(version).lower()
+        self._session(mariadb)
+
+        schemata = self.fetch_named("SELECT * FROM information_schema.SCHEMATA")
+        all_databases = [row["SCHEMA_NAME"] for row in schemata]
+        schema_comments = {row["SCHEMA_NAME"]: row.get("SCHEMA_COMMENT") for row in schemata}
+        if self.target.database:
+            if self.target.database not in all_databases:
+                raise ProbeError(f"MySQL database {self.target.database!r} does not exist or is not visible",
+                                 reason=REASON_NOT_FOUND)
+            databases = [self.target.database]
+        else:
+            databases = [name for name in all_databases if name not in SYSTEM_DATABASES]
+
+        tables: list[dict[str, Any]] = []
+        columns: dict[tuple[str, str], list[Column]] = defaultdict(list)
+        if databases:
+            tables = self.fetch_named(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH,"
+                " UPDATE_TIME, CREATE_OPTIONS, TABLE_COMMENT FROM information_schema.TABLES"
+                " WHERE TABLE_SCHEMA IN %s", (databases,))
+            for schema, table, name, type_name, nullable, comment in self.fetch(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT"
+                    " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN %s"
+                    " ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION", (databases,)):
+                columns[(schema, table)].append(Column(name, type_name, nullable == "YES", comment or None))
+
+        wanted: list[tuple[dict[str, Any], str, str]] = []
+        for row in tables:
+            kind = self._kind(row)
+            if kind is None:
+                continue
+            path = qualified_path(row["TABLE_SCHEMA"], row["TABLE_NAME"])
+            if self.source.wants(path):
+                wanted.append((row, path, kind))
+
+        freshness = {path: self._metadata_freshness(row, kind) for row, path, kind in wanted}
+        column = self.source.freshness.column
+        if column:
+            freshness.update(self._column_freshness(column, wanted, columns))
+
+        assets = []
+        key = self.source.owner_tag
+        for row, path, kind in wanted:
+            schema, name = row["TABLE_SCHEMA"], row["TABLE_NAME"]
+            properties: dict[str, Any] = {}
+            if row["ENGINE"]:
+                properties["engine"] = row["ENGINE"]
+            comment = row["TABLE_COMMENT"] if kind != "view" else None
+            if comment:
+                properties["comment"] = comment
+            owner = None
+            found = owner_from_comment(comment, key)
+            provenance = f"comment:{key}"
+            if not found:
+                found = owner_from_comment(schema_comments.get(schema), key)
+                provenance = f"schema comment:{key}"
+            if found:
+                owner = DiscoveredOwner(found, provenance)
+            is_view = kind == "view"
+            size = None if is_view or row["DATA_LENGTH"] is None else int(row["DATA_LENGTH"]) + int(
+                row["INDEX_LENGTH"] or 0)
+            rows = None if is_view or row["TABLE_ROWS"] is None else int(row["TABLE_ROWS"])
+            assets.append(Asset(path=path, kind=kind, columns=tuple(columns.get((schema, name), ())),
+                                container=schema, row_count=rows, size_bytes=size, freshness=freshness[path],
+                                owner=owner, properties=properties))
+
+        principals, memberships, grants = _Access(self, databases, wanted).read()
+        grants, left_out = bound_grants(grants, memberships, self.context,
+                                        int(self.source.settings.get("max_grants") or DEFAULT_MAX_GRANTS))
+        if left_out:
+            self.notes.append(left_out)
+        self.notes.extend(runs_as_notes(
+            self.context, (p.name for p in principals),
+            hint=" (MySQL accounts are named user@host, e.g. support_bot@%)"))
+        return SourceSnapshot(
+            source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
+            assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
+            grants=tuple(grants), partial=self.partial, notes=tuple(self.notes), reports_grants=True,
+            state={})
+
+    @staticmethod
+    def _kind(row: Mapping[str, Any]) -> str | None:
+        table_type = row["TABLE_TYPE"]
+        if table_type in ("VIEW", "SYSTEM VIEW"):
+            return "view"
+        if table_type not in ("BASE TABLE", "SYSTEM VERSIONED"):
+            return None  # sequences, temporary tables
+        if str(row["ENGINE"] or "").upper() in ("FEDERATED", "FEDERATEDX", "CONNECT"):
+            return "foreign_table"
+        if "partitioned" in str(row["CREATE_OPTIONS"] or "").lower():
+            return "partitioned_table"
+        return "table"
+
+    @staticmethod
+    def _metadata_freshness(row: Mapping[str, Any], kind: str) -> FreshnessObservation:
+        if kind == "view":
+            return FreshnessObservation(method=METHOD_NONE, detail="a view has no UPDATE_TIME; set freshness.column")
+        moment, _naive = as_utc(row["UPDATE_TIME"])  # the session time zone is UTC
+        if moment is None:
+            return FreshnessObservation(
+                method=METHOD_NONE,
+                detail="UPDATE_TIME is empty (no write since the server started, or not kept by this engine)")
+        return FreshnessObservation(method=METHOD_METADATA, last_changed=moment, caveat=UPDATE_TIME_CAVEAT,
+                                    detail="information_schema.TABLES.UPDATE_TIME")
+
+    def _column_freshness(self, column: str, wanted: list[tuple[dict[str, Any], str, str]],
+                          columns: Mapping[tuple[str, str], list[Column]]) -> dict[str, FreshnessObservation]:
+        import pymysql
+
+        out: dict[str, FreshnessObservation] = {}
+        eligible: list[tuple[int, dict[str, Any], str]] = []
+        lacking: list[str] = []
+        for row, path, _kind in wanted:
+            cols = columns.get((row["TABLE_SCHEMA"], row["TABLE_NAME"]), ())
+            found = next((c for c in cols if c.name == column), None)
+            if found is not None and _is_timestamp(found.type):
+                eligible.append((len(eligible), row, path))
+            else:
+                lacking.append(path)
+        if lacking:
+            shown = ", ".join(lacking[:10]) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
+            self.notes.append(f"freshness.column {column!r} is missing or not a timestamp in {len(lacking)} "
+                              f"assets ({shown}); their freshness comes from UPDATE_TIME")
+        if not eligible:
+            return out
+        quoted_column = _quote(column)
+
+        def run(batch: list[tuple[int, dict[str, Any], str]]) -> dict[int, Any]:
+            parts = [f"SELECT {index}, MAX({quoted_column}) FROM {_quote(row['TABLE_SCHEMA'])}."
+                     f"{_quote(row['TABLE_NAME'])}" for index, row, _path in batch]
+            return {int(index): value for index, value in self.fetch(" UNION ALL ".join(parts))}
+
+        def per_table(exc: Exception) -> str | None:
+            if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] in PER_TABLE_ERRNOS:
+                return PER_TABLE_ERRNOS[exc.args[0]]
+            return None
+
+        batch_size = int(self.source.settings.get("batch_size") or 200)
+        results: dict[int, Any] = {}
+        failures: dict[int, str] = {}
+        done = 0
+        try:
+            for group in batches(eligible, max(1, batch_size), max(1, batch_size), lambda item: 1):
+                run_bisecting(group, run, per_table, results, failures, key=lambda item: item[0],
+                              out_of_time=lambda: self.limits.remaining() <= 0 or self.context.cancelled.is_set())
+                done += len(group)
+        except BatchAborted:
+            self.partial = True
+            self.notes.append(f"max({column}) stopped when the time budget ran out: {done} of "
+                              f"{len(eligible)} assets measured; the rest use UPDATE_TIME")
+        for index, _row, path in eligible:
+            if index in results:
+                out[path] = column_observation(column, results[index])
+            elif index in failures:
+                out[path] = FreshnessObservation(method=METHOD_NONE,
+                                                 detail=f"max({column}) failed: {failures[index]}")
+        if failures:
+            paths = sorted(path for index, _row, path in eligible if index in failures)
+            self.notes.append(f"max({column}) failed for {len(paths)} assets: " + ", ".join(paths[:10]))
+        return out
+
+
+class _Access:
+    """Accounts, roles and grants, from the grant tables or, failing that, information_schema."""
+
+    def __init__(self, probe: _Probe, databases: list[str], wanted: list[tuple[dict[str, Any], str, str]]):
+        self.probe = probe
+        self.databases = databases
+        # (database, table) -> asset path, for the assets this probe reports.
+        self.paths = {(row["TABLE_SCHEMA"], row["TABLE_NAME"]): path for row, path, _kind in wanted}
+        self.accounts: dict[tuple[str, str], str] = {}
+        self.grants: list[Grant] = []
+
+    def name(self, user: str, host: str) -> str:
+        """The principal name of an account or role."""
+        known = self.accounts.get((user, host))
+        if known is not None:
+            return known
+        return user if host == "" else f"{user}@{host}"
+
+    def read(self) -> tuple[list[Principal], list[Membership], list[Grant]]:
+        import pymysql
+
+        try:
+            return self._from_grant_tables()
+        except pymysql.err.MySQLError as exc:
+            if not exc.args or exc.args[0] not in (1142, 1143, 1044, 1146, 1227):
+                raise
+        self.grants = []
+        self.accounts = {}
+        self.probe.notes.append(
+            "the scanning account cannot read the mysql grant tables: only its own privileges are "
+            "reported (grant SELECT ON mysql.* to see every account's)")
+        return self._from_information_schema()
+
+    # -- grant tables --------------------------------------------------------------------
+
+    def _priv_columns(self, table: str) -> list[str]:
+        rows = self.probe.fetch(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'mysql'"
+            " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table,))
+        return [r[0] for r in rows if str(r[0]).endswith("_priv")]
+
+    def _from_grant_tables(self) -> tuple[list[Principal], list[Membership], list[Grant]]:
+        fetch = self.probe.fetch_named
+        user_columns = self._priv_columns("user")
+        extra = {r[0] for r in self.probe.fetch(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'mysql'"
+            " AND TABLE_NAME = 'user' AND COLUMN_NAME IN ('is_role', 'default_role', 'account_locked')")}
+        selected = ["User", "Host", *sorted(extra), *user_columns]
+        # Never select authentication_string: a password hash has no business in a scan.
+        users = fetch("SELECT " + ", ".join(_quote(c) for c in selected) + " FROM mysql.user")
+        principals: list[Principal] = []
+        for row in users:
+            user, host = row["User"], row["Host"]
+            is_role = str(row.get("is_role", "N")).upper() == "Y"
+            name = user if (is_role and host == "") else f"{user}@{host}"
+            self.accounts[(user, host)] = name
+            if name == "PUBLIC":
+                continue  # MariaDB 10.11's PUBLIC role: everyone, reported as public grants
+            global_privileges = [_privilege_from_column(c) for c in user_columns
+                                 if str(row.get(c, "N")).upper() == "Y"]
+            all_global = bool(user_columns) and len(global_privileges) == len(user_columns)
+            attributes = tuple(f"global_{p.lower().replace(' ', '_')}" for p in global_privileges
+                               if p in PRIVILEGED_GLOBAL)
+            if all_global:
+                attributes = ("global_all", *attributes)
+            properties: dict[str, Any] = {"user": user, "host": host}
+            if not is_role:
+                properties["any_host"] = "%" in host or "_" in host
+                properties["anonymous"] = user == ""
+                if user == "":
+                    self.probe.notes.append(
+                        f"anonymous account ''@'{host}' exists: a connection from {host} that matches no "
+                        "named account gets its privileges")
+            if row.get("default_role"):
+                properties["default_role"] = row["default_role"]
+            if str(row.get("account_locked", "N")).upper() == "Y":
+                properties["locked"] = True
+            principals.append(Principal(name=name, kind="role" if is_role else "user", attributes=attributes,
+                                        privileged=all_global or any(p in PRIVILEGED_GLOBAL
+                                                                     for p in global_privileges),
+                                        properties=properties))
+            for privilege in global_privileges:
+                self._add(name, privilege, "*", SCOPE_SOURCE, _via(privilege, "*.*"))
+
+        db_columns = self._priv_columns("db")
+        for row in fetch("SELECT User, Host, Db, " + ", ".join(_quote(c) for c in db_columns) + " FROM mysql.db"):
+            name = self.name(row["User"], row["Host"])
+            privileges = [_privilege_from_column(c) for c in db_columns if str(row.get(c, "N")).upper() == "Y"]
+            self._database_grants(name, row["Db"], privileges)
+
+        for row in fetch("SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv"):
+            path = self.paths.get((row["Db"], row["Table_name"]))
+            if path is None:
+                continue
+            name = self.name(row["User"], row["Host"])
+            for privilege in _split_set(row["Table_priv"]):
+                self._add(name, privilege, path, SCOPE_ASSET,
+                          _via(privilege, f"{_quote(row['Db'])}.{_quote(row['Table_name'])}"))
+
+        by_columns: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for row in fetch("SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv"):
+            path = self.paths.get((row["Db"], row["Table_name"]))
+            if path is None:
+                continue
+            for privilege in _split_set(row["Column_priv"]):
+                by_columns[(self.name(row["User"], row["Host"]), privilege, path)].append(row["Column_name"])
+        for (name, privilege, path), names in sorted(by_columns.items()):
+            names.sort()
+            self._add(name, privilege, path, SCOPE_COLUMN, _via(privilege, path, names),
+                      columns=tuple(names))
+
+        memberships = self._role_edges()
+        self._dynamic_privileges()
+        return principals, memberships, self.grants
+
+    def _role_edges(self) -> list[Membership]:
+        import pymysql
+
+        # An account may SET ROLE to any role granted to it, default or not, so every edge
+        # counts as inherited.
+        try:
+            rows = self.probe.fetch("SELECT User, Host, Role FROM mysql.roles_mapping")  # MariaDB
+            return [Membership(self.name(user, host), role, True) for user, host, role in rows]
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != 1146:
+                raise
+        try:
+            rows = self.probe.fetch("SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST FROM mysql.role_edges")  # MySQL 8
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != 1146:
+                raise
+            return []
+        return [Membership(self.name(to_user, to_host), self.name(from_user, from_host), True)
+                for from_user, from_host, to_user, to_host in rows]
+
+    def _dynamic_privileges(self) -> None:
+        import pymysql
+
+        try:
+            rows = self.probe.fetch("SELECT USER, HOST, PRIV, WITH_GRANT_OPTION FROM mysql.global_grants")
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != 1146:
+                raise
+            return  # MariaDB has no dynamic privileges
+        for user, host, privilege, grantable in rows:
+            self._add(self.name(user, host), str(privilege), "*", SCOPE_SOURCE, _via(privilege, "*.*"),
+                      grantable=str(grantable).upper() == "Y")
+
+    # -- information_schema (own privileges only) -----------------------------------------
+
+    def _from_information_schema(self) -> tuple[list[Principal], list[Membership], list[Grant]]:
+        import pymysql
+
+        fetch = self.probe.fetch
+        seen: dict[str, tuple[str, str]] = {}
+
+        def name_of(grantee: str) -> str:
+            user, host = parse_grantee(grantee)
+            name = self.name(user, host)
+            seen[name] = (user, host)
+            return name
+
+        globals_by: dict[str, list[str]] = defaultdict(list)
+        for grantee, privilege, grantable in fetch(
+                "SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES"):
+            if privilege == "USAGE":
+                continue
+            name = name_of(grantee)
+            globals_by[name].append(privilege)
+            self._add(name, privilege, "*", SCOPE_SOURCE, _via(privilege, "*.*"), grantable=grantable == "YES")
+        for grantee, database, privilege, grantable in fetch(
+                "SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES"):
+            self._database_grants(name_of(grantee), database, [privilege], grantable == "YES")
+        for grantee, database, table, privilege, grantable in fetch(
+                "SELECT GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE"
+                " FROM information_schema.TABLE_PRIVILEGES"):
+            path = self.paths.get((database, table))
+            if path is not None:
+                self._add(name_of(grantee), privilege, path, SCOPE_ASSET,
+                          _via(privilege, f"{_quote(database)}.{_quote(table)}"), grantable=grantable == "YES")
+        by_columns: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for grantee, database, table, column, privilege in fetch(
+                "SELECT GRANTEE, TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, PRIVILEGE_TYPE"
+                " FROM information_schema.COLUMN_PRIVILEGES"):
+            path = self.paths.get((database, table))
+            if path is not None:
+                by_columns[(name_of(grantee), privilege, path)].append(column)
+        for (name, privilege, path), names in sorted(by_columns.items()):
+            names.sort()
+            self._add(name, privilege, path, SCOPE_COLUMN, _via(privilege, path, names),
+                      columns=tuple(names))
+        memberships: list[Membership] = []
+        try:
+            for grantee, role in fetch("SELECT GRANTEE, ROLE_NAME FROM information_schema.APPLICABLE_ROLES"):
+                user, _, host = str(grantee).rpartition("@") if "@" in str(grantee) else (grantee, "", "")
+                memberships.append(Membership(self.name(user, host), role, True))
+        except pymysql.err.MySQLError:
+            pass  # MySQL 8 shapes APPLICABLE_ROLES differently; roles stay unknown
+        principals = []
+        for name, (user, host) in sorted(seen.items()):
+            if name == "PUBLIC":
+                continue
+            privileges = globals_by.get(name, [])
+            attributes = tuple(f"global_{p.lower().replace(' ', '_')}" for p in privileges if p in PRIVILEGED_GLOBAL)
+            principals.append(Principal(name=name, kind="role" if host == "" else "user", attributes=attributes,
+                                        privileged=bool(attributes), properties={"user": user, "host": host}))
+        return principals, memberships, self.grants
+
+    # -- shared --------------------------------------------------------------------------
+
+    def _database_grants(self, name: str, pattern: str, privileges: Iterable[str],
+                         grantable: bool = False) -> None:
+        # In a GRANT, `_` and `%` in a database name are wildcards: app_db.* also covers appXdb.
+        if "%" in pattern or "_" in pattern or "\\" in pattern:
+            regex = _like_regex(pattern)
+            targets = [db for db in self.databases if regex.fullmatch(db)]
+        else:
+            targets = [pattern] if pattern in self.databases else []
+        for database in targets:
+            for privilege in privileges:
+                self._add(name, privilege, database, SCOPE_CONTAINER, _via(privilege, f"{_quote(pattern)}.*"),
+                          grantable=grantable)
+
+    def _add(self, name: str, privilege: str, target: str, scope: str, via: str,
+             columns: tuple[str, ...] = (), grantable: bool = False) -> None:
+        public = name == "PUBLIC"
+        self.grants.append(Grant(name, privilege, target, scope, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
+                                 columns, public, via))
+        if grantable:
+            self.grants.append(Grant(name, f"{privilege} WITH GRANT OPTION", target, scope, ACCESS_OTHER,
+                                     columns, public, via + " WITH GRANT OPTION"))

@@ -1,0 +1,824 @@
+"""PostgreSQL 12+: schema, estimates, freshness and access paths from the system catalogs.
+
+The schema comes from a handful of bulk catalog queries on one connection (never one
+query per table), so a 5,000-table database scans in about the time the catalog takes to
+answer. The session is read-only, in autocommit, with statement, lock and idle timeouts,
+and reads catalogs only; the optional `max(freshness.column)` runs in batches of a few
+hundred tables per statement so no transaction holds more locks than the server has.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from connectors._sqlcommon import (
+    DEFAULT_MAX_GRANTS,
+    REASON_ERROR,
+    REASON_TIMEOUT,
+    BatchAborted,
+    Limits,
+    batches,
+    bound_grants,
+    classify,
+    column_observation,
+    owner_from_comment,
+    probe_error,
+    probe_limits,
+    qualified_path,
+    run_bisecting,
+    runs_as_notes,
+)
+from scanner.errors import ProbeError
+from scanner.model import (
+    ACCESS_ADMIN,
+    ACCESS_OTHER,
+    ACCESS_READ,
+    ACCESS_WRITE,
+    METHOD_NONE,
+    METHOD_OBSERVED,
+    SCOPE_ASSET,
+    SCOPE_COLUMN,
+    SCOPE_CONTAINER,
+    SCOPE_SOURCE,
+    Asset,
+    Column,
+    DiscoveredOwner,
+    FreshnessObservation,
+    Grant,
+    Membership,
+    Principal,
+    SourceSnapshot,
+)
+from scanner.plugins import Connector, ProbeContext, Setting, SourceConfig
+
+if TYPE_CHECKING:
+    import psycopg
+
+# ---------------------------------------------------------------------------------------
+# The catalog queries. bench/bench_postgres.py runs exactly these, bare, for its floor.
+
+SERVER_SQL = """
+SELECT current_database(), pg_get_userbyid(d.datdba), current_setting('server_version_num')::int,
+       s.stats_reset, pg_postmaster_start_time(), current_setting('track_counts'),
+       current_setting('max_locks_per_transaction')::int, current_user,
+       shobj_description(d.oid, 'pg_database')
+FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid
+WHERE d.datname = current_database()
+"""
+
+ROLES_SQL = """
+SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin,
+       rolreplication, rolbypassrls
+FROM pg_roles
+"""
+
+# PostgreSQL 16 records INHERIT per membership; before, it is the member role's attribute.
+MEMBERS_SQL = "SELECT roleid, member, admin_option, inherit_option FROM pg_auth_members"
+MEMBERS_SQL_BEFORE_16 = """
+SELECT m.roleid, m.member, m.admin_option, r.rolinherit
+FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+"""
+
+# Every table-like relation outside the system schemas, partitions included (their counters
+# and sizes roll up into the partitioned parent, which is the asset). Sizes come from
+# relpages, not pg_total_relation_size(), which would take a lock on every table.
+RELATIONS_SQL = r"""
+WITH ix AS (SELECT x.indrelid, count(*) AS n, sum(i.relpages)::int8 AS pages
+            FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid GROUP BY x.indrelid),
+     pol AS (SELECT polrelid, count(*) AS n FROM pg_policy GROUP BY polrelid)
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispartition,
+       CASE WHEN c.relispartition
+            THEN (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid LIMIT 1) END,
+       c.relowner, c.reltuples::float8,
+       (c.relpages::int8 + COALESCE(t.relpages, 0) + COALESCE(ix.pages, 0))
+         * current_setting('block_size')::int8,
+       COALESCE(ix.n, 0)::int, c.relrowsecurity, c.relforcerowsecurity, COALESCE(pol.n, 0)::int,
+       d.description, c.relacl IS NULL
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+LEFT JOIN ix ON ix.indrelid = c.oid
+LEFT JOIN pol ON pol.polrelid = c.oid
+LEFT JOIN pg_description d
+       ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+"""
+
+# The last column says whether the column has privileges of its own (see COLUMN_ACL_SQL).
+COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, d.description,
+       a.attacl IS NOT NULL
+FROM unnest(%s::oid[]) AS w(oid)
+JOIN pg_attribute a ON a.attrelid = w.oid
+LEFT JOIN pg_description d
+       ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
+WHERE a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+# One row per relation and grantee with its privileges, `*` marking a grant option. A NULL
+# relacl means the default ACL, in which the owner holds every privilege (acldefault()).
+RELATION_ACL_SQL = """
+SELECT c.oid, x.grantee, string_agg(x.privilege_type || CASE WHEN x.is_grantable THEN '*' ELSE '' END, ',')
+FROM pg_class c
+CROSS JOIN LATERAL aclexplode(COALESCE(c.relacl, acldefault('r', c.relowner))) x
+WHERE c.oid = ANY(%s::oid[])
+GROUP BY c.oid, x.grantee
+"""
+
+# Run only for the relations whose columns carry privileges (most have none).
+COLUMN_ACL_SQL = """
+SELECT a.attrelid, a.attname, x.grantee, x.privilege_type, x.is_grantable
+FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) x
+WHERE a.attrelid = ANY(%s::oid[]) AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+SCHEMAS_SQL = """
+SELECT n.nspname, n.nspowner, n.nspacl IS NULL, x.grantee, x.privilege_type, x.is_grantable,
+       d.description
+FROM pg_namespace n
+LEFT JOIN LATERAL aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) x ON true
+LEFT JOIN pg_description d
+       ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0
+WHERE n.nspname = ANY(%s::text[])
+"""
+
+# The pg_stat_user_tables counters (n_tup_ins + n_tup_upd + n_tup_del, n_live_tup), read
+# through the functions behind that view for just the relations we want.
+COUNTERS_SQL = """
+SELECT c.oid,
+       pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
+         + pg_stat_get_tuples_deleted(c.oid),
+       pg_stat_get_live_tuples(c.oid)
+FROM pg_class c
+WHERE c.oid = ANY(%s::oid[]) AND c.relkind IN ('r', 'm', 'p')
+"""
+
+UNREADABLE_COLUMN_SQL = """
+SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT has_column_privilege(o, %s, 'SELECT')
+"""
+
+RELKIND_ASSET_KIND = {"r": "table", "p": "partitioned_table", "v": "view",
+                      "m": "materialized_view", "f": "foreign_table"}
+PRIVILEGE_ACCESS = {"SELECT": ACCESS_READ, "INSERT": ACCESS_WRITE, "UPDATE": ACCESS_WRITE,
+                    "DELETE": ACCESS_WRITE, "TRUNCATE": ACCESS_WRITE}
+# Predefined roles (PostgreSQL 14+) that stand for privileges on every table.
+PREDEFINED_DATA_ROLES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "pg_read_all_data": (("SELECT", ACCESS_READ), ("USAGE", ACCESS_OTHER)),
+    "pg_write_all_data": (("INSERT", ACCESS_WRITE), ("UPDATE", ACCESS_WRITE),
+                          ("DELETE", ACCESS_WRITE), ("USAGE", ACCESS_OTHER)),
+}
+# Predefined roles that reach the server's files or shell: as good as superuser.
+PREDEFINED_PRIVILEGED_ROLES = frozenset({"pg_execute_server_program", "pg_write_server_files",
+                                         "pg_read_server_files"})
+# max() errors that one table can cause; the batch is split until that table is found.
+PER_TABLE_SQLSTATES = {
+    "55P03": "lock timeout (a writer or DDL holds the table)",
+    "57014": "statement timeout",
+    "42501": "permission denied",
+    "53200": "out of shared memory (lock table)",
+    "42P01": "table dropped during the probe",
+    "42703": "column dropped during the probe",
+    "0A000": "not supported",
+}
+# A grant option lets a role pass the privilege on, not use more of it: the core reads
+# `admin` as "can read and write", so grant options are `other`, named in the privilege.
+GRANT_OPTION_ACCESS = ACCESS_OTHER
+OBSERVED_CAVEAT = "pg_stat_user_tables change counters moved between two scans; TRUNCATE is not counted"
+
+
+TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
+
+
+def _owner_acl(default: bool, held: Iterable[str], everything: tuple[str, ...]) -> str:
+    """What an owner's own ACL entries say, for the `via` of its OWNER grant."""
+    present = set(held)
+    privileges = [p for p in everything if p in present] + sorted(present - set(everything))
+    where = "acl default" if default else "acl"
+    if set(everything) <= present:
+        return f"{where}: all privileges"
+    if not privileges:
+        return f"{where}: own privileges revoked, can grant them back"
+    return f"{where}: {', '.join(privileges)}"
+
+
+def member_query(server_version_num: int) -> str:
+    """The pg_auth_members query for this server version."""
+    return MEMBERS_SQL if server_version_num >= 160000 else MEMBERS_SQL_BEFORE_16
+
+
+def normalize_url(url: str) -> str:
+    """A libpq URI from the forms users paste: SQLAlchemy's `postgresql+psycopg://`, `postgres://`."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower().startswith(("postgresql+", "postgres+")):
+        return "postgresql://" + rest
+    return url
+
+
+def _is_timestamp(type_name: str) -> bool:
+    return type_name.startswith("timestamp") or type_name == "date"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class PostgresConnector(Connector):
+    """PostgreSQL 12+ through psycopg: catalogs, pg_stat counters, ACLs and role membership."""
+
+    kind: ClassVar[str] = "postgres"
+    description: ClassVar[str] = (
+        "PostgreSQL 12+: tables, views, columns, estimates, freshness (max of a column or "
+        "observed change counters) and access paths (roles, memberships, ACLs, RLS), read-only")
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("url", str, required=True,
+                help="postgresql://user:password@host:port/database (a libpq URI; the password is redacted)"),
+        Setting("connect_timeout", float,
+                help="seconds to wait for the connection (default: a quarter of the probe timeout, 2-10 s)"),
+        Setting("statement_timeout", float,
+                help="seconds one statement may run (default: half the probe timeout)"),
+        Setting("lock_timeout", float,
+                help="seconds a max() may wait for a table lock before that table is skipped (default 1)"),
+        Setting("batch_size", int, help="tables per max() statement for freshness.column (default 200)"),
+        Setting("connections", int,
+                help="connections that share the max() batches for freshness.column (default 2)"),
+        Setting("max_grants", int,
+                help="past this many grants, table grants are kept only for runs_as principals (default 200000)"),
+    )
+
+    def probe(self, context: ProbeContext) -> SourceSnapshot:
+        """Probe the database read-only and return its assets, freshness and access paths."""
+        limits = probe_limits(self.source, context)
+        url = self.source.settings.get("url")
+        if not url or not isinstance(url, str):
+            raise ProbeError(f"source {self.source.id}: setting url is missing", reason=REASON_ERROR)
+        watchdog: _Watchdog | None = None
+        phase = "cannot connect to PostgreSQL"
+        try:
+            conn = _connect(url, limits)
+            try:
+                phase = "PostgreSQL probe failed"
+                watchdog = _Watchdog(conn, context, limits)
+                with watchdog:
+                    return _Probe(self.source, context, conn, limits, watchdog, url).run()
+            finally:
+                conn.close()
+        except ProbeError:
+            raise
+        except Exception as exc:
+            raise self.translate_error(exc, phase, watchdog) from None
+
+    def translate_error(self, exc: BaseException, phase: str,
+                        watchdog: _Watchdog | None = None) -> ProbeError:
+        """The one place psycopg's exceptions become ProbeErrors, secrets redacted."""
+        if watchdog is not None and watchdog.fired:
+            return probe_error(phase, watchdog.fired, REASON_TIMEOUT, self.redactions())
+        text = str(exc) or type(exc).__name__
+        if type(exc).__name__ == "ConnectionTimeout":
+            return probe_error(phase, text, REASON_TIMEOUT, self.redactions())
+        sqlstate = getattr(exc, "sqlstate", None)
+        return probe_error(phase, text, classify(text, sqlstate=sqlstate), self.redactions())
+
+
+def _connect(url: str, limits: Limits) -> psycopg.Connection[Any]:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    params: dict[str, Any] = conninfo_to_dict(normalize_url(url))
+    # libpq counts whole seconds and psycopg enforces at least 2.
+    params["connect_timeout"] = max(2, int(limits.connect + 0.999))
+    params["application_name"] = "ctxscan"
+    conn = psycopg.connect(autocommit=True, prepare_threshold=None, **params)
+    try:
+        # set_config rather than SET (no parameters in SET) or startup options (poolers
+        # such as PgBouncer refuse them). Autocommit plus default_transaction_read_only makes
+        # every statement its own short read-only transaction.
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false),"
+            " set_config('default_transaction_read_only', 'on', false),"
+            " set_config('TimeZone', 'UTC', false)",
+            (f"{int(limits.statement * 1000)}ms", f"{int(limits.lock * 1000)}ms",
+             f"{int(limits.statement * 1000)}ms"))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class _Watchdog:
+    """Cancels the running statement when the probe's budget is spent or the core gives up."""
+
+    def __init__(self, conn: psycopg.Connection[Any], context: ProbeContext, limits: Limits) -> None:
+        self.connections = [conn]
+        self.context = context
+        self.limits = limits
+        self.fired: str | None = None
+        self.out_of_budget = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ctxscan-pg-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            if self.context.cancelled.is_set():
+                self.fired = "the scan cancelled the probe"
+            elif self.limits.remaining() <= 0:
+                self.fired = f"the probe exceeded its time budget of {self.limits.budget:g} s"
+                self.out_of_budget = True
+            else:
+                continue
+            for conn in list(self.connections):
+                try:
+                    conn.cancel_safe(timeout=2.0)
+                except Exception:  # the statement may have ended meanwhile; nothing to cancel
+                    pass
+            return
+
+
+@dataclass(slots=True)
+class _Relation:
+    oid: int
+    schema: str
+    name: str
+    relkind: str
+    is_partition: bool
+    parent: int | None
+    owner_oid: int
+    reltuples: float
+    size_bytes: int
+    index_count: int
+    rls_enabled: bool
+    rls_forced: bool
+    policies: int
+    comment: str | None
+    acl_default: bool
+    path: str = ""
+
+
+class _Probe:
+    """One probe: runs the catalog queries and assembles the snapshot."""
+
+    def __init__(self, source: SourceConfig, context: ProbeContext, conn: psycopg.Connection[Any],
+                 limits: Limits, watchdog: _Watchdog, url: str) -> None:
+        self.source = source
+        self.url = url
+        self.context = context
+        self.conn = conn
+        self.limits = limits
+        self.watchdog = watchdog
+        self.notes: list[str] = []
+        self.partial = False
+
+    def fetch(self, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        if self.context.cancelled.is_set():
+            raise ProbeError("PostgreSQL probe cancelled by the scan", retryable=True, reason=REASON_TIMEOUT)
+        return self.conn.execute(query, params).fetchall()
+
+    def run(self) -> SourceSnapshot:
+        (database, database_owner, version, stats_reset, started, track_counts, max_locks,
+         current_user, database_comment) = self.fetch(SERVER_SQL)[0]
+        roles = {row[0]: row for row in self.fetch(ROLES_SQL)}
+        role_names = {oid: row[1] for oid, row in roles.items()}
+        members = self.fetch(member_query(version))
+
+        relations = [_Relation(*row) for row in self.fetch(RELATIONS_SQL)]
+        by_oid = {rel.oid: rel for rel in relations}
+        assets_rel: list[_Relation] = []
+        for rel in relations:
+            if rel.is_partition:
+                continue
+            rel.path = qualified_path(rel.schema, rel.name)
+            if self.source.wants(rel.path):
+                assets_rel.append(rel)
+        # Partitions (at any depth) belong to their top-level parent.
+        partitions: dict[int, list[_Relation]] = defaultdict(list)
+        for rel in relations:
+            if rel.is_partition:
+                root = rel
+                seen = 0
+                while root.is_partition and root.parent in by_oid and seen < 100:
+                    root = by_oid[root.parent]  # type: ignore[index]
+                    seen += 1
+                partitions[root.oid].append(rel)
+        asset_oids = [rel.oid for rel in assets_rel]
+        counter_oids = asset_oids + [p.oid for rel in assets_rel for p in partitions.get(rel.oid, ())]
+        schema_names = sorted({rel.schema for rel in assets_rel})
+
+        columns: dict[int, list[Column]] = defaultdict(list)
+        with_column_acl: set[int] = set()
+        for attrelid, name, type_name, notnull, comment, has_acl in self.fetch(COLUMNS_SQL, (asset_oids,)):
+            columns[attrelid].append(Column(name, type_name, not notnull, comment))
+            if has_acl:
+                with_column_acl.add(attrelid)
+        relation_acl = self.fetch(RELATION_ACL_SQL, (asset_oids,))
+        column_acl = self.fetch(COLUMN_ACL_SQL, (sorted(with_column_acl),)) if with_column_acl else []
+        schema_rows = self.fetch(SCHEMAS_SQL, (schema_names,))
+        counters: dict[int, tuple[int, int]] = {}
+        if track_counts == "on":
+            counters = {oid: (changes, live) for oid, changes, live in self.fetch(COUNTERS_SQL, (counter_oids,))}
+        else:
+            self.notes.append("track_counts is off: PostgreSQL keeps no change counters, so freshness "
+                              "without freshness.column is unknown")
+
+        schema_comments = {row[0]: row[6] for row in schema_rows}
+        totals = self._totals(assets_rel, partitions, counters)
+        state = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
+                 "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
+        freshness = self._observed(assets_rel, totals, state)
+        column_name = self.source.freshness.column
+        if column_name:
+            freshness.update(self._column_freshness(column_name, assets_rel, columns, partitions, max_locks))
+
+        assets = [self._asset(rel, columns.get(rel.oid, ()), partitions.get(rel.oid, ()), counters,
+                              role_names, freshness[rel.oid], schema_comments)
+                  for rel in assets_rel]
+        grants = self._grants(assets_rel, relation_acl, column_acl, schema_rows, role_names)
+        principals, memberships = self._principals(roles, members, grants, database_owner, version)
+        grants.extend(self._predefined_grants(role_names.values()))
+        grants, left_out = bound_grants(grants, memberships, self.context,
+                                        int(self.source.settings.get("max_grants") or DEFAULT_MAX_GRANTS))
+        if left_out:
+            self.notes.append(left_out)
+        self.notes.extend(runs_as_notes(self.context, (p.name for p in principals)))
+
+        owner = None
+        found = owner_from_comment(database_comment, self.source.owner_tag)
+        if found:
+            owner = DiscoveredOwner(found, f"comment:{self.source.owner_tag}")
+        return SourceSnapshot(
+            source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
+            assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
+            grants=tuple(grants), owner=owner, partial=self.partial, notes=tuple(self.notes),
+            reports_grants=True, state=state)
+
+    # -- assets ------------------------------------------------------------------------
+
+    @staticmethod
+    def _totals(assets: list[_Relation], partitions: Mapping[int, list[_Relation]],
+                counters: Mapping[int, tuple[int, int]]) -> dict[int, int]:
+        totals: dict[int, int] = {}
+        for rel in assets:
+            if rel.relkind == "p":
+                totals[rel.oid] = sum(counters[p.oid][0] for p in partitions.get(rel.oid, ()) if p.oid in counters)
+            elif rel.oid in counters:
+                totals[rel.oid] = counters[rel.oid][0]
+        return totals
+
+    def _asset(self, rel: _Relation, columns: Iterable[Column], parts: Iterable[_Relation],
+               counters: Mapping[int, tuple[int, int]], role_names: Mapping[int, str],
+               freshness: FreshnessObservation, schema_comments: Mapping[str, str | None]) -> Asset:
+        row_count: int | None = None
+        size: int | None = None
+        if rel.relkind in ("r", "m"):
+            if rel.reltuples >= 0:
+                row_count, size = int(rel.reltuples), rel.size_bytes
+            elif rel.oid in counters:
+                # Never analyzed: reltuples is -1; the live-tuple counter is the best estimate.
+                row_count = counters[rel.oid][1]
+        elif rel.relkind == "p":
+            leaves = [p for p in parts if p.relkind in ("r", "m", "f")]
+            analyzed = [p for p in leaves if p.reltuples >= 0]
+            if leaves and len(analyzed) == len(leaves):
+                row_count = int(sum(p.reltuples for p in analyzed))
+                size = sum(p.size_bytes for p in analyzed)
+            elif leaves and all(p.oid in counters for p in leaves):
+                row_count = sum(counters[p.oid][1] for p in leaves)
+            elif not leaves:
+                row_count, size = 0, 0
+        owner_role = role_names.get(rel.owner_oid, str(rel.owner_oid))
+        properties: dict[str, Any] = {"owner_role": owner_role}
+        if rel.relkind in ("r", "p"):
+            properties.update(rls_enabled=rel.rls_enabled, rls_forced=rel.rls_forced,
+                              rls_policies=rel.policies)
+        if rel.relkind == "p":
+            properties["partitions"] = sum(1 for p in parts if p.relkind != "p")
+        if rel.comment:
+            properties["comment"] = rel.comment
+        owner = None
+        key = self.source.owner_tag
+        if key:
+            found = owner_from_comment(rel.comment, key)
+            if found:
+                owner = DiscoveredOwner(found, f"comment:{key}")
+            else:
+                found = owner_from_comment(schema_comments.get(rel.schema), key)
+                if found:
+                    owner = DiscoveredOwner(found, f"schema comment:{key}")
+        return Asset(path=rel.path, kind=RELKIND_ASSET_KIND[rel.relkind], columns=tuple(columns),
+                     container=rel.schema, row_count=row_count, size_bytes=size, freshness=freshness,
+                     owner=owner, properties=properties)
+
+    # -- freshness ---------------------------------------------------------------------
+
+    def _observed(self, assets: list[_Relation], totals: Mapping[int, int],
+                  state: Mapping[str, Any]) -> dict[int, FreshnessObservation]:
+        """Freshness from change counters compared with the previous scan's."""
+        previous = self.context.previous
+        prev_state = previous.state if previous is not None else {}
+        prev_counters = prev_state.get("counters") if isinstance(prev_state, Mapping) else None
+        baseline = (previous is not None and isinstance(prev_counters, Mapping)
+                    and prev_state.get("database") == state["database"])
+        reset = baseline and (prev_state.get("stats_reset") != state["stats_reset"]
+                              or prev_state.get("server_started") != state["server_started"])
+        if reset:
+            what = ("the server restarted" if prev_state.get("server_started") != state["server_started"]
+                    else "statistics were reset")
+            self.notes.append(
+                f"{what} since the previous scan: change counters cannot be compared this time, so "
+                "observed freshness is carried over or unknown; it resumes from the next scan")
+        out: dict[int, FreshnessObservation] = {}
+        none_first = FreshnessObservation(
+            method=METHOD_NONE, detail="first scan: change counters recorded; changes show from the next scan")
+        for rel in assets:
+            if rel.oid not in totals:
+                kind = RELKIND_ASSET_KIND[rel.relkind].replace("_", " ")
+                out[rel.oid] = FreshnessObservation(
+                    method=METHOD_NONE, detail=f"a {kind} has no change counters; set freshness.column")
+                continue
+            if not baseline:
+                out[rel.oid] = none_first
+                continue
+            assert previous is not None and isinstance(prev_counters, Mapping)
+            before = prev_counters.get(rel.path)
+            prev_asset = previous.asset(rel.path)
+            carried = prev_asset.freshness if prev_asset is not None else None
+            if carried is not None and carried.method != METHOD_OBSERVED:
+                carried = None
+            if not isinstance(before, list | tuple) or len(before) != 2:
+                out[rel.oid] = FreshnessObservation(
+                    method=METHOD_NONE, detail="first seen: change counters recorded; changes show from the next scan")
+                continue
+            before_oid, before_total = before
+            now_total = totals[rel.oid]
+            if before_oid != rel.oid:
+                out[rel.oid] = FreshnessObservation(
+                    method=METHOD_OBSERVED, last_changed=self.context.now, changed_after=previous.probed_at,
+                    caveat=OBSERVED_CAVEAT, detail="the table was dropped and created again between two scans")
+            elif reset or now_total < before_total:
+                # Counters restarted from zero: more, equal or fewer prove nothing.
+                caveat = "statistics were reset since this change was observed; later changes may be missed"
+                if carried is not None:
+                    out[rel.oid] = FreshnessObservation(
+                        method=METHOD_OBSERVED, last_changed=carried.last_changed,
+                        changed_after=carried.changed_after, caveat=caveat, detail=carried.detail)
+                else:
+                    out[rel.oid] = FreshnessObservation(
+                        method=METHOD_NONE,
+                        detail="statistics reset or server restart since the previous scan: counters recorded again")
+            elif now_total > before_total:
+                out[rel.oid] = FreshnessObservation(
+                    method=METHOD_OBSERVED, last_changed=self.context.now, changed_after=previous.probed_at,
+                    caveat=OBSERVED_CAVEAT,
+                    detail=f"{now_total - before_total} rows inserted, updated or deleted between two scans")
+            elif carried is not None:
+                out[rel.oid] = carried
+            else:
+                out[rel.oid] = FreshnessObservation(method=METHOD_NONE, detail="no change seen yet")
+        return out
+
+    def _column_freshness(self, column: str, assets: list[_Relation], columns: Mapping[int, list[Column]],
+                          partitions: Mapping[int, list[_Relation]],
+                          max_locks: int) -> dict[int, FreshnessObservation]:
+        """max(column) per asset, a few hundred tables per autocommit statement."""
+        from psycopg import sql
+
+        out: dict[int, FreshnessObservation] = {}
+        eligible: list[_Relation] = []
+        lacking: list[str] = []
+        for rel in assets:
+            found = next((c for c in columns.get(rel.oid, ()) if c.name == column), None)
+            if found is not None and _is_timestamp(found.type):
+                eligible.append(rel)
+            else:
+                lacking.append(rel.path)
+        if lacking:
+            shown = ", ".join(lacking[:10]) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
+            self.notes.append(f"freshness.column {column!r} is missing or not a timestamp in "
+                              f"{len(lacking)} assets ({shown}); their freshness comes from change counters")
+        if not eligible:
+            return out
+        denied = {row[0] for row in self.fetch(UNREADABLE_COLUMN_SQL, ([r.oid for r in eligible], column))}
+        for rel in eligible:
+            if rel.oid in denied:
+                out[rel.oid] = FreshnessObservation(
+                    method=METHOD_NONE, detail=f"no SELECT privilege on {column} for the scanning role")
+        eligible = [rel for rel in eligible if rel.oid not in denied]
+
+        def weight(rel: _Relation) -> int:
+            # Locks one max() takes: the relation and its indexes, and every partition's too.
+            own = 1 + rel.index_count
+            if rel.relkind == "v":
+                own += 8  # unknown: the tables behind the view
+            return own + sum(1 + p.index_count for p in partitions.get(rel.oid, ()))
+
+        batch_size = int(self.source.settings.get("batch_size") or 200)
+        groups = deque(batches(eligible, max(1, batch_size), max(64, max_locks * 8), weight))
+        quoted_column = sql.Identifier(column).as_string(self.conn)
+        by_oid = {rel.oid: rel for rel in eligible}
+
+        def per_table(exc: Exception) -> str | None:
+            if self.watchdog.out_of_budget:
+                raise BatchAborted("time budget exhausted")
+            if self.watchdog.fired:
+                return None
+            sqlstate = getattr(exc, "sqlstate", None) or ""
+            if sqlstate in PER_TABLE_SQLSTATES:
+                return PER_TABLE_SQLSTATES[sqlstate]
+            if sqlstate.startswith("HV"):  # a foreign-data wrapper error: that table only
+                return "foreign server error"
+            return None
+
+        results: dict[int, Any] = {}
+        failures: dict[int, str] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        progress = {"done": 0, "aborted": 0}
+
+        def out_of_time() -> bool:
+            return stop.is_set() or self.limits.remaining() <= 0 or self.context.cancelled.is_set()
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            def run(batch: list[_Relation]) -> dict[int, Any]:
+                parts = [f"SELECT {rel.oid}::oid, max({quoted_column})::timestamptz FROM "
+                         f"{sql.Identifier(rel.schema, rel.name).as_string(conn)}" for rel in batch]
+                return {oid: value for oid, value in conn.execute(" UNION ALL ".join(parts)).fetchall()}
+
+            while True:
+                with lock:
+                    if stop.is_set() or not groups:
+                        return
+                    group = groups.popleft()
+                try:
+                    run_bisecting(group, run, per_table, results, failures, key=lambda rel: rel.oid,
+                                  out_of_time=out_of_time)
+                except BatchAborted:
+                    progress["aborted"] = 1
+                    stop.set()
+                    return
+                except BaseException as exc:  # re-raised by the probe's thread below
+                    errors.append(exc)
+                    stop.set()
+                    return
+                with lock:
+                    progress["done"] += len(group)
+
+        # The batches spread over a few connections: each backend spends most of a max()
+        # opening relations it has not seen yet, which is work the server can do in parallel.
+        wanted = max(1, int(self.source.settings.get("connections") or 2))
+        extra: list[psycopg.Connection[Any]] = []
+        try:
+            for _ in range(min(wanted, len(groups)) - 1):
+                try:
+                    extra.append(_connect(self.url, self.limits))
+                except Exception:  # e.g. the role's connection limit: use what we have
+                    break
+                self.watchdog.connections.append(extra[-1])
+            threads = [threading.Thread(target=work, args=(conn,), name="ctxscan-pg-max", daemon=True)
+                       for conn in extra]
+            for thread in threads:
+                thread.start()
+            work(self.conn)
+            for thread in threads:
+                thread.join()
+        finally:
+            for conn in extra:
+                conn.close()
+        if errors:
+            raise errors[0]
+        if progress["aborted"]:
+            self.partial = True
+            self.notes.append(f"max({column}) stopped when the time budget ran out: "
+                              f"{progress['done']} of {len(eligible)} assets measured; the rest use change counters")
+        for oid, value in results.items():
+            out[oid] = column_observation(column, value)
+        for oid, reason in failures.items():
+            out[oid] = FreshnessObservation(method=METHOD_NONE, detail=f"max({column}) failed: {reason}")
+        if failures:
+            paths = sorted(by_oid[oid].path for oid in failures)
+            self.notes.append(f"max({column}) failed for {len(paths)} assets: " + ", ".join(paths[:10]))
+        return out
+
+    # -- access ------------------------------------------------------------------------
+
+    @staticmethod
+    def _grants(assets: list[_Relation], relation_acl: Iterable[tuple[Any, ...]],
+                column_acl: Iterable[tuple[Any, ...]], schema_rows: Iterable[tuple[Any, ...]],
+                role_names: Mapping[int, str]) -> list[Grant]:
+        by_oid = {rel.oid: rel for rel in assets}
+        grants: list[Grant] = []
+        append = grants.append
+
+        def name_of(grantee: int) -> str:
+            return "PUBLIC" if grantee == 0 else role_names.get(grantee, str(grantee))
+
+        # An owner's own ACL entries (from acldefault() when relacl is NULL) fold into one
+        # OWNER grant: ownership already means every privilege, since an owner can always
+        # grant itself back whatever was revoked. That keeps 5,000 tables at 5,000 grants for
+        # their owners instead of 35,000.
+        owner_holds: dict[int, list[str]] = {}
+        for oid, grantee, privileges in relation_acl:
+            rel = by_oid[oid]
+            if grantee == rel.owner_oid:
+                owner_holds[oid] = [p.rstrip("*") for p in privileges.split(",")]
+                continue
+            name = name_of(grantee)
+            public = grantee == 0
+            for entry in privileges.split(","):
+                privilege = entry.rstrip("*")
+                via = f"GRANT {privilege} ON {rel.path}"
+                append(Grant(name, privilege, rel.path, SCOPE_ASSET, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
+                             (), public, via))
+                if entry.endswith("*"):
+                    append(Grant(name, f"{privilege} WITH GRANT OPTION", rel.path, SCOPE_ASSET,
+                                 GRANT_OPTION_ACCESS, (), public, via + " WITH GRANT OPTION"))
+        for rel in assets:
+            owner = role_names.get(rel.owner_oid, str(rel.owner_oid))
+            via = f"owner of {rel.path} ({_owner_acl(rel.acl_default, owner_holds.get(rel.oid, ()), TABLE_PRIVILEGES)})"
+            append(Grant(owner, "OWNER", rel.path, SCOPE_ASSET, ACCESS_ADMIN, (), False, via))
+        by_column: dict[tuple[int, int, str, bool], list[str]] = defaultdict(list)
+        for oid, column, grantee, privilege, grantable in column_acl:
+            by_column[(oid, grantee, privilege, grantable)].append(column)
+        for (oid, grantee, privilege, grantable), names in by_column.items():
+            rel = by_oid[oid]
+            name = name_of(grantee)
+            via = f"GRANT {privilege} ({', '.join(names)}) ON {rel.path}"
+            append(Grant(name, privilege, rel.path, SCOPE_COLUMN, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
+                         tuple(names), grantee == 0, via))
+            if grantable:
+                append(Grant(name, f"{privilege} WITH GRANT OPTION", rel.path, SCOPE_COLUMN, GRANT_OPTION_ACCESS,
+                             tuple(names), grantee == 0, via + " WITH GRANT OPTION"))
+        schema_owner: dict[str, tuple[int, bool, list[str]]] = {}
+        for schema, owner_oid, acl_default, grantee, privilege, grantable, _comment in schema_rows:
+            held = schema_owner.setdefault(schema, (owner_oid, acl_default, []))[2]
+            if grantee is None:
+                continue
+            if grantee == owner_oid:
+                held.append(privilege)
+                continue
+            name = name_of(grantee)
+            via = f"GRANT {privilege} ON SCHEMA {schema}"
+            # USAGE and CREATE on a schema neither read nor write its tables.
+            append(Grant(name, privilege, schema, SCOPE_CONTAINER, ACCESS_OTHER, (), grantee == 0, via))
+            if grantable:
+                append(Grant(name, f"{privilege} WITH GRANT OPTION", schema, SCOPE_CONTAINER, GRANT_OPTION_ACCESS,
+                             (), grantee == 0, via + " WITH GRANT OPTION"))
+        for schema, (owner_oid, acl_default, held) in schema_owner.items():
+            # A schema's owner may drop any table in it, whoever owns the table.
+            via = f"owner of schema {schema} ({_owner_acl(acl_default, held, SCHEMA_PRIVILEGES)})"
+            append(Grant(role_names.get(owner_oid, str(owner_oid)), "OWNER", schema, SCOPE_CONTAINER,
+                         ACCESS_ADMIN, (), False, via))
+        return grants
+
+    @staticmethod
+    def _predefined_grants(names: Iterable[str]) -> list[Grant]:
+        existing = set(names)
+        return [Grant(role, privilege, "*", SCOPE_SOURCE, access, (), False, f"predefined role {role}")
+                for role, privileges in PREDEFINED_DATA_ROLES.items() if role in existing
+                for privilege, access in privileges]
+
+    @staticmethod
+    def _principals(roles: Mapping[int, tuple[Any, ...]], members: Iterable[tuple[Any, ...]],
+                    grants: Iterable[Grant], database_owner: str,
+                    version: int) -> tuple[list[Principal], list[Membership]]:
+        names = {oid: row[1] for oid, row in roles.items()}
+        memberships = [Membership(names.get(member, str(member)), names.get(role, str(role)), bool(inherit))
+                       for role, member, _admin, inherit in members]
+        if version >= 140000 and "pg_database_owner" in names.values():
+            # Implicit: the database owner is the one member of pg_database_owner.
+            memberships.append(Membership(database_owner, "pg_database_owner", True))
+        # Predefined pg_* roles appear only when something refers to them.
+        referenced = {m.role for m in memberships} | {m.member for m in memberships}
+        referenced |= {g.principal for g in grants}
+        referenced |= set(PREDEFINED_DATA_ROLES) | PREDEFINED_PRIVILEGED_ROLES
+        principals: list[Principal] = []
+        for (_oid, name, superuser, inherit, createrole, createdb, login, replication,
+             bypassrls) in roles.values():
+            if name.startswith("pg_") and name not in referenced:
+                continue
+            flags = (("superuser", superuser), ("bypassrls", bypassrls), ("createrole", createrole),
+                     ("createdb", createdb), ("replication", replication))
+            attributes = tuple(flag for flag, on in flags if on)
+            privileged = bool(superuser or bypassrls or createrole)
+            if name in PREDEFINED_PRIVILEGED_ROLES:
+                attributes += (name,)
+                privileged = True
+            principals.append(Principal(name=name, kind="user" if login else "role", attributes=attributes,
+                                        privileged=privileged,
+                                        properties={"login": bool(login), "inherit": bool(inherit)}))
+        return principals, memberships

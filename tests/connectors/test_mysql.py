@@ -1,0 +1,355 @@
+"""The `mysql` connector against the real local MariaDB (or MySQL).
+
+Every test works in databases and with accounts and roles of its own (random suffixes),
+created by tests.connectors.dbservers and dropped when the module ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from connectors._sqlcommon import probe_limits, qualified_path
+from connectors.mysql import MysqlConnector, _connect, _Probe, parse_url
+from scanner.access import access_levels, access_paths
+from scanner.errors import ProbeError
+from scanner.model import SourceSnapshot
+from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
+from tests.connectors.contract import check_snapshot_contract
+
+if TYPE_CHECKING:
+    from tests.connectors.dbservers import MysqlServer
+
+# mysql_server, closed_port, hanging_server
+pytest_plugins = ("tests.connectors.dbservers",)
+
+
+def probe(url: str, *, column: str | None = None, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
+          principals: tuple[str, ...] = (), timeout: float = 60.0, owner_tag: str | None = None,
+          secrets: tuple[str, ...] = (), **settings: Any) -> SourceSnapshot:
+    """Probe with the connector and check the snapshot contract on the result."""
+    source = SourceConfig(id="shop", connector="mysql", settings={"url": url, **settings}, include=include,
+                          exclude=exclude, freshness=FreshnessConfig(column=column), owner_tag=owner_tag)
+    context = ProbeContext(now=datetime.now(UTC), principals=frozenset(principals), timeout=timeout)
+    snapshot = MysqlConnector(source).probe(context)
+    check_snapshot_contract(snapshot, source, secrets)
+    return snapshot
+
+
+def probe_error(url: str, **kwargs: Any) -> tuple[ProbeError, float]:
+    started = time.monotonic()
+    with pytest.raises(ProbeError) as caught:
+        probe(url, **kwargs)
+    return caught.value, time.monotonic() - started
+
+
+def q(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+@pytest.fixture(scope="module")
+def shop(mysql_server: MysqlServer) -> str:
+    db = mysql_server.create_database()
+    for statement in (
+        f"CREATE TABLE {q(db)}.customers (id INT PRIMARY KEY, email VARCHAR(200) NOT NULL COMMENT 'primary contact',"
+        " updated_at DATETIME(6)) COMMENT 'Customer master. owner=data-eng'",
+        f"INSERT INTO {q(db)}.customers VALUES (1, 'a@x', '2024-05-01 10:00:00'), (2, 'b@x', '2024-05-02 11:30:00')",
+        f"CREATE TABLE {q(db)}.orders (id BIGINT, total DECIMAL(10,2), created TIMESTAMP NULL) ENGINE=InnoDB",
+        f"CREATE TABLE {q(db)}.events (id INT, at DATETIME) PARTITION BY HASH(id) PARTITIONS 3",
+        f"INSERT INTO {q(db)}.events VALUES (1, NOW()), (2, NOW())",
+        f"CREATE TABLE {q(db)}.tmp_scratch (x INT)",
+        f"CREATE TABLE {q(db)}.log (line TEXT, updated_at VARCHAR(30)) ENGINE=MyISAM",
+        f"CREATE VIEW {q(db)}.active AS SELECT id, email, updated_at FROM {q(db)}.customers",
+        f"ANALYZE TABLE {q(db)}.customers, {q(db)}.events",
+    ):
+        mysql_server.execute(statement)
+    return db
+
+
+def test_tables_views_columns_and_estimates(mysql_server: MysqlServer, shop: str) -> None:
+    snapshot = probe(mysql_server.url(shop), owner_tag="owner")
+    assets = {a.path: a for a in snapshot.assets}
+    assert set(assets) == {f"{shop}.{name}" for name in ("customers", "orders", "events", "tmp_scratch", "log",
+                                                         "active")}
+    customers = assets[f"{shop}.customers"]
+    assert customers.kind == "table" and customers.container == shop
+    assert [(c.name, c.type, c.nullable, c.comment) for c in customers.columns] == [
+        ("id", "int(11)" if mysql_server.mariadb else "int", False, None),
+        ("email", "varchar(200)", False, "primary contact"), ("updated_at", "datetime(6)", True, None)]
+    assert customers.row_count == 2 and customers.size_bytes and customers.size_bytes > 0
+    assert customers.properties == {"engine": "InnoDB", "comment": "Customer master. owner=data-eng"}
+    assert customers.owner is not None and customers.owner.owner == "data-eng"
+    assert assets[f"{shop}.events"].kind == "partitioned_table"
+    assert assets[f"{shop}.active"].kind == "view" and assets[f"{shop}.active"].row_count is None
+    assert assets[f"{shop}.log"].properties["engine"] == "MyISAM"
+
+
+def test_include_exclude_and_every_database(mysql_server: MysqlServer, shop: str) -> None:
+    other = mysql_server.create_database()
+    mysql_server.execute(f"CREATE TABLE {q(other)}.t (x INT)")
+    # No database in the URL: every user database, narrowed by the globs.
+    snapshot = probe(mysql_server.url(), include=(f"{shop}.*", f"{other}.*"), exclude=("*.tmp_*",))
+    paths = {a.path for a in snapshot.assets}
+    assert f"{other}.t" in paths and f"{shop}.customers" in paths and f"{shop}.tmp_scratch" not in paths
+    assert not any(p.startswith(("mysql.", "information_schema.", "performance_schema.", "sys.")) for p in paths)
+    error, _ = probe_error(mysql_server.url(shop + "_missing"))
+    assert error.reason in ("not_found", "access_denied")
+
+
+def test_freshness_from_update_time_and_from_a_column(mysql_server: MysqlServer, shop: str) -> None:
+    before = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=2)
+    mysql_server.execute(f"INSERT INTO {q(shop)}.orders VALUES (1, 9.5, NOW())")
+    snapshot = probe(mysql_server.url(shop))
+    orders = snapshot.asset(f"{shop}.orders")
+    assert orders is not None and orders.freshness.method == "metadata"
+    assert orders.freshness.last_changed is not None and orders.freshness.last_changed >= before
+    assert orders.freshness.caveat and "UPDATE_TIME" in orders.freshness.caveat
+    scratch = snapshot.asset(f"{shop}.tmp_scratch")  # never written since the server started
+    assert scratch is not None and scratch.freshness.method == "none"
+    assert snapshot.asset(f"{shop}.active").freshness.method == "none"  # type: ignore[union-attr]
+
+    by_column = probe(mysql_server.url(shop), column="updated_at")
+    customers = by_column.asset(f"{shop}.customers")
+    assert customers is not None and customers.freshness.method == "column"
+    assert customers.freshness.last_changed == datetime(2024, 5, 2, 11, 30, tzinfo=UTC)
+    active = by_column.asset(f"{shop}.active")  # a view has the column too
+    assert active is not None and active.freshness.last_changed == datetime(2024, 5, 2, 11, 30, tzinfo=UTC)
+    # log.updated_at is text: not a timestamp column, so UPDATE_TIME stays in charge.
+    assert by_column.asset(f"{shop}.log").freshness.method in ("metadata", "none")  # type: ignore[union-attr]
+    assert any("missing or not a timestamp" in note for note in by_column.notes)
+
+
+def test_session_is_read_only_and_bounded(mysql_server: MysqlServer, shop: str) -> None:
+    source = SourceConfig(id="shop", connector="mysql",
+                          settings={"url": mysql_server.url(shop), "statement_timeout": 7, "lock_timeout": 2})
+    context = ProbeContext(now=datetime.now(UTC), timeout=30)
+    limits = probe_limits(source, context)
+    conn = _connect(parse_url(mysql_server.url(shop)), limits)
+    try:
+        session = _Probe(source, context, conn, limits, parse_url(mysql_server.url(shop)))
+        session._session(mysql_server.mariadb)
+        read_only = "@@session.tx_read_only" if mysql_server.mariadb else "@@session.transaction_read_only"
+        limit = "@@session.max_statement_time" if mysql_server.mariadb else "@@session.max_execution_time"
+        row = session.fetch(f"SELECT {read_only}, {limit}, @@session.lock_wait_timeout, @@session.time_zone")[0]
+        assert row[0] == 1 and float(row[1]) in (7.0, 7000.0) and row[2] == 2 and row[3] == "+00:00"
+        with pytest.raises(Exception, match="READ ONLY"):
+            session.fetch(f"INSERT INTO {q(shop)}.orders VALUES (99, 1, NULL)")
+    finally:
+        conn.close()
+
+
+def test_empty_database(mysql_server: MysqlServer) -> None:
+    db = mysql_server.create_database()
+    snapshot = probe(mysql_server.url(db), column="updated_at")
+    assert snapshot.assets == () and snapshot.reports_grants
+
+
+def test_hostile_names(mysql_server: MysqlServer) -> None:
+    tag = uuid.uuid4().hex[:8]
+    dbs = [mysql_server.create_database(f"ctxscan h{tag}{suffix}") for suffix in ("'quo`te\"", ".dot", " ünï 表")]
+    tables = ["ta`ble", "a.b", "order", "Ünï code", "sp ace's"]
+    columns = ["se`l", "col.dot", "from", "ü ber", "up dated"]
+    for i, db in enumerate(dbs):
+        for j, table in enumerate(tables):
+            mysql_server.execute(f"CREATE TABLE {q(db)}.{q(table)} (" + ", ".join(
+                f"{q(c)} {'DATETIME' if c == 'up dated' else 'INT'}" for c in columns) + ")")
+            mysql_server.execute(f"INSERT INTO {q(db)}.{q(table)} ({q('up dated')}) VALUES (%s)",
+                                 (datetime(2024, 1, 1) + timedelta(hours=i * 10 + j),))
+    include = tuple(qualified_path(db, "x")[:-1] + "*" for db in dbs)
+    snapshot = probe(mysql_server.url(), column="up dated", include=include)
+    assert len(snapshot.assets) == len(dbs) * len(tables)
+    assert f'"ctxscan h{tag}.dot"."a.b"' in {a.path for a in snapshot.assets}
+    for i, db in enumerate(dbs):
+        for j, table in enumerate(tables):
+            asset = next(a for a in snapshot.assets if a.container == db and a.path.endswith(
+                table if "." not in table else '"a.b"'))
+            assert [c.name for c in asset.columns] == columns
+            assert asset.freshness.method == "column", asset
+            assert asset.freshness.last_changed == datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=i * 10 + j)
+
+
+def test_a_table_with_the_most_columns_innodb_allows(mysql_server: MysqlServer) -> None:
+    db = mysql_server.create_database()
+    mysql_server.execute(f"CREATE TABLE {q(db)}.wide (" + ", ".join(f"c{i} TINYINT" for i in range(1016))
+                         + ", updated_at DATE) ENGINE=InnoDB ROW_FORMAT=DYNAMIC")
+    snapshot = probe(mysql_server.url(db))
+    (wide,) = snapshot.assets
+    assert len(wide.columns) == 1017 and wide.columns[-1].name == "updated_at"
+
+
+# ---------------------------------------------------------------------------------------
+# Access paths
+
+
+@pytest.fixture(scope="module")
+def access(mysql_server: MysqlServer) -> dict[str, str]:
+    s = mysql_server
+    if not s.mariadb:
+        pytest.fail("these role tests use MariaDB's roles and PUBLIC (the server here is MariaDB)")
+    db = s.create_database()
+    r: dict[str, str] = {"db": db}
+    r["reader"] = s.create_role("reader")
+    r["analysts"] = s.create_role("analysts")
+    r["bot"] = s.create_user("bot", password="bot-pass-123")
+    r["writer"] = s.create_user("writer", host="10.0.0.%")
+    r["column_only"] = s.create_user("colonly", host="localhost")
+    r["filer"] = s.create_user("filer")
+    r["globalreader"] = s.create_user("globalreader")
+    r["wildcard"] = s.create_user("wildcard")
+    r["lead"] = s.create_user("lead")
+    anonymous_host = f"{db}.invalid"
+    r["anonymous"] = s.create_user("", host=anonymous_host, user="")
+    bot_user, bot_host = r["bot"].split("@")
+    for statement in (
+        f"CREATE TABLE {q(db)}.customers (id INT, email TEXT, secret TEXT)",
+        f"CREATE TABLE {q(db)}.tickets (id INT, body TEXT)",
+        f"CREATE TABLE {q(db)}.kb (id INT, article TEXT)",
+        f"GRANT SELECT ON {q(db)}.* TO {q(r['reader'])}",
+        f"GRANT {q(r['reader'])} TO {q(r['analysts'])}",
+        f"GRANT {q(r['analysts'])} TO '{bot_user}'@'{bot_host}'",
+        f"SET DEFAULT ROLE {q(r['analysts'])} FOR '{bot_user}'@'{bot_host}'",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {q(db)}.tickets TO '{r['writer'].split('@')[0]}'@'10.0.0.%'",
+        f"GRANT SELECT (id, email) ON {q(db)}.customers TO '{r['column_only'].split('@')[0]}'@'localhost'",
+        f"GRANT SELECT ON {q(db)}.kb TO PUBLIC",
+        f"GRANT FILE ON *.* TO '{r['filer'].split('@')[0]}'@'%'",
+        f"GRANT SELECT ON *.* TO '{r['globalreader'].split('@')[0]}'@'%'",
+        # `_` is a wildcard in a database-level GRANT: this covers our database too.
+        f"GRANT SELECT ON `{db[:-3]}___`.* TO '{r['wildcard'].split('@')[0]}'@'%'",
+        f"GRANT SELECT ON {q(db)}.tickets TO '{r['lead'].split('@')[0]}'@'%' WITH GRANT OPTION",
+    ):
+        s.execute(statement)
+    return r
+
+
+def levels(snapshot: SourceSnapshot, principal: str, path: str) -> set[str]:
+    asset = snapshot.asset(path)
+    assert asset is not None, path
+    return access_levels(access_paths(snapshot, principal, asset)) - {"other"}
+
+
+def test_accounts_roles_and_grants(mysql_server: MysqlServer, access: dict[str, str]) -> None:
+    r = access
+    db = r["db"]
+    snapshot = probe(mysql_server.url(db), principals=(r["bot"], "support_bot"))
+    grants = {(g.principal, g.privilege, g.target, g.scope, g.access, g.columns, g.public, g.via)
+              for g in snapshot.grants}
+    assert (r["reader"], "SELECT", db, "container", "read", (), False, f"GRANT SELECT ON {q(db)}.*") in grants
+    assert (r["writer"], "DELETE", f"{db}.tickets", "asset", "write", (), False,
+            f"GRANT DELETE ON {q(db)}.`tickets`") in grants
+    assert (r["column_only"], "SELECT", f"{db}.customers", "column", "read", ("email", "id"), False,
+            f"GRANT SELECT (email, id) ON {db}.customers") in grants
+    assert ("PUBLIC", "SELECT", f"{db}.kb", "asset", "read", (), True, f"GRANT SELECT ON {q(db)}.`kb`") in grants
+    assert (r["filer"], "FILE", "*", "source", "admin", (), False, "GRANT FILE ON *.*") in grants
+    assert (r["globalreader"], "SELECT", "*", "source", "read", (), False, "GRANT SELECT ON *.*") in grants
+    assert (r["wildcard"], "SELECT", db, "container", "read", (), False, f"GRANT SELECT ON `{db[:-3]}___`.*") in grants
+    assert (r["lead"], "GRANT OPTION", f"{db}.tickets", "asset", "other", (), False,
+            f"GRANT USAGE ON {q(db)}.`tickets` WITH GRANT OPTION") in grants
+
+    memberships = {(m.member, m.role, m.inherit) for m in snapshot.memberships}
+    assert {(r["analysts"], r["reader"], True), (r["bot"], r["analysts"], True)} <= memberships
+    principals = {p.name: p for p in snapshot.principals}
+    assert principals[r["reader"]].kind == "role" and principals[r["bot"]].kind == "user"
+    assert principals[r["bot"]].properties["any_host"] is True
+    assert principals[r["bot"]].properties["default_role"] == r["analysts"]
+    assert principals[r["writer"]].properties["host"] == "10.0.0.%"
+    assert principals[r["filer"]].privileged and principals[r["filer"]].attributes == ("global_file",)
+    assert not principals[r["globalreader"]].privileged
+    root = next(p for name, p in principals.items() if name.startswith("root@"))
+    assert root.privileged and "global_all" in root.attributes
+    assert principals[r["anonymous"]].properties["anonymous"] is True
+    assert any("anonymous account" in note for note in snapshot.notes)
+    assert "PUBLIC" not in principals
+    assert any("'support_bot' does not exist" in note and "user@host" in note for note in snapshot.notes)
+    assert not any("bot-pass-123" in str(p.properties) for p in snapshot.principals)
+
+
+def test_effective_access_follows_roles(mysql_server: MysqlServer, access: dict[str, str]) -> None:
+    r = access
+    db = r["db"]
+    snapshot = probe(mysql_server.url(db))
+    paths = access_paths(snapshot, r["bot"], snapshot.asset(f"{db}.customers"))  # type: ignore[arg-type]
+    reads = [p for p in paths if p.privilege == "SELECT" and p.scope == "container"]
+    assert reads and reads[0].chain == (r["bot"], r["analysts"], r["reader"])
+    assert levels(snapshot, r["bot"], f"{db}.customers") == {"read"}
+    assert levels(snapshot, r["writer"], f"{db}.tickets") == {"read", "write"}
+    assert levels(snapshot, r["writer"], f"{db}.customers") == set()
+    assert levels(snapshot, r["column_only"], f"{db}.kb") == {"read"}       # PUBLIC
+    assert levels(snapshot, r["globalreader"], f"{db}.tickets") == {"read"}
+    assert {"read", "write", "admin"} <= levels(snapshot, r["filer"], f"{db}.tickets")
+    assert levels(snapshot, r["wildcard"], f"{db}.kb") == {"read"}
+    assert levels(snapshot, r["lead"], f"{db}.tickets") == {"read"}
+
+
+def test_an_account_without_the_grant_tables_sees_its_own_privileges(mysql_server: MysqlServer,
+                                                                      access: dict[str, str]) -> None:
+    r = access
+    user = r["bot"].split("@")[0]
+    snapshot = probe(mysql_server.url(r["db"], user=user, password="bot-pass-123"), secrets=("bot-pass-123",))
+    assert any("cannot read the mysql grant tables" in note for note in snapshot.notes)
+    assert {a.path for a in snapshot.assets} >= {f"{r['db']}.customers", f"{r['db']}.kb"}
+    assert all(g.principal in (r["bot"], r["reader"], r["analysts"], "PUBLIC") for g in snapshot.grants)
+
+
+# ---------------------------------------------------------------------------------------
+# Failures
+
+
+def test_a_wrong_password_is_access_denied_and_never_in_the_message(mysql_server: MysqlServer,
+                                                                       access: dict[str, str]) -> None:
+    user = access["bot"].split("@")[0]
+    error, _ = probe_error(mysql_server.url(access["db"], user=user, password="Wr0ng-Pa55word!"))
+    assert error.reason == "access_denied" and not error.retryable
+    assert "Access denied" in error.message
+    assert "Wr0ng-Pa55word" not in error.message and "Wr0ng" not in error.message
+
+
+def test_a_refused_connection_is_unreachable(closed_port: int) -> None:
+    error, elapsed = probe_error(f"mysql://root:pw-xyz@127.0.0.1:{closed_port}/db")
+    assert error.reason == "unreachable" and error.retryable and elapsed < 5
+    assert "pw-xyz" not in error.message
+
+
+def test_a_server_that_never_answers_times_out_within_the_budget(hanging_server: int) -> None:
+    error, elapsed = probe_error(f"mysql://root@127.0.0.1:{hanging_server}/db", timeout=3)
+    assert error.reason in ("timeout", "unreachable") and error.retryable
+    assert elapsed < 4.5
+
+
+def test_scan_through_the_cli(mysql_server: MysqlServer, shop: str, closed_port: int, tmp_path: Path,
+                              ctxscan: Callable[..., Any]) -> None:
+    inventory = tmp_path / "ctxscan.yaml"
+    inventory.write_text(f"""
+version: 1
+owners: [{{id: data-eng}}]
+sources:
+  - id: shop
+    connector: mysql
+    url: {mysql_server.url(shop)}
+    owner: data-eng
+  - id: down
+    connector: mysql
+    url: mysql://bot:${{DOWN_PASSWORD}}@127.0.0.1:{closed_port}/shop
+    owner: data-eng
+workflows:
+  - id: assistant
+    owner: data-eng
+    stage: poc
+    reads: [{{asset: "shop:{shop}.customers"}}, {{asset: "down:shop.orders"}}]
+""")
+    env = {"DOWN_PASSWORD": "d0wn-pa55-xyz"}
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    result = ctxscan("-c", str(inventory), "--state", state, "scan", "--json", env=env)
+    assert result.code == 0, result
+    outcomes = {s["id"]: s for s in json.loads(result.out)["sources"]}
+    assert outcomes["shop"]["status"] == "ok" and outcomes["shop"]["assets"] == 6
+    assert outcomes["down"]["status"] == "failed" and outcomes["down"]["reason"] == "unreachable"
+    findings = ctxscan("-c", str(inventory), "--state", state, "findings", "--json", env=env)
+    assert {f["source"] for f in json.loads(findings.out) if f["kind"] == "probe_failed"} == {"down"}
+    assert "d0wn-pa55-xyz" not in result.out + result.err + findings.out
