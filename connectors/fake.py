@@ -10,11 +10,16 @@ from datetime import timedelta
 
 from scanner.errors import ProbeError
 from scanner.model import (
+    ACCESS_ADMIN,
     ACCESS_READ,
     ACCESS_WRITE,
+    PUBLIC_PRINCIPALS,
     SCOPE_ASSET,
+    SCOPE_CONTAINER,
+    SCOPE_SOURCE,
     Asset,
     Column,
+    DiscoveredOwner,
     FreshnessObservation,
     Grant,
     Membership,
@@ -30,13 +35,20 @@ class FakeConnector(Connector):
     kind = "fake"
     description = "a fake source for tests and trials: declared assets, latency and failure knobs"
     settings = (
-        Setting("tables", list, help="asset paths, each `path`, `path@AGE` (e.g. 2h) or `path@none`"),
+        Setting("tables", list, help="asset paths, each `path`, `path@AGE` (e.g. 2h), `path@none`, or "
+                                     "`path@observed:OLDEST:NEWEST` (changed between two scans)"),
         Setting("columns", list, help="columns of every asset, each `name:type`"),
+        Setting("asset_columns", list, help="columns of one asset, each `path=name:type,name:type` "
+                                            "(instead of `columns`)"),
+        Setting("tags", list, help="source tags, each `key=value`; `owner_tag` discovers the owner here"),
+        Setting("asset_tags", list, help="asset labels, each `path:key=value`; `owner_tag` discovers "
+                                         "the asset's owner here"),
         Setting("latency", float, help="seconds each probe sleeps"),
         Setting("fail", str, help="fail every probe with this message"),
         Setting("hang", bool, help="never return (until cancelled)"),
-        Setting("grants", list, help="grants, each `principal:privilege:asset` (write privileges: "
-                                     "INSERT, UPDATE, DELETE, WRITE)"),
+        Setting("grants", list, help="grants, each `principal:privilege:target` (write privileges: "
+                                     "INSERT, UPDATE, DELETE, WRITE; ALL and OWNER are admin); the "
+                                     "target is an asset, `schema.*` (container) or `*` (source)"),
         Setting("members", list, help="role memberships, each `member:role`"),
         Setting("superusers", list, help="principals that are superuser"),
         Setting("token", str, secret=True, help="a secret, to test redaction"),
@@ -58,6 +70,23 @@ class FakeConnector(Connector):
         for spec in settings.get("columns") or ():
             name, _, typ = str(spec).partition(":")
             columns.append(Column(name, typ or "text"))
+        per_asset: dict[str, tuple[Column, ...]] = {}
+        for spec in settings.get("asset_columns") or ():
+            path, _, specs = str(spec).partition("=")
+            per_asset[path] = tuple(Column(n, t or "text") for n, _, t in
+                                    (c.strip().partition(":") for c in specs.split(",") if c.strip()))
+        owner_tag = self.source.owner_tag
+        source_owner = None
+        for spec in settings.get("tags") or ():
+            key, _, value = str(spec).partition("=")
+            if owner_tag and key == owner_tag and value:
+                source_owner = DiscoveredOwner(value, f"tag:{key}")
+        asset_owners: dict[str, DiscoveredOwner] = {}
+        for spec in settings.get("asset_tags") or ():
+            path, _, tag = str(spec).partition(":")
+            key, _, value = tag.partition("=")
+            if owner_tag and key == owner_tag and value:
+                asset_owners[path] = DiscoveredOwner(value, f"label:{key}")
         assets = []
         for spec in settings.get("tables") or ():
             path, _, age = str(spec).partition("@")
@@ -65,22 +94,38 @@ class FakeConnector(Connector):
                 continue
             if age == "none":
                 freshness = FreshnessObservation()
+            elif age.startswith("observed:"):
+                from scanner.durations import parse_duration
+
+                _, oldest, newest = age.split(":", 2)
+                freshness = FreshnessObservation(
+                    method="observed",
+                    changed_after=context.now - timedelta(seconds=parse_duration(oldest)),
+                    last_changed=context.now - timedelta(seconds=parse_duration(newest)))
             else:
                 from scanner.durations import parse_duration
 
                 seconds = parse_duration(age) if age else 0
                 freshness = FreshnessObservation(method="metadata",
                                                  last_changed=context.now - timedelta(seconds=seconds))
-            assets.append(Asset(path=path, kind="table", columns=tuple(columns), freshness=freshness,
-                                row_count=0, container=path.rsplit(".", 1)[0] if "." in path else None))
+            assets.append(Asset(path=path, kind="table", columns=per_asset.get(path, tuple(columns)),
+                                freshness=freshness, owner=asset_owners.get(path), row_count=0,
+                                container=path.rsplit(".", 1)[0] if "." in path else None))
         grants = []
         principals = {}
         for spec in settings.get("grants") or ():
             principal, privilege, target = str(spec).split(":", 2)
             write = privilege.upper() in ("INSERT", "UPDATE", "DELETE", "WRITE")
-            public = principal == "PUBLIC"
-            grants.append(Grant(principal, privilege.upper(), target, SCOPE_ASSET,
-                                ACCESS_WRITE if write else ACCESS_READ, public=public, via=f"fake {spec}"))
+            access = ACCESS_ADMIN if privilege.upper() in ("ALL", "OWNER") else (
+                ACCESS_WRITE if write else ACCESS_READ)
+            public = principal in PUBLIC_PRINCIPALS
+            scope = SCOPE_ASSET
+            if target == "*":
+                scope = SCOPE_SOURCE
+            elif target.endswith(".*"):
+                scope, target = SCOPE_CONTAINER, target[:-2]
+            grants.append(Grant(principal, privilege.upper(), target, scope, access, public=public,
+                                via=f"fake {spec}"))
             principals[principal] = Principal(principal, "public" if public else "role")
         for name in settings.get("superusers") or ():
             principals[name] = Principal(name, "role", ("superuser",), privileged=True)
@@ -89,5 +134,5 @@ class FakeConnector(Connector):
             member, _, role = str(spec).partition(":")
             members.append(Membership(member, role))
         return SourceSnapshot(source_id=self.source.id, connector=self.kind, probed_at=context.now,
-                              assets=tuple(assets), grants=tuple(grants),
+                              assets=tuple(assets), grants=tuple(grants), owner=source_owner,
                               principals=tuple(principals.values()), memberships=tuple(members))

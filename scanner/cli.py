@@ -283,6 +283,7 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
     inventory = app.inventory()
     today = date.today()
     stored = app.store().findings(None if status in ("all", "accepted") else status)
+    _check_finding_filters(kind, source_id, workflow_id, inventory, app.store().findings(None))
     rows = []
     for finding in stored:
         accepted = acceptance_for(finding, inventory.accept, today) if finding.status == "open" else None
@@ -313,11 +314,39 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
     if not rows:
         click.echo(f"no {status if status != 'all' else ''} findings".replace("  ", " "))
         return
-    click.echo(table(
-        ["severity", "kind", "subject", "message", "first seen"],
-        [[f.severity, f.kind + (f"/{f.subkind}" if f.subkind else ""),
-          f.asset or f.workflow or f.source, f.message, f.first_seen.strftime("%Y-%m-%d %H:%M")]
-         for f, _ in rows], max_width=80))
+    headers = ["severity", "kind", "subject", "message", "first seen"]
+    if status != "open":
+        headers.insert(0, "status")
+    lines = []
+    for f, accepted in rows:
+        line = [f.severity, f.kind + (f"/{f.subkind}" if f.subkind else ""),
+                f.asset or f.workflow or f.source, f.message, f.first_seen.strftime("%Y-%m-%d %H:%M")]
+        if status != "open":
+            line.insert(0, "accepted" if accepted is not None else f.status)
+        lines.append(line)
+    click.echo(table(headers, lines, max_width=80))
+
+
+def _check_finding_filters(kinds: tuple[str, ...], source_id: str | None, workflow_id: str | None,
+                           inventory: Any, stored: list[Any]) -> None:
+    """An unknown kind, source or workflow is a usage error, not an empty list."""
+    import difflib
+
+    from scanner.errors import UsageError
+    from scanner.rules import RULES
+
+    def check(value: str, known: set[str], what: str) -> None:
+        if value not in known:
+            close = difflib.get_close_matches(value, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(known))})"
+            raise UsageError(f"unknown {what} {value!r}{hint}")
+
+    for kind in kinds:
+        check(kind, set(RULES), "finding kind")
+    if source_id:
+        check(source_id, set(inventory.sources) | {f.source for f in stored if f.source}, "source")
+    if workflow_id:
+        check(workflow_id, set(inventory.workflows) | {f.workflow for f in stored if f.workflow}, "workflow")
 
 
 # ---------------------------------------------------------------------------------------
@@ -327,13 +356,377 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
 @click.option("--dir", "directory", default="ctxscan-demo", show_default=True, type=click.Path(file_okay=False),
               help="Where to build the demo estate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def demo(directory: str, as_json: bool) -> None:
+@click.option("--graphs", "graphs", default=None, type=click.Path(file_okay=False),
+              help="Where to write the graph exports (default: DIR/graphs).")
+@click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP",
+              help="Build and scan the estate as if it were this UTC time (reproducible exports).")
+def demo(directory: str, as_json: bool, graphs: str | None, as_of: str | None) -> None:
     """Build a small demo estate (SQLite + files), scan it and show the results."""
     from scanner.demo import run_demo
 
-    result = run_demo(directory, echo=None if as_json else click.echo)
+    now = None
+    if as_of is not None:
+        from datetime import UTC, datetime
+
+        from scanner.errors import UsageError
+
+        try:
+            now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--as-of: {as_of!r} is not an ISO timestamp (e.g. 2026-01-01T12:00:00Z)") from None
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    result = run_demo(directory, echo=None if as_json else click.echo, graphs=graphs, now=now)
     if as_json:
         echo_json(result)
 
 
 # Later features register their commands below this line (graph, readiness, daemon).
+
+
+# ---------------------------------------------------------------------------------------
+# daemon
+
+def _duration_option(value: str, name: str) -> float:
+    from scanner.durations import parse_duration
+    from scanner.errors import UsageError
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+@main.command()
+@common_options
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve /healthz and /metrics on this port (0: any free port, logged). Default: off.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the HTTP endpoint binds to.")
+@click.option("--log-format", type=click.Choice(("text", "json")), default="text", show_default=True,
+              help="Logs on stderr as text or as one JSON object a line.")
+@click.option("--log-level", type=click.Choice(("debug", "info", "warning", "error")), default="info",
+              show_default=True)
+@click.option("--once", is_flag=True, help="Scan every source once, deliver notifications, and exit.")
+@click.option("--stop-timeout", default="10s", show_default=True, metavar="DURATION",
+              help="On SIGTERM/SIGINT, how long running scans get before they are abandoned.")
+@click.option("--retry-max", default="5m", show_default=True, metavar="DURATION",
+              help="Longest wait between two delivery attempts to a failing notification target.")
+def daemon(metrics_port: int | None, metrics_host: str, log_format: str, log_level: str, once: bool,
+           stop_timeout: str, retry_max: str) -> None:
+    """Scan each source on its schedule, notify on findings, serve /healthz and /metrics."""
+    from scanner.daemon import Daemon, DaemonOptions, configure_logging
+
+    options = DaemonOptions(metrics_host=metrics_host, metrics_port=metrics_port,
+                            stop_timeout=_duration_option(stop_timeout, "--stop-timeout"),
+                            retry_max=_duration_option(retry_max, "--retry-max"))
+    configure_logging(log_format, log_level)
+    app = _app()
+    inventory = app.inventory()
+    store = app.store()
+    runner = Daemon(inventory, store, app.config_paths(), options)
+    runner.install_signal_handlers()
+    code = runner.run_once() if once else runner.serve_forever()
+    store.close()
+    _exit_promptly(code)
+
+
+def _exit_promptly(code: int) -> None:
+    """Exit now: a worker thread that outlived the stop deadline must not hold the process."""
+    import logging
+    import threading
+    import time
+
+    deadline = time.monotonic() + 1.0
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [t for t in threading.enumerate()
+                 if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if lingering:
+        os._exit(code)
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------------------
+# readiness
+
+@main.command()
+@common_options
+@click.argument("workflow_id", metavar="[WORKFLOW]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
+@click.option("--strict", is_flag=True, help="Exit 1 when a workflow shown is not ready.")
+def readiness(workflow_id: str | None, as_json: bool, strict: bool) -> None:
+    """The production-readiness card of each workflow (or one): six checks, each with its reason."""
+    import difflib
+
+    from scanner.errors import UsageError
+    from scanner.model import utcnow
+    from scanner.readiness import assess, render_cards
+
+    app = _app()
+    inventory = app.inventory()
+    if workflow_id is not None and workflow_id not in inventory.workflows:
+        close = difflib.get_close_matches(workflow_id, list(inventory.workflows), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown workflow {workflow_id!r}{hint}")
+    now = utcnow()
+    cards = assess(inventory, app.store(), now, [workflow_id] if workflow_id else None)
+    if as_json:
+        echo_json({"as_of": now.isoformat(), "ready": all(c.ready for c in cards),
+                   "workflows": [c.to_json() for c in cards]})
+    else:
+        click.echo(render_cards(cards))
+    if strict and not all(card.ready for card in cards):
+        sys.exit(EXIT_FINDINGS)
+
+
+# ---------------------------------------------------------------------------------------
+# graph: feeds, depends, why, graph export (all read the store, never probe)
+
+GRAPH_FORMATS = ("graphml", "gexf", "json", "dot", "mermaid", "html")
+
+
+def query_graph(app: App) -> Any:
+    """The dependency graph: from the store's cache when the inventory and store are unchanged,
+    else built from the inventory and the latest stored scan, and cached. Never probes.
+
+    On a cache hit the inventory is not parsed (that alone takes most of a second on a large
+    estate): the cache key is a fingerprint of the inventory files and the environment
+    variables they use, plus the store's state.
+    """
+    from scanner.graph import config_fingerprint, declared_state, quick_cached_graph, state_url
+
+    paths = app.config_paths()
+    fingerprint = config_fingerprint(paths)
+    guessed = None
+    if fingerprint is not None and app.state is None and not os.environ.get("CTXSCAN_STATE"):
+        known, declared = declared_state(paths)
+        if known:
+            guessed = app.state = state_url(paths, declared)
+    url = app.state or os.environ.get("CTXSCAN_STATE")
+    if fingerprint is not None and url:
+        quick = quick_cached_graph(url, fingerprint)
+        if quick is not None:
+            return quick
+
+    from scanner.graph import cache_key, encode_graph, graph_from_store, load_cached
+    from scanner.store import default_state_url
+
+    store = app.store()
+    key = cache_key(fingerprint, store.state_key()) if fingerprint else None
+    if key is not None:
+        cached = load_cached(store, key)
+        if cached is not None:
+            return cached
+    inventory = app.inventory()
+    if guessed is not None and default_state_url(paths, inventory.state) != guessed:
+        app.state, app._store = default_state_url(paths, inventory.state), None
+        store = app.store()
+        key = cache_key(fingerprint, store.state_key()) if fingerprint else None
+    graph = graph_from_store(inventory, store, open_findings(app))
+    if key is not None:
+        import sqlalchemy
+
+        try:
+            store.cache_put(key, encode_graph(graph))
+        except sqlalchemy.exc.SQLAlchemyError:
+            pass  # a read-only store, or another process caching the same graph: answer anyway
+    return graph
+
+
+def _path_text(path: list[str]) -> str:
+    from scanner.graph import public_id
+
+    return " -> ".join(public_id(node) for node in path)
+
+
+@main.command()
+@common_options
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {target, workflows: [{id, direct, path}]}.")
+def feeds(target: str, as_json: bool) -> None:
+    """Workflows fed by a source, an asset or a glob (crm:public.*), directly or downstream."""
+    from scanner.graph import workflow_node
+    from scanner.output import table
+    from scanner.queries import feeds as feeds_query
+
+    graph = query_graph(_app())
+    answer = feeds_query(graph, target)
+    if as_json:
+        echo_json(answer)
+        return
+    workflows = answer["workflows"]
+    if not workflows:
+        click.echo(f"{target} feeds no workflow")
+        return
+    direct = sum(1 for w in workflows if w["direct"])
+    click.echo(f"{target} feeds {len(workflows)} workflow{'s' if len(workflows) != 1 else ''} "
+               f"({direct} directly)\n")
+    rows = []
+    for workflow in workflows:
+        attrs = graph.nodes[workflow_node(workflow["id"])]
+        rows.append([workflow["id"], attrs.get("stage"), attrs.get("owner"), attrs.get("status"),
+                     "yes" if workflow["direct"] else "no", _path_text(workflow["path"])])
+    click.echo(table(["workflow", "stage", "owner", "status", "direct", "path"], rows, max_width=100))
+
+
+def _finding_counts(findings: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for finding in findings:
+        counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
+    order = ("critical", "high", "medium", "low", "info")
+    return ", ".join(f"{counts[s]} {s}" for s in order if s in counts) or "-"
+
+
+@main.command()
+@common_options
+@click.argument("workflow_id", metavar="WORKFLOW")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def depends(workflow_id: str, as_json: bool) -> None:
+    """Assets and sources behind a workflow (also through upstream workflows), with freshness,
+    SLA, owner and open findings."""
+    from scanner.durations import format_duration
+    from scanner.model import utcnow
+    from scanner.output import table
+    from scanner.queries import depends as depends_query
+
+    answer = depends_query(query_graph(_app()), workflow_id, utcnow())
+    if as_json:
+        echo_json(answer)
+        return
+    sources = answer["sources"]
+    click.echo(f"{workflow_id} ({answer['stage']}, owner {answer['owner'] or 'none'}, {answer['status']}): "
+               f"{len(answer['assets'])} assets in {len(sources)} sources"
+               + (f", through {len(answer['upstream'])} upstream workflows" if answer["upstream"] else ""))
+    for finding in answer["findings"]:
+        click.echo(f"  {finding['severity']} {finding['kind']}: {finding['message']}")
+    if answer["assets"]:
+        click.echo()
+        click.echo(table(
+            ["asset", "read by", "method", "age", "sla", "freshness", "owner", "findings"],
+            [[a["id"], ", ".join(a["read_by"]), a["freshness"]["method"],
+              format_duration(a["freshness"]["age_seconds"]), format_duration(a["sla_seconds"]),
+              a["freshness_state"], a["owner"], _finding_counts(a["findings"])] for a in answer["assets"]],
+            max_width=60))
+    if sources:
+        click.echo()
+        click.echo(table(["source", "connector", "owner", "last scan", "status", "findings"],
+                         [[s["id"], s["connector"], s["owner"], s["scan_status"], s["status"],
+                           _finding_counts(s["findings"])] for s in sources]))
+    if answer["upstream"]:
+        click.echo()
+        click.echo(table(["upstream workflow", "stage", "status", "path"],
+                         [[u["id"], u["stage"], u["status"], _path_text(u["path"])] for u in answer["upstream"]],
+                         max_width=100))
+    if answer["runs_as"]:
+        click.echo("\nruns as: " + ", ".join(f"{r['principal']} in {r['source']}"
+                                             + (" (privileged)" if r["privileged"] else "")
+                                             for r in answer["runs_as"]))
+
+
+@main.command()
+@common_options
+@click.argument("workflow_id", metavar="WORKFLOW")
+@click.argument("asset_id", metavar="ASSET")
+@click.option("--json", "as_json", is_flag=True, help="Print the access paths as JSON.")
+def why(workflow_id: str, asset_id: str, as_json: bool) -> None:
+    """Every access path from the principal a workflow runs as to an asset."""
+    from scanner.queries import why as why_query
+    from scanner.queries import why_target
+
+    app = _app()
+    graph = query_graph(app)
+    source_id, _ = why_target(graph, workflow_id, asset_id)
+    snapshot = app.store().latest_snapshots([source_id]).get(source_id)
+    answer = why_query(graph, snapshot, workflow_id, asset_id)
+    if as_json:
+        echo_json(answer)
+        return
+    principal = answer["principal"]
+    if principal is not None:
+        declared = answer["declared_access"]
+        click.echo(f"{workflow_id} runs as {principal} in {source_id}; "
+                   + (f"it declares {declared} access to {answer['asset']}" if declared
+                      else f"it does not declare a read of {answer['asset']}"))
+    if answer["paths"]:
+        levels = ", ".join(answer["access"])
+        count = len(answer["paths"])
+        click.echo(f"{principal} can {levels} {answer['asset']} through {count} path{'s' if count != 1 else ''}:")
+        for path in answer["paths"]:
+            flags = [flag for flag, on in (("public", path["public"]), ("privileged", path["privileged"])) if on]
+            click.echo(f"  {path['description']}" + (f"  [{', '.join(flags)}]" if flags else ""))
+    if answer["note"]:
+        click.echo(answer["note"])
+
+
+@main.group("graph")
+def graph_group() -> None:
+    """The dependency graph for architecture reviews."""
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "graph"
+
+
+@graph_group.command("export")
+@common_options
+@click.option("--format", "fmt", type=click.Choice(GRAPH_FORMATS), default="html", show_default=True,
+              help="graphml, gexf and json (networkx node-link) for tools; dot, mermaid and html to look at.")
+@click.option("-o", "--output", "output", default=None, metavar="PATH",
+              help="Where to write ('-' for stdout); default graphs/ctxscan[-SLICE].EXT in the current folder.")
+@click.option("--workflow", "workflow_ids", multiple=True, metavar="ID",
+              help="Keep only what touches this workflow (repeatable).")
+@click.option("--source", "source_ids", multiple=True, metavar="ID",
+              help="Keep only what touches this source (repeatable).")
+@click.option("--depth", type=click.IntRange(0, None), default=None, metavar="N",
+              help="With a slice: follow at most N workflow-to-workflow feeds hops.")
+def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], source_ids: tuple[str, ...],
+                 depth: int | None) -> None:
+    """Export the whole graph, or a slice, as GraphML, GEXF, JSON, DOT, Mermaid or HTML."""
+    from pathlib import Path
+
+    from scanner.errors import UsageError
+    from scanner.export import EXTENSIONS, canonical, export_graph, mermaid_markdown
+    from scanner.graph import slice_graph
+    from scanner.queries import closest
+
+    if depth is not None and not (workflow_ids or source_ids):
+        raise UsageError("--depth needs a slice: add --workflow ID or --source ID")
+    graph = query_graph(_app())
+    for workflow_id in workflow_ids:
+        if workflow_id not in graph.graph.get("workflows", ()):
+            near = closest(graph, workflow_id)
+            raise UsageError(f"unknown workflow {workflow_id!r}" + (f"; closest: {', '.join(near)}" if near else ""))
+    for source_id in source_ids:
+        if source_id not in graph.graph.get("sources", ()):
+            near = closest(graph, source_id)
+            raise UsageError(f"unknown source {source_id!r}" + (f"; closest: {', '.join(near)}" if near else ""))
+    chosen = canonical(slice_graph(graph, workflow_ids, source_ids, depth) if workflow_ids or source_ids
+                       else graph)
+    if output is None:
+        parts = [f"workflow-{w}" for w in workflow_ids] + [f"source-{s}" for s in source_ids]
+        stem = "ctxscan" + ("-" + _slug("-".join(parts)) if parts else "")
+        output = str(Path("graphs") / f"{stem}.{EXTENSIONS[fmt]}")
+    if fmt == "mermaid" and output != "-" and output.endswith(".md"):
+        data = mermaid_markdown(chosen).encode("utf-8")
+    else:
+        data = export_graph(chosen, fmt)
+    summary = f"{chosen.number_of_nodes()} nodes, {chosen.number_of_edges()} edges"
+    if fmt == "mermaid" and chosen.number_of_edges() > 500:
+        click.echo(f"warning: {summary}; GitHub renders Mermaid diagrams of up to 500 edges "
+                   "(export a slice with --workflow or --source)", err=True)
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.tmp")
+    partial.write_bytes(data)
+    partial.replace(target)
+    click.echo(f"wrote {target} ({fmt}, {summary})", err=True)

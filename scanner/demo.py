@@ -1,7 +1,8 @@
 """`ctxscan demo`: a small estate (a SQLite helpdesk and a folder of documents), scanned.
 
-Needs no server and no network. The estate has one stale table, one old folder, three
-workflows, one of them without an owner, so the scan has real findings to show.
+Needs no server and no network. The estate has one stale table, one old folder, a
+world-writable folder, three workflows (one without an owner, one reading a table that does
+not exist), so the scan has real findings and readiness cards to show.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ workflows:
     stage: poc
     reads:
       - {{asset: "helpdesk:main.refunds", max_age: 24h}}
+      - {{asset: "helpdesk:main.refund_reasons"}}
       - {{asset: "kb:policies", max_age: 30d}}
 """
 
@@ -106,29 +108,40 @@ def build_estate(directory: Path, now: datetime | None = None) -> Path:
             path.write_text(f"# {name}\n\nDemo document for ctxscan.\n", encoding="utf-8")
             os.utime(path, (stamp, stamp))
         os.utime(kb / folder, (stamp, stamp))
+    # Anyone on the machine can rewrite the reply macros the production assistant reads.
+    os.chmod(kb / "macros", 0o777)
     config = directory / "ctxscan.yaml"
     config.write_text(DEMO_INVENTORY.format(config=config), encoding="utf-8")
     return config
 
 
-def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Build the estate, scan it and return (and print, unless echo is None) the results."""
+def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print,
+             graphs: str | Path | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Build the estate, scan it and return (and print, unless echo is None) the results.
+
+    Graph exports go to `graphs` (default DIRECTORY/graphs). A fixed `now` makes the estate,
+    the scan and so the exports reproducible byte for byte.
+    """
     from scanner.durations import format_duration
     from scanner.inventory import load_inventory
+    from scanner.model import utcnow
     from scanner.output import table
-    from scanner.rules import build_context
+    from scanner.readiness import readiness_cards, render_cards
+    from scanner.rules import build_context, evaluate
     from scanner.scan import run_scan
     from scanner.store import Store, default_state_url
 
     directory = Path(directory)
-    config = build_estate(directory)
+    config = build_estate(directory, now)
     inventory = load_inventory([config])
     store = Store.open(default_state_url([str(config)], inventory.state))
     try:
-        report = run_scan(inventory, store, trigger="demo")
+        report = run_scan(inventory, store, trigger="demo", now=(lambda: now) if now is not None else utcnow)
         ctx = build_context(inventory, store, report.finished_at)
         assets = _freshness_rows(ctx)
         open_findings = store.findings("open")
+        cards = readiness_cards(ctx, evaluate(ctx), inventory.accept)
+        graph_files = _write_graphs(inventory, store, Path(graphs) if graphs is not None else directory / "graphs")
     finally:
         store.close()
     result = {
@@ -138,6 +151,8 @@ def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print) 
         "status": report.status,
         "assets": assets,
         "findings": [f.to_json() for f in open_findings],
+        "readiness": [card.to_json() for card in cards],
+        "graphs": [str(path) for path in graph_files],
     }
     if echo is not None:
         echo(f"Built the demo estate in {directory}/ (a SQLite helpdesk and a folder of documents)")
@@ -147,26 +162,40 @@ def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print) 
                      format_duration(a["sla_seconds"]), a["sla_set_by"] or "-", a["status"]] for a in assets]))
         echo(f"\n{len(open_findings)} open findings:")
         echo(table(["severity", "kind", "subject", "message"],
-                   [[f.severity, f.kind, f.asset or f.workflow or f.source, f.message] for f in open_findings],
+                   [[f.severity, f.kind + (f"/{f.subkind}" if f.subkind else ""),
+                     f.asset or f.workflow or f.source, f.message] for f in open_findings],
                    max_width=90))
+        echo("\nReadiness (ctxscan readiness):")
+        echo(render_cards(cards))
+        echo(f"\nGraph exports: {', '.join(str(p) for p in graph_files)}")
         echo(f"\nNext: ctxscan -c {config} findings --json   |   edit {config} and scan again")
     return result
 
 
+def _write_graphs(inventory: Any, store: Any, directory: Path) -> list[Path]:
+    """The dependency graph of the demo estate in every export format."""
+    from datetime import date
+
+    from scanner.acceptance import acceptance_for
+    from scanner.export import write_exports
+    from scanner.graph import graph_from_store
+
+    today = date.today()
+    findings = [f for f in store.findings("open") if acceptance_for(f, inventory.accept, today) is None]
+    return write_exports(graph_from_store(inventory, store, findings), directory)
+
+
 def _freshness_rows(ctx: Any) -> list[dict[str, Any]]:
-    """Each asset's age against the strictest SLA of the workflows that read it."""
-    slas: dict[tuple[str, str], tuple[float, str]] = {}
-    for workflow, read, asset in ctx.readers():
-        sla = read.max_age or ctx.inventory.sources[read.source].freshness.max_age
-        key = (read.source, asset.path)
-        if sla is not None and (key not in slas or sla < slas[key][0]):
-            slas[key] = (sla, workflow.id)
+    """Each asset's age against its effective SLA (the one the `stale` rule uses)."""
+    from scanner.rules.sla import effective_sla
+
     rows = []
     for source_id, snapshot in sorted(ctx.snapshots.items()):
-        default_sla = ctx.inventory.sources[source_id].freshness.max_age
         for asset in snapshot.assets:
-            age = asset.freshness.age_seconds(ctx.now)
-            sla, set_by = slas.get((source_id, asset.path), (default_sla, None))
+            age = asset.freshness.newest_age_seconds(min(ctx.now, snapshot.probed_at))
+            effective = effective_sla(ctx, source_id, asset.path)
+            sla = effective.max_age if effective else None
+            set_by = effective.set_by if effective else None
             if age is None:
                 status = "unknown"
             elif sla is None:

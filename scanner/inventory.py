@@ -408,7 +408,13 @@ def _coerce_setting(check: _Checker, value: Any, expected: type, path: tuple[Any
                     return expected(value)
                 except ValueError:
                     pass
-            check.error(path, f"expected a number, got {value!r}")
+                if expected is float:  # a float setting may be a duration: `30s` means 30.0
+                    try:
+                        return parse_duration(value)
+                    except ValueError:
+                        pass
+            check.error(path, f"expected a number{' or a duration' if expected is float else ''}, "
+                        f"got {value!r}")
             return None
         return expected(value)
     if expected is dict:

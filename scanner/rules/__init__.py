@@ -8,16 +8,28 @@ from datetime import datetime
 from scanner.inventory import Inventory
 from scanner.model import Finding
 from scanner.rules.base import RuleContext
+from scanner.rules.freshness_unknown import freshness_unknown
+from scanner.rules.missing_asset import missing_asset
+from scanner.rules.orphan_source import orphan_source
+from scanner.rules.over_permissioned import over_permissioned
 from scanner.rules.probe_failed import probe_failed
+from scanner.rules.schema_drift import schema_drift
 from scanner.rules.stale import stale
+from scanner.rules.unowned import unowned
 from scanner.store import Store
 
 Rule = Callable[[RuleContext], Iterable[Finding]]
 
 # Kind -> rule. Every kind PRODUCT.md lists has exactly one entry here.
 RULES: dict[str, Rule] = {
-    "probe_failed": probe_failed,
     "stale": stale,
+    "freshness_unknown": freshness_unknown,
+    "unowned": unowned,
+    "over_permissioned": over_permissioned,
+    "schema_drift": schema_drift,
+    "missing_asset": missing_asset,
+    "probe_failed": probe_failed,
+    "orphan_source": orphan_source,
 }
 
 

@@ -1,12 +1,39 @@
-"""What every rule gets and returns: the evaluation context, fingerprints and severities."""
+"""What every rule gets and returns: the evaluation context, fingerprints and severities.
+
+Severity
+--------
+A finding's severity is its kind's base severity, shifted by the stage of the most critical
+workflow it affects (the workflows that read the asset or source, and every workflow those
+feed, transitively): `production` raises it one step, `pilot` keeps it, `poc` lowers it one
+step, and so does "no workflow at all". The result stays between `low` and `critical`;
+`info` kinds stay `info`.
+
+| kind | sub-kind | base | production | pilot | poc / none |
+|---|---|---|---|---|---|
+| `stale` | (past `max_age`) | high | critical | high | medium |
+| `stale` | `warning` (past `warn_after`) | low | medium | low | low |
+| `freshness_unknown` | | medium | high | medium | low |
+| `unowned` | | medium | high | medium | low |
+| `over_permissioned` | `write_access` | high | critical | high | medium |
+| `over_permissioned` | `undeclared_read` | medium | high | medium | low |
+| `over_permissioned` | `privileged_principal` | high | critical | high | medium |
+| `over_permissioned` | `public_access` | high | critical | high | medium |
+| `schema_drift` | | high | critical | high | medium |
+| `missing_asset` | | high | critical | high | medium |
+| `probe_failed` | | high | critical | high | medium |
+| `orphan_source` | | info | info | info | info |
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Iterator, Mapping
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property, lru_cache
 
 from scanner.inventory import Inventory, ReadDeclaration, WorkflowConfig
 from scanner.model import Asset, SourceSnapshot
@@ -15,6 +42,22 @@ from scanner.store import SourceResult
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 STAGE_SHIFT = {"production": 1, "pilot": 0, "poc": -1, None: -1}
 STAGE_RANK = {"production": 2, "pilot": 1, "poc": 0}
+
+# Base severity per kind, or per `kind/subkind` where the sub-kinds differ.
+BASE_SEVERITY: dict[str, str] = {
+    "stale": "high",
+    "stale/warning": "low",
+    "freshness_unknown": "medium",
+    "unowned": "medium",
+    "over_permissioned/write_access": "high",
+    "over_permissioned/undeclared_read": "medium",
+    "over_permissioned/privileged_principal": "high",
+    "over_permissioned/public_access": "high",
+    "schema_drift": "high",
+    "missing_asset": "high",
+    "probe_failed": "high",
+    "orphan_source": "info",
+}
 
 
 @dataclass(frozen=True)
@@ -34,9 +77,27 @@ class RuleContext:
         if snapshot is None:
             return []
         if not read.is_glob:
-            asset = snapshot.asset(read.path)
+            asset = self.asset(read.source, read.path)
             return [asset] if asset else []
-        return [a for a in snapshot.assets if fnmatch.fnmatchcase(a.path, read.path)]
+        key = (read.source, read.path)
+        if key not in self._glob_matches:
+            pattern = _glob(read.path)
+            self._glob_matches[key] = [a for a in snapshot.assets if pattern.match(a.path)]
+        return list(self._glob_matches[key])
+
+    @cached_property
+    def _glob_matches(self) -> dict[tuple[str, str], list[Asset]]:
+        return {}
+
+    @cached_property
+    def assets_by_path(self) -> Mapping[str, Mapping[str, Asset]]:
+        """source -> path -> asset of the newest snapshots (a snapshot's own lookup is linear)."""
+        return {source_id: {a.path: a for a in snapshot.assets}
+                for source_id, snapshot in self.snapshots.items()}
+
+    def asset(self, source_id: str, path: str) -> Asset | None:
+        """One asset of a source's newest snapshot, or None."""
+        return self.assets_by_path.get(source_id, {}).get(path)
 
     def readers(self) -> Iterator[tuple[WorkflowConfig, ReadDeclaration, Asset]]:
         """Every (workflow, read, asset) triple the newest snapshots resolve."""
@@ -44,6 +105,60 @@ class RuleContext:
             for read in workflow.reads:
                 for asset in self.read_matches(read):
                     yield workflow, read, asset
+
+    # -- indexes, computed once per context -----------------------------------------------
+    @cached_property
+    def read_index(self) -> Mapping[tuple[str, str], list[tuple[WorkflowConfig, ReadDeclaration]]]:
+        """(source, asset path) -> every (workflow, read) that resolves to that asset."""
+        index: dict[tuple[str, str], list[tuple[WorkflowConfig, ReadDeclaration]]] = {}
+        for workflow, read, asset in self.readers():
+            index.setdefault((read.source, asset.path), []).append((workflow, read))
+        return index
+
+    @cached_property
+    def downstream(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+        """workflow -> every workflow it feeds, transitively, with the shortest path to it."""
+        workflows = self.inventory.workflows
+        result: dict[str, dict[str, tuple[str, ...]]] = {}
+        for start in workflows:
+            paths: dict[str, tuple[str, ...]] = {}
+            todo: deque[tuple[str, tuple[str, ...]]] = deque([(start, (start,))])
+            while todo:
+                current, path = todo.popleft()
+                for target in workflows[current].feeds if current in workflows else ():
+                    if target not in workflows or target == start or target in paths:
+                        continue
+                    paths[target] = path + (target,)
+                    todo.append((target, path + (target,)))
+            result[start] = paths
+        return result
+
+    def asset_readers(self, source_id: str, path: str) -> list[tuple[WorkflowConfig, ReadDeclaration]]:
+        """The (workflow, read) pairs that read one asset directly."""
+        return self.read_index.get((source_id, path), [])
+
+    def with_downstream(self, workflows: Iterable[WorkflowConfig]) -> list[WorkflowConfig]:
+        """The workflows and every workflow they feed, transitively, without duplicates."""
+        seen: dict[str, WorkflowConfig] = {}
+        for workflow in workflows:
+            seen.setdefault(workflow.id, workflow)
+            for target in self.downstream.get(workflow.id, {}):
+                seen.setdefault(target, self.inventory.workflows[target])
+        return list(seen.values())
+
+    def affected_by_asset(self, source_id: str, path: str) -> list[WorkflowConfig]:
+        """Workflows an asset reaches: its direct readers and everything they feed."""
+        return self.with_downstream(w for w, _ in self.asset_readers(source_id, path))
+
+    def affected_by_source(self, source_id: str) -> list[WorkflowConfig]:
+        """Workflows a source reaches: those declaring a read from it and everything they feed."""
+        return self.with_downstream(w for w in self.inventory.workflows.values()
+                                    if any(r.source == source_id for r in w.reads))
+
+
+@lru_cache(maxsize=1024)
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(pattern))
 
 
 def fingerprint(kind: str, *parts: object) -> str:
@@ -53,13 +168,42 @@ def fingerprint(kind: str, *parts: object) -> str:
 
 
 def severity_for(base: str, stage: str | None) -> str:
-    """Shift a kind's base severity by the stage of the most critical workflow affected."""
+    """Shift a base severity by the stage of the most critical workflow affected."""
+    if base == "info":
+        return "info"
     index = SEVERITIES.index(base) + STAGE_SHIFT.get(stage, 0)
     return SEVERITIES[max(1, min(len(SEVERITIES) - 1, index))]
 
 
-def most_critical_stage(workflows: list[WorkflowConfig]) -> str | None:
+def base_severity(kind: str, subkind: str | None = None) -> str:
+    """The table's base severity of a kind (or of one of its sub-kinds)."""
+    return BASE_SEVERITY.get(f"{kind}/{subkind}") or BASE_SEVERITY[kind]
+
+
+def severity_of(kind: str, stage: str | None, subkind: str | None = None) -> str:
+    """The severity of a finding of this kind on something whose most critical workflow is `stage`."""
+    return severity_for(base_severity(kind, subkind), stage)
+
+
+def most_critical_stage(workflows: Iterable[WorkflowConfig]) -> str | None:
     """The highest stage among workflows, or None when there are none."""
-    if not workflows:
+    stages = [w.stage for w in workflows]
+    if not stages:
         return None
-    return max((w.stage for w in workflows), key=lambda s: STAGE_RANK.get(s, 0))
+    return max(stages, key=lambda s: STAGE_RANK.get(s, 0))
+
+
+def most_critical(workflows: Iterable[WorkflowConfig]) -> WorkflowConfig | None:
+    """The workflow with the highest stage (ties: the first id in order), or None."""
+    ordered = sorted(workflows, key=lambda w: (-STAGE_RANK.get(w.stage, 0), w.id))
+    return ordered[0] if ordered else None
+
+
+def severity_table() -> list[tuple[str, str, str, str, str, str]]:
+    """(kind, sub-kind, base, production, pilot, poc) rows of the documented table."""
+    rows = []
+    for key, base in BASE_SEVERITY.items():
+        kind, _, subkind = key.partition("/")
+        rows.append((kind, subkind, base, severity_for(base, "production"),
+                     severity_for(base, "pilot"), severity_for(base, "poc")))
+    return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from scanner.model import Finding
-from scanner.rules.base import RuleContext, fingerprint, most_critical_stage, severity_for
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
 
 
 def probe_failed(ctx: RuleContext) -> Iterator[Finding]:
@@ -17,16 +17,18 @@ def probe_failed(ctx: RuleContext) -> Iterator[Finding]:
     for source_id, result in sorted(ctx.results.items()):
         if source_id not in ctx.inventory.sources or result.status == "ok":
             continue
-        readers = [w for w in ctx.inventory.workflows.values()
-                   if any(r.source == source_id for r in w.reads)]
+        affected = ctx.affected_by_source(source_id)
+        top = most_critical(affected)
         yield Finding(
             kind="probe_failed",
-            severity=severity_for("high", most_critical_stage(readers)),
+            severity=severity_of("probe_failed", top.stage if top else None),
             message=f"source {source_id} could not be scanned: {result.error}",
             fingerprint=fingerprint("probe_failed", source_id),
             source=source_id,
+            workflow=top.id if top else None,
             subkind=result.reason,
             remediation="Fix the source's reachability or credentials named in the reason, then rescan.",
             evidence={"status": result.status, "reason": result.reason, "error": result.error,
-                      "probed_at": result.probed_at.isoformat(), "scan_id": result.scan_id},
+                      "probed_at": result.probed_at.isoformat(), "scan_id": result.scan_id,
+                      "workflows": sorted(w.id for w in affected)},
         )

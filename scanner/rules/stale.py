@@ -3,48 +3,95 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from scanner.durations import format_duration
-from scanner.model import Finding
-from scanner.rules.base import RuleContext, fingerprint, severity_for
+from scanner.model import METHOD_OBSERVED, Finding
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.sla import effective_sla
 
 
 def stale(ctx: RuleContext) -> Iterator[Finding]:
-    """Fires when an asset a workflow reads is older than the `max_age` of that read, else
-    than its source's `freshness.max_age`.
+    """Fires when an asset that feeds a workflow is proven older than its effective SLA (see
+    `scanner.rules.sla`):
+    the strictest `max_age` of every workflow it feeds, directly or through `feeds`, else the
+    source's per-asset override, else the source's `freshness.max_age`. Past `warn_after` but
+    within `max_age` it fires as the `warning` sub-kind, with a low severity; past `max_age`
+    the same finding escalates.
+
+    Ages are measured at the probe that observed them, from the youngest age the evidence
+    allows: an `observed` change (counters moved somewhere between two scans) is stale only
+    when even its latest possible moment is older than the SLA. An asset without evidence is
+    `freshness_unknown`, never stale and never fresh.
 
     Fix: find why the asset stopped loading (a failed job, a paused sync) and reload it, or
-    relax the SLA if the workflow can live with older data.
+    relax the SLA of the workflow named in the finding if it can live with older data.
     """
-    strictest: dict[tuple[str, str], tuple[float, str | None, str]] = {}
-    for workflow, read, asset in ctx.readers():
-        source = ctx.inventory.sources[read.source]
-        sla = read.max_age or source.freshness.max_age
-        if sla is None:
+    for source_id, snapshot in sorted(ctx.snapshots.items()):
+        if source_id not in ctx.inventory.sources:
             continue
-        key = (read.source, asset.path)
-        current = strictest.get(key)
-        if current is None or sla < current[0]:
-            strictest[key] = (sla, workflow.id, workflow.stage)
-    for (source_id, path), (sla, workflow_id, stage) in sorted(strictest.items()):
-        found = ctx.snapshots[source_id].asset(path)
-        if found is None:
-            continue
-        age = found.freshness.age_seconds(ctx.now)
-        if age is None or age <= sla:
-            continue
-        yield Finding(
-            kind="stale",
-            severity=severity_for("high", stage),
-            message=(f"{source_id}:{path} is {format_duration(age)} old, older than its SLA of "
-                     f"{format_duration(sla)} (set by workflow {workflow_id})"),
-            fingerprint=fingerprint("stale", source_id, path),
-            source=source_id,
-            asset=f"{source_id}:{path}",
-            workflow=workflow_id,
-            remediation="Find why the asset stopped loading and reload it, or relax the SLA.",
-            evidence={"age_seconds": round(age), "sla_seconds": sla, "method": found.freshness.method,
-                      "last_changed": found.freshness.last_changed.isoformat()
-                      if found.freshness.last_changed else None,
-                      "sla_set_by": workflow_id},
-        )
+        as_of = min(ctx.now, snapshot.probed_at)
+        for asset in snapshot.assets:
+            if not ctx.asset_readers(source_id, asset.path):
+                continue  # feeds no workflow: its age matters to nobody this inventory knows
+            freshness = asset.freshness
+            youngest = freshness.newest_age_seconds(as_of)
+            if youngest is None:
+                continue
+            sla = effective_sla(ctx, source_id, asset.path)
+            if sla is None:
+                continue
+            if sla.max_age is not None and youngest > sla.max_age:
+                level, limit = None, sla.max_age
+            elif sla.warn_after is not None and youngest > sla.warn_after:
+                level, limit = "warning", sla.warn_after
+            else:
+                continue
+            affected = ctx.affected_by_asset(source_id, asset.path)
+            top = most_critical(affected)
+            asset_id = f"{source_id}:{asset.path}"
+            oldest = freshness.age_seconds(as_of) or youngest
+            if freshness.method == METHOD_OBSERVED and oldest > youngest:
+                age_text = (f"changed between {format_duration(oldest)} and "
+                            f"{format_duration(youngest)} ago")
+            else:
+                age_text = f"is {format_duration(youngest)} old"
+            if level is None:
+                message = (f"{asset_id} {age_text}, past its SLA of {format_duration(limit)} "
+                           f"(set by {sla.describe()})")
+            else:
+                sla_text = format_duration(sla.max_age) if sla.max_age is not None else "none"
+                message = (f"{asset_id} {age_text}, past its warning level of {format_duration(limit)} "
+                           f"(SLA {sla_text}, set by {sla.describe()})")
+            evidence: dict[str, Any] = {
+                "level": level or "breach",
+                "age_seconds": round(youngest),
+                "oldest_age_seconds": round(oldest),
+                "sla_seconds": sla.max_age,
+                "warn_after_seconds": sla.warn_after,
+                "sla_origin": sla.origin,
+                "sla_set_by": sla.set_by,
+                "sla_path": list(sla.path),
+                "method": freshness.method,
+                "last_changed": freshness.last_changed.isoformat() if freshness.last_changed else None,
+                "changed_after": freshness.changed_after.isoformat() if freshness.changed_after else None,
+                "as_of": as_of.isoformat(),
+                "workflows": sorted(w.id for w in affected),
+            }
+            if freshness.caveat:
+                evidence["caveat"] = freshness.caveat
+            if freshness.detail:
+                evidence["detail"] = freshness.detail
+            yield Finding(
+                kind="stale",
+                subkind=level,
+                severity=severity_of("stale", top.stage if top else None, level),
+                message=message,
+                fingerprint=fingerprint("stale", source_id, asset.path),
+                source=source_id,
+                asset=asset_id,
+                workflow=sla.set_by or (top.id if top else None),
+                remediation=("Find why the asset stopped loading (a failed job, a paused sync) and "
+                             "reload it, or relax the max_age of the workflow that set the SLA."),
+                evidence=evidence,
+            )

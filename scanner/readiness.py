@@ -1,0 +1,275 @@
+"""The production-readiness card: six checks per workflow, from the inventory and the latest scan.
+
+1. `scope`: one workflow with a bounded set of sources (it declares its reads, from at most
+   MAX_SOURCES sources, none of them a catch-all glob such as `crm:*`);
+2. `owner`: a visible owner, listed in `owners`;
+3. `context`: every declared read exists, is fresh within its SLA (known, not stale, no
+   dropped column it depends on) and is owned; its sources were scanned;
+4. `permissions`: no `over_permissioned` finding; every source it reads has a `runs_as`
+   principal; write access only where declared, each with an approval point;
+5. `evaluation`: an evaluation suite or regression signal is declared;
+6. `rollout`: a fallback and a rollback owner (listed in `owners`) are declared.
+
+A workflow is `ready` only when all six hold. Findings an unexpired `accept:` entry covers
+do not block a check; the reason names them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from scanner.acceptance import acceptance_for
+from scanner.inventory import AcceptConfig, Inventory, WorkflowConfig
+from scanner.model import Finding
+from scanner.rules.base import RuleContext
+from scanner.rules.sla import effective_sla
+from scanner.store import Store
+
+MAX_SOURCES = 5
+CHECKS = (
+    ("scope", "one workflow, a bounded set of sources"),
+    ("owner", "a visible owner, known in owners"),
+    ("context", "every read exists, is fresh within its SLA and is owned"),
+    ("permissions", "no over-permission; writes only where declared, with approval"),
+    ("evaluation", "an evaluation suite or regression signal"),
+    ("rollout", "a fallback and a rollback owner"),
+)
+TITLES = dict(CHECKS)
+_CATCH_ALL = re.compile(r"^[*?./\[\]]*$")
+CONTEXT_KINDS = ("missing_asset", "stale", "freshness_unknown", "unowned", "schema_drift", "probe_failed")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One of the six decisions, held or not, and why."""
+
+    id: str
+    ok: bool
+    reason: str
+    findings: tuple[str, ...] = ()     # fingerprints of the findings that block it
+
+    @property
+    def title(self) -> str:
+        """The decision in a few words."""
+        return TITLES[self.id]
+
+
+@dataclass(frozen=True)
+class ReadinessCard:
+    """A workflow's six checks; `ready` only when all hold."""
+
+    workflow: str
+    stage: str
+    owner: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def ready(self) -> bool:
+        """Whether every check holds."""
+        return all(check.ok for check in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of one card in `ctxscan readiness --json`."""
+        return {
+            "workflow": self.workflow, "stage": self.stage, "owner": self.owner, "ready": self.ready,
+            "checks": [{"check": c.id, "title": c.title, "ok": c.ok, "reason": c.reason,
+                        "findings": list(c.findings)} for c in self.checks],
+        }
+
+
+def readiness_cards(ctx: RuleContext, findings: Sequence[Finding], accepts: Sequence[AcceptConfig] = (),
+                    today: date | None = None,
+                    workflow_ids: Iterable[str] | None = None) -> list[ReadinessCard]:
+    """The card of each workflow (or of the named ones), from a context and its findings."""
+    today = today or ctx.now.date()
+    counting: list[Finding] = []
+    accepted: list[Finding] = []
+    for finding in findings:
+        (accepted if acceptance_for(finding, accepts, today) else counting).append(finding)
+    ids = list(workflow_ids) if workflow_ids is not None else sorted(ctx.inventory.workflows)
+    cards = []
+    for workflow_id in ids:
+        workflow = ctx.inventory.workflows[workflow_id]
+        cards.append(ReadinessCard(workflow.id, workflow.stage, workflow.owner, (
+            _scope(workflow),
+            _owner(ctx, workflow),
+            _context(ctx, workflow, counting, accepted),
+            _permissions(ctx, workflow, counting, accepted),
+            _evaluation(workflow),
+            _rollout(ctx, workflow),
+        )))
+    return cards
+
+
+def assess(inventory: Inventory, store: Store, now: datetime, workflow_ids: Iterable[str] | None = None,
+           today: date | None = None) -> list[ReadinessCard]:
+    """Evaluate the rules on the newest stored snapshots and build the cards."""
+    from scanner.rules import build_context, evaluate
+
+    ctx = build_context(inventory, store, now)
+    return readiness_cards(ctx, evaluate(ctx), inventory.accept, today or now.date(), workflow_ids)
+
+
+# ---------------------------------------------------------------------------------------
+
+def _scope(workflow: WorkflowConfig) -> Check:
+    if not workflow.reads:
+        return Check("scope", False, "declares no reads: its context is unbounded and unknown")
+    sources = sorted({r.source for r in workflow.reads})
+    catch_all = [r.asset for r in workflow.reads if _CATCH_ALL.match(r.path)]
+    if catch_all:
+        return Check("scope", False, f"reads a whole source ({', '.join(catch_all)}); name the assets")
+    if len(sources) > MAX_SOURCES:
+        return Check("scope", False, f"reads from {len(sources)} sources (more than {MAX_SOURCES}): "
+                                     "split it into smaller workflows")
+    return Check("scope", True, f"{len(workflow.reads)} declared read{_s(workflow.reads)} from "
+                                f"{len(sources)} source{_s(sources)} ({', '.join(sources)})")
+
+
+def _owner(ctx: RuleContext, workflow: WorkflowConfig) -> Check:
+    if not workflow.owner:
+        return Check("owner", False, "no owner declared")
+    if workflow.owner not in ctx.inventory.owners:
+        return Check("owner", False, f"owner {workflow.owner!r} is not listed in owners")
+    contact = ctx.inventory.owners[workflow.owner].contact
+    return Check("owner", True, f"owned by {workflow.owner}" + (f" ({contact})" if contact else ""))
+
+
+def _touches(ctx: RuleContext, workflow: WorkflowConfig, finding: Finding, assets: set[str],
+             sources: set[str]) -> bool:
+    """Whether a finding is about this workflow's own context."""
+    if finding.kind == "missing_asset":
+        return finding.workflow == workflow.id
+    if finding.kind in ("probe_failed",) or (finding.kind == "unowned" and finding.asset is None
+                                             and finding.source is not None):
+        return finding.source in sources
+    if finding.kind == "stale":
+        return finding.asset in assets and _stale_for(ctx, workflow, finding)
+    if finding.kind == "schema_drift":  # only the columns this workflow depends on
+        return workflow.id in finding.evidence.get("dependants", ())
+    return finding.asset in assets
+
+
+def _stale_for(ctx: RuleContext, workflow: WorkflowConfig, finding: Finding) -> bool:
+    """Whether a stale asset is past the SLA this workflow (and what it feeds) needs.
+
+    The finding uses the strictest SLA of every reader; a workflow that asks less of the
+    asset, and feeds nobody who asks more, is not blocked by it. A warning never blocks.
+    """
+    if finding.subkind == "warning" or not finding.asset or not finding.source:
+        return False
+    path = finding.asset.split(":", 1)[1]
+    sla = effective_sla(ctx, finding.source, path, only={workflow.id})
+    age = finding.evidence.get("age_seconds")
+    return sla is not None and sla.max_age is not None and age is not None and age > sla.max_age
+
+
+def _context(ctx: RuleContext, workflow: WorkflowConfig, counting: list[Finding],
+             accepted: list[Finding]) -> Check:
+    if not workflow.reads:
+        return Check("context", False, "no reads declared")
+    sources = {r.source for r in workflow.reads}
+    never = sorted(s for s in sources if s not in ctx.snapshots)
+    assets = {f"{r.source}:{a.path}" for r in workflow.reads for a in ctx.read_matches(r)}
+    assets |= {r.asset for r in workflow.reads}
+    blocking = [f for f in counting if f.kind in CONTEXT_KINDS and _touches(ctx, workflow, f, assets, sources)]
+    waived = [f for f in accepted if f.kind in CONTEXT_KINDS and _touches(ctx, workflow, f, assets, sources)]
+    problems = [f"{s} has never been scanned successfully" for s in never]
+    problems += [f"{f.kind}: {f.message}" for f in blocking
+                 if not (f.kind == "probe_failed" and f.source in never)]
+    if problems:
+        return Check("context", False, "; ".join(problems), tuple(f.fingerprint for f in blocking))
+    found = len(assets - {r.asset for r in workflow.reads if r.is_glob})
+    reason = (f"{len(workflow.reads)} read{_s(workflow.reads)} ({found} asset{'s' if found != 1 else ''}) "
+              "exist, are fresh within their SLA and owned")
+    return Check("context", True, reason + _waived(waived))
+
+
+def _permissions(ctx: RuleContext, workflow: WorkflowConfig, counting: list[Finding],
+                 accepted: list[Finding]) -> Check:
+    assets = {f"{r.source}:{a.path}" for r in workflow.reads for a in ctx.read_matches(r)}
+
+    def mine(finding: Finding) -> bool:
+        if finding.kind != "over_permissioned":
+            return False
+        if finding.subkind == "public_access":
+            return finding.asset in assets
+        return finding.workflow == workflow.id
+
+    blocking = [f for f in counting if mine(f)]
+    problems = [f.message for f in blocking]
+    sources = sorted({r.source for r in workflow.reads})
+    problems += [f"no runs_as principal for {s}: its access cannot be checked"
+                 for s in sources if s not in workflow.runs_as]
+    approval = (workflow.rollout or {}).get("approval")
+    problems += [f"writes {r.asset} without an approval point (set approval: on the read)"
+                 for r in workflow.reads if r.access == "write" and not (r.approval or approval)]
+    if problems:
+        return Check("permissions", False, "; ".join(problems), tuple(f.fingerprint for f in blocking))
+    unverified = sorted(s for s in sources if s in ctx.snapshots and not ctx.snapshots[s].reports_grants)
+    writes = [r.asset for r in workflow.reads if r.access == "write"]
+    reason = "no over-permission found"
+    if writes:
+        reason += f"; declared writes with approval: {', '.join(writes)}"
+    if unverified:
+        reason += f"; {', '.join(unverified)} report{'s' if len(unverified) == 1 else ''} no grants (unverified)"
+    return Check("permissions", True, reason + _waived([f for f in accepted if mine(f)]))
+
+
+def _evaluation(workflow: WorkflowConfig) -> Check:
+    evaluation = workflow.evaluation or {}
+    declared = [f"{key} {evaluation[key]}" for key in ("suite", "signal") if evaluation.get(key)]
+    if not declared:
+        return Check("evaluation", False, "no evaluation suite or regression signal declared "
+                                          "(evaluation: {suite: ...} or {signal: ...})")
+    return Check("evaluation", True, ", ".join(declared))
+
+
+def _rollout(ctx: RuleContext, workflow: WorkflowConfig) -> Check:
+    rollout = workflow.rollout or {}
+    fallback, rollback_owner = rollout.get("fallback"), rollout.get("rollback_owner")
+    problems = []
+    if not fallback:
+        problems.append("no fallback declared")
+    if not rollback_owner:
+        problems.append("no rollback owner declared")
+    elif rollback_owner not in ctx.inventory.owners:
+        problems.append(f"rollback owner {rollback_owner!r} is not listed in owners")
+    if problems:
+        return Check("rollout", False, "; ".join(problems))
+    return Check("rollout", True, f"fallback {fallback}, rollback by {rollback_owner}")
+
+
+def _s(items: Sequence[Any] | set[Any]) -> str:
+    return "" if len(items) == 1 else "s"
+
+
+def _waived(findings: list[Finding]) -> str:
+    if not findings:
+        return ""
+    return f" (accepted: {', '.join(sorted({f.kind + ('/' + f.subkind if f.subkind else '') for f in findings}))})"
+
+
+def render_cards(cards: Sequence[ReadinessCard]) -> str:
+    """Cards as text: a headline per workflow, then one line per check (click styles them)."""
+    import textwrap
+
+    import click
+
+    blocks = []
+    for card in cards:
+        verdict = click.style("READY", fg="green") if card.ready else click.style("NOT READY", fg="red")
+        held = sum(1 for c in card.checks if c.ok)
+        lines = [f"{card.workflow} ({card.stage}, owner {card.owner or '-'}): {verdict}, "
+                 f"{held}/{len(card.checks)} checks hold"]
+        for number, check in enumerate(card.checks, 1):
+            mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
+            body = textwrap.wrap(check.reason, 88) or [""]
+            lines.append(f"  {mark} {number}. {check.id:<12}{body[0]}")
+            lines += [" " * 22 + rest for rest in body[1:]]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

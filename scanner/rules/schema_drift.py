@@ -1,0 +1,88 @@
+"""`schema_drift`: a column a workflow depends on was dropped or changed type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from scanner.inventory import ReadDeclaration, WorkflowConfig
+from scanner.model import Asset, Finding
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+
+
+def _normal(type_name: str) -> str:
+    """Types compare without case or spacing: `VARCHAR(10)` is `varchar( 10 )`."""
+    return "".join(type_name.lower().split())
+
+
+def schema_drift(ctx: RuleContext) -> Iterator[Finding]:
+    """Fires when, between the previous and the newest snapshot of a source, a column of an
+    asset a workflow reads was dropped or changed type (sub-kinds `dropped`, `type_changed`).
+    Only the columns a workflow declares in `columns` count for it; a read without `columns`
+    depends on every column. A declared column that is absent (sub-kind `missing`) keeps the
+    finding open on later scans, until the column is back or the declaration changes.
+
+    Fix: restore the column (or its type) at the source, or update the workflow (its prompt,
+    retrieval query or `columns`) to the new schema and scan again.
+    """
+    # (source, path, column) -> the change and the workflows that depend on it
+    changes: dict[tuple[str, str, str], dict[str, Any]] = {}
+    dependants: dict[tuple[str, str, str], list[WorkflowConfig]] = {}
+    previous_assets: dict[str, dict[str, Asset]] = {}
+    for (source_id, path), pairs in sorted(ctx.read_index.items()):
+        current = ctx.asset(source_id, path)
+        if current is None:
+            continue  # missing_asset reports a vanished asset
+        if source_id not in previous_assets:
+            earlier = ctx.previous.get(source_id)
+            previous_assets[source_id] = {a.path: a for a in earlier.assets} if earlier else {}
+        before = previous_assets[source_id].get(path)
+        for workflow, read in pairs:
+            for column, change in _column_changes(read, before, current).items():
+                key = (source_id, path, column)
+                changes.setdefault(key, change)
+                dependants.setdefault(key, [])
+                if workflow not in dependants[key]:
+                    dependants[key].append(workflow)
+    for (source_id, path, column), change in sorted(changes.items()):
+        workflows = ctx.with_downstream(dependants[(source_id, path, column)])
+        top = most_critical(workflows)
+        direct = sorted(w.id for w in dependants[(source_id, path, column)])
+        asset_id = f"{source_id}:{path}"
+        if change["change"] == "type_changed":
+            what = f"changed type from {change['old_type']} to {change['new_type']}"
+        elif change["change"] == "dropped":
+            what = f"was dropped (it was {change['old_type']})"
+        else:
+            what = "is missing (declared in columns)"
+        yield Finding(
+            kind="schema_drift", subkind=change["change"],
+            severity=severity_of("schema_drift", top.stage if top else None),
+            message=f"column {column} of {asset_id} {what}; {', '.join(direct)} depend on it",
+            fingerprint=fingerprint("schema_drift", source_id, path, column),
+            source=source_id, asset=asset_id, workflow=top.id if top else None,
+            remediation=(f"Restore {column} (or its type) at the source, or update "
+                         f"{', '.join(direct)} and its columns: to the new schema."),
+            evidence={"column": column, **change, "dependants": direct,
+                      "previous_probed_at": ctx.previous[source_id].probed_at.isoformat()
+                      if source_id in ctx.previous else None,
+                      "probed_at": ctx.snapshots[source_id].probed_at.isoformat()},
+        )
+
+
+def _column_changes(read: ReadDeclaration, before: Asset | None, after: Asset) -> dict[str, dict[str, Any]]:
+    old = {c.name: c.type for c in before.columns} if before else {}
+    new = {c.name: c.type for c in after.columns}
+    watched = list(read.columns) if read.columns else list(old)
+    found: dict[str, dict[str, Any]] = {}
+    for column in watched:
+        if column in new:
+            if column in old and _normal(old[column]) != _normal(new[column]):
+                found[column] = {"change": "type_changed", "old_type": old[column], "new_type": new[column]}
+        elif column in old:
+            found[column] = {"change": "dropped", "old_type": old[column], "new_type": None}
+        elif read.columns:
+            # declared but absent, and absent before too (or no earlier scan): the drop was
+            # seen earlier or the declaration is wrong; either way the workflow is broken
+            found[column] = {"change": "missing", "old_type": None, "new_type": None}
+    return found

@@ -1,0 +1,182 @@
+"""The readiness card through the CLI: a ready workflow, an unready one, --json and --strict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+INVENTORY = """
+version: 1
+owners: [{{id: support-platform, contact: "#support"}}, {{id: data-eng}}]
+sources:
+  - id: crm
+    connector: fake
+    owner: data-eng
+    tables: ["public.customers@10m", "public.tickets@5m", "public.refunds@2d", "public.notes@none"]
+    grants: ["support_bot:SELECT:public.customers", "support_bot:SELECT:public.tickets",
+             "support_bot:INSERT:public.tickets", "drafter:SELECT:public.refunds"]
+    superusers: [admin]
+    members: ["drafter:admin"]
+workflows:
+  - id: support-reply-assistant
+    owner: support-platform
+    stage: production
+    runs_as: {{crm: support_bot}}
+    reads:
+      - {{asset: "crm:public.customers", max_age: 1h}}
+      - {{asset: "crm:public.tickets", max_age: 1h, access: write, approval: human-review}}
+    evaluation: {{suite: evals/support.yaml}}
+    rollout: {{fallback: human-queue, rollback_owner: support-platform}}
+  - id: refund-drafter
+    stage: pilot
+    runs_as: {{crm: drafter}}
+    reads:
+      - {{asset: "crm:public.refunds", max_age: 1d}}
+      - "crm:public.refund_reasons"
+      - "crm:public.notes"
+      - {{asset: "crm:public.customers", access: write}}
+    rollout: {{fallback: manual, rollback_owner: someone}}
+{accept}"""
+
+
+def _setup(tmp_path: Path, ctxscan, accept: str = "") -> Path:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(INVENTORY.format(accept=accept), encoding="utf-8")
+    scan = ctxscan("-c", str(config), "scan")
+    assert scan.code == 0, scan
+    return config
+
+
+def _checks(card: dict) -> dict[str, dict]:
+    return {c["check"]: c for c in card["checks"]}
+
+
+def test_ready_and_unready_workflows(tmp_path: Path, ctxscan) -> None:
+    config = _setup(tmp_path, ctxscan)
+    result = ctxscan("-c", str(config), "readiness", "--json")
+    assert result.code == 0, result
+    data = json.loads(result.out)
+    assert data["ready"] is False
+    cards = {c["workflow"]: c for c in data["workflows"]}
+    assert set(cards) == {"support-reply-assistant", "refund-drafter"}
+
+    ready = cards["support-reply-assistant"]
+    assert ready["ready"] is True and ready["stage"] == "production"
+    assert [c["check"] for c in ready["checks"]] == ["scope", "owner", "context", "permissions",
+                                                    "evaluation", "rollout"]
+    assert all(c["ok"] and c["reason"] for c in ready["checks"])
+    # It may write the tickets: declared, with an approval point.
+    assert "declared writes with approval: crm:public.tickets" in _checks(ready)["permissions"]["reason"]
+
+    unready = cards["refund-drafter"]
+    assert unready["ready"] is False
+    checks = _checks(unready)
+    assert checks["scope"]["ok"] is True
+    assert checks["owner"]["ok"] is False and "no owner" in checks["owner"]["reason"]
+    context = checks["context"]
+    assert context["ok"] is False
+    assert "refund_reasons" in context["reason"] and "missing_asset" in context["reason"]
+    assert "stale" in context["reason"] and "public.refunds" in context["reason"]
+    assert "freshness_unknown" in context["reason"] and "public.notes" in context["reason"]
+    assert context["findings"], "the blocking findings' fingerprints are listed"
+    permissions = checks["permissions"]
+    assert permissions["ok"] is False
+    assert "privileged" in permissions["reason"] and "drafter -> admin" in permissions["reason"]
+    assert "writes crm:public.customers without an approval point" in permissions["reason"]
+    assert checks["evaluation"]["ok"] is False
+    assert checks["rollout"]["ok"] is False and "'someone' is not listed" in checks["rollout"]["reason"]
+
+    # The fingerprints on the card are the ones `findings` lists.
+    listed = {f["fingerprint"] for f in json.loads(ctxscan("-c", str(config), "findings", "--json").out)}
+    assert set(context["findings"]) <= listed and set(permissions["findings"]) <= listed
+
+
+def test_strict_exit_codes_and_one_workflow(tmp_path: Path, ctxscan) -> None:
+    config = _setup(tmp_path, ctxscan)
+    assert ctxscan("-c", str(config), "readiness").code == 0
+    assert ctxscan("-c", str(config), "readiness", "--strict").code == 1
+    one = ctxscan("-c", str(config), "readiness", "support-reply-assistant", "--strict", "--json")
+    assert one.code == 0, one
+    assert [c["workflow"] for c in json.loads(one.out)["workflows"]] == ["support-reply-assistant"]
+    other = ctxscan("-c", str(config), "readiness", "refund-drafter", "--strict")
+    assert other.code == 1
+    assert "NOT READY" in other.out and "FAIL" in other.out and "privileged" in other.out
+    unknown = ctxscan("-c", str(config), "readiness", "refund-drafer")
+    assert unknown.code == 2 and "did you mean 'refund-drafter'" in unknown.err
+
+
+def test_accepted_findings_do_not_block_but_are_named(tmp_path: Path, ctxscan) -> None:
+    accept = ("accept:\n"
+              "  - {kind: over_permissioned, workflow: refund-drafter, reason: \"SEC-42\", expires: 2999-01-01}\n")
+    config = _setup(tmp_path, ctxscan, accept)
+    card = json.loads(ctxscan("-c", str(config), "readiness", "refund-drafter", "--json").out)["workflows"][0]
+    permissions = _checks(card)["permissions"]
+    assert "privileged" not in permissions["reason"]
+    # The missing approval is a declaration problem, not a finding: acceptance does not hide it.
+    assert permissions["ok"] is False and "approval" in permissions["reason"]
+
+
+def test_never_scanned(tmp_path: Path, ctxscan) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(INVENTORY.format(accept=""), encoding="utf-8")
+    result = ctxscan("-c", str(config), "readiness", "support-reply-assistant", "--json", "--strict")
+    assert result.code == 1
+    card = json.loads(result.out)["workflows"][0]
+    assert "never been scanned" in _checks(card)["context"]["reason"]
+
+
+def test_a_stricter_reader_does_not_block_a_looser_one(tmp_path: Path, ctxscan) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("""
+version: 1
+owners: [{id: team}]
+sources: [{id: crm, connector: fake, owner: team, tables: ["public.t@2h"]}]
+workflows:
+  - {id: strict, owner: team, reads: [{asset: "crm:public.t", max_age: 1h}]}
+  - {id: loose, owner: team, reads: [{asset: "crm:public.t", max_age: 1d}]}
+  - {id: feeder, owner: team, reads: [{asset: "crm:public.t", max_age: 1d}], feeds: [strict]}
+""", encoding="utf-8")
+    assert ctxscan("-c", str(config), "scan").code == 0
+    cards = {c["workflow"]: _checks(c) for c in
+             json.loads(ctxscan("-c", str(config), "readiness", "--json").out)["workflows"]}
+    assert cards["strict"]["context"]["ok"] is False and "stale" in cards["strict"]["context"]["reason"]
+    assert cards["loose"]["context"]["ok"] is True
+    # feeder asks 1d of the table itself, but feeds `strict`, which needs 1h.
+    assert cards["feeder"]["context"]["ok"] is False
+
+
+def test_demo_shows_findings_of_several_kinds_and_the_cards(tmp_path: Path, ctxscan) -> None:
+    result = ctxscan("demo", "--dir", str(tmp_path / "demo"), "--json")
+    assert result.code == 0, result
+    data = json.loads(result.out)
+    kinds = {(f["kind"], f["subkind"]) for f in data["findings"]}
+    assert {("stale", None), ("missing_asset", None), ("over_permissioned", "public_access"),
+            ("unowned", "no_owner")} <= kinds
+    unowned = next(f for f in data["findings"] if f["kind"] == "unowned")
+    assert unowned["workflow"] == "refund-drafter"
+    cards = {c["workflow"]: c for c in data["readiness"]}
+    assert set(cards) == {"support-reply-assistant", "escalation-router", "refund-drafter"}
+    assert not any(c["ready"] for c in cards.values())
+    human = ctxscan("demo", "--dir", str(tmp_path / "demo"))
+    assert "Readiness" in human.out and "NOT READY" in human.out and "public_access" in human.out
+
+
+def test_drift_blocks_only_the_workflow_that_depends_on_the_column(tmp_path: Path, ctxscan) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    text = """
+version: 1
+owners: [{{id: team}}]
+sources: [{{id: crm, connector: fake, owner: team, tables: ["public.t@1m"], asset_columns: ["public.t={columns}"]}}]
+workflows:
+  - {{id: uses-email, owner: team, reads: [{{asset: "crm:public.t", columns: [email]}}]}}
+  - {{id: uses-id, owner: team, reads: [{{asset: "crm:public.t", columns: [id]}}]}}
+"""
+    config.write_text(text.format(columns="id:integer,email:text"), encoding="utf-8")
+    assert ctxscan("-c", str(config), "scan").code == 0
+    config.write_text(text.format(columns="id:integer,email:jsonb"), encoding="utf-8")
+    assert ctxscan("-c", str(config), "scan").code == 0
+    cards = {c["workflow"]: _checks(c) for c in
+             json.loads(ctxscan("-c", str(config), "readiness", "--json").out)["workflows"]}
+    assert cards["uses-email"]["context"]["ok"] is False
+    assert "column email of crm:public.t changed type from text to jsonb" in cards["uses-email"]["context"]["reason"]
+    assert cards["uses-id"]["context"]["ok"] is True
