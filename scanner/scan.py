@@ -141,7 +141,11 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
     longest = max((s.timeout or inventory.defaults.timeout for s in sources), default=60.0)
     store.mark_interrupted(older_than=started - timedelta(seconds=longest + 600))
     scan_id = store.begin_scan([s.id for s in sources], trigger, inventory.digest, started)
-    previous = store.latest_snapshots([s.id for s in sources])
+    recent_ids = store.recent_snapshot_ids([s.id for s in sources], limit=1)
+    stored_previous = store.snapshots_by_id(ids[0] for ids in recent_ids.values())
+    # Snapshots held in memory by stored result id, so evaluation does not decode them again.
+    known: dict[int, SourceSnapshot] = dict(stored_previous)
+    previous = {sid: stored_previous[ids[0]] for sid, ids in recent_ids.items() if ids[0] in stored_previous}
     principals: dict[str, set[str]] = {}
     for workflow in inventory.workflows.values():
         for source_id, principal in workflow.runs_as.items():
@@ -202,7 +206,9 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
         else:
             outcome = SourceOutcome(source_id, source.connector, "failed", duration,
                                     error=error.message, reason=error.reason)
-        _store_outcome(store, scan_id, source, outcome, now(), registry)
+        result_id = _store_outcome(store, scan_id, source, outcome, now(), registry)
+        if outcome.snapshot is not None:
+            known[result_id] = outcome.snapshot
         outcomes[source_id] = outcome
         if progress:
             progress(f"{source_id}: {outcome.status}", outcome)
@@ -210,7 +216,7 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
 
     finished = now()
     # Evaluated under the store's findings lock, so concurrent scans sync in the order they looked.
-    changes = store.sync_findings(lambda: evaluate(build_context(inventory, store, finished)),
+    changes = store.sync_findings(lambda: evaluate(build_context(inventory, store, finished, known)),
                                   finished, scan_id)
     report = ScanReport(scan_id, started, finished, [outcomes[s.id] for s in sources], changes)
     store.finish_scan(scan_id, report.status, finished)
@@ -218,10 +224,10 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
 
 
 def _store_outcome(store: Store, scan_id: int, source: SourceConfig, outcome: SourceOutcome,
-                   when: datetime, registry: dict[str, type[Connector]]) -> None:
+                   when: datetime, registry: dict[str, type[Connector]]) -> int:
     connector_cls = registry.get(source.connector)
     declared: Iterable = connector_cls.settings if connector_cls else ()
-    store.record_result(
+    return store.record_result(
         scan_id, source.id, source.connector, outcome.status, outcome.duration,
         outcome.snapshot.probed_at if outcome.snapshot else when, snapshot=outcome.snapshot,
         error=outcome.error, reason=outcome.reason,

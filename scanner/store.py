@@ -9,6 +9,7 @@ No secret is stored: settings are redacted before they get here.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,7 +245,22 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> None:
+        # Two processes may open a new store at once: PostgreSQL serialises migrations with
+        # an advisory lock; on SQLite the loser of the race sees "already exists" and retries,
+        # finding the schema the winner made.
+        for attempt in range(5):
+            try:
+                self._migrate_once()
+                return
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    def _migrate_once(self) -> None:
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('ctxscan-migrate'))"))
             meta.create(conn, checkfirst=True)
             row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
             current = int(row[0]) if row else 0
@@ -339,6 +355,30 @@ class Store:
             query = query.where(source_results.c.source_id.in_(list(source_ids)))
         with self.engine.connect() as conn:
             return {r.source_id: _decode(r.snapshot) for r in conn.execute(query) if r.snapshot}
+
+    def recent_snapshot_ids(self, source_ids: Iterable[str], limit: int = 2) -> dict[str, list[int]]:
+        """The ids of each source's newest successful results, newest first; no blob is read."""
+        rank = sa.func.row_number().over(partition_by=source_results.c.source_id,
+                                         order_by=source_results.c.id.desc()).label("rank")
+        inner = (sa.select(source_results.c.source_id, source_results.c.id, rank)
+                 .where(source_results.c.status == "ok",
+                        source_results.c.source_id.in_(list(source_ids))).subquery())
+        query = sa.select(inner.c.source_id, inner.c.id).where(inner.c.rank <= limit).order_by(
+            inner.c.source_id, inner.c.id.desc())
+        found: dict[str, list[int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault(row.source_id, []).append(int(row.id))
+        return found
+
+    def snapshots_by_id(self, result_ids: Iterable[int]) -> dict[int, SourceSnapshot]:
+        """Decode the snapshots of these results."""
+        ids = list(result_ids)
+        if not ids:
+            return {}
+        query = sa.select(source_results.c.id, source_results.c.snapshot).where(source_results.c.id.in_(ids))
+        with self.engine.connect() as conn:
+            return {int(r.id): _decode(r.snapshot) for r in conn.execute(query) if r.snapshot}
 
     def snapshot_history(self, source_id: str, limit: int = 2) -> list[SourceSnapshot]:
         """The newest successful snapshots of one source, newest first."""

@@ -131,3 +131,17 @@ def test_kill_mid_scan_keeps_what_was_stored(write_inventory, tmp_path: Path) ->
     # The next scan marks the killed one interrupted (it is older than any probe could be).
     assert store.mark_interrupted(older_than=datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert store.scans(5)[0].status == "interrupted"
+
+
+def test_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
+    """Several processes create the same new SQLite store at the same moment: all succeed."""
+    url = f"sqlite:///{tmp_path / 'race' / 'state.db'}"
+    code = ("import sys, time; from scanner.store import Store\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+            "print(Store.open(sys.argv[1]).schema_version())")
+    start = str(time.time() + 1.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, start], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, outputs
+    assert {out.strip() for out, _ in outputs} == {str(SCHEMA_VERSION)}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from scanner.inventory import Inventory
-from scanner.model import Finding
+from scanner.model import Finding, SourceSnapshot
 from scanner.rules.base import RuleContext
 from scanner.rules.freshness_unknown import freshness_unknown
 from scanner.rules.missing_asset import missing_asset
@@ -33,15 +33,25 @@ RULES: dict[str, Rule] = {
 }
 
 
-def build_context(inventory: Inventory, store: Store, now: datetime) -> RuleContext:
-    """The newest snapshots and outcomes of the inventory's sources, read from the store."""
+def build_context(inventory: Inventory, store: Store, now: datetime,
+                  known: Mapping[int, SourceSnapshot] | None = None) -> RuleContext:
+    """The newest and the previous snapshot and the newest outcome of each source.
+
+    `known` maps stored result ids to snapshots the caller already holds in memory (a scan
+    that just probed them): those are not read back and decoded from the store again.
+    """
     source_ids = list(inventory.sources)
-    snapshots = store.latest_snapshots(source_ids)
-    previous = {}
-    for source_id in snapshots:
-        history = store.snapshot_history(source_id, limit=2)
-        if len(history) == 2:
-            previous[source_id] = history[1]
+    known = known or {}
+    recent = store.recent_snapshot_ids(source_ids, limit=2)
+    decoded = store.snapshots_by_id(i for ids in recent.values() for i in ids if i not in known)
+    by_id = {**decoded, **known}
+    snapshots: dict[str, SourceSnapshot] = {}
+    previous: dict[str, SourceSnapshot] = {}
+    for source_id, ids in recent.items():
+        if ids and ids[0] in by_id:
+            snapshots[source_id] = by_id[ids[0]]
+        if len(ids) > 1 and ids[1] in by_id:
+            previous[source_id] = by_id[ids[1]]
     return RuleContext(inventory=inventory, snapshots=snapshots,
                        results=store.latest_results(source_ids), now=now, previous=previous)
 
