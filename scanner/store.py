@@ -313,7 +313,7 @@ class Store:
         blob = None
         if snapshot is not None:
             blob = zlib.compress(json.dumps(snapshot_to_dict(snapshot), separators=(",", ":"),
-                                            default=str).encode(), 3)
+                                            default=str).encode(), 1)
         with self.engine.begin() as conn:
             result = conn.execute(source_results.insert().values(
                 scan_id=scan_id, source_id=source_id, connector=connector, status=status,
