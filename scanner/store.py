@@ -24,7 +24,7 @@ from scanner.errors import StoreError
 from scanner.model import Finding, SourceSnapshot, snapshot_from_dict, snapshot_to_dict, utcnow
 from scanner.redact import redact_url
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -692,6 +692,18 @@ def _migrate_3(conn: Connection) -> None:
 
 
 MIGRATIONS[3] = _migrate_3
+
+# The newest results of a source are looked up on every scan and query: index them so that
+# a daemon's growing history does not slow each lookup down.
+latest_results_index = sa.Index("ix_source_results_latest", source_results.c.source_id,
+                                source_results.c.status, source_results.c.id)
+
+
+def _migrate_4(conn: Connection) -> None:
+    latest_results_index.create(conn, checkfirst=True)
+
+
+MIGRATIONS[4] = _migrate_4
 
 
 def _lock_findings(conn: Connection) -> None:

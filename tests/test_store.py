@@ -145,3 +145,20 @@ def test_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, outputs
     assert {out.strip() for out, _ in outputs} == {str(SCHEMA_VERSION)}
+
+
+def test_an_older_store_migrates_on_open(tmp_path: Path) -> None:
+    """A store left at schema 3 (before the latest-results index) is brought up to date."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store.open(url)
+    scan_id = store.begin_scan(["crm"], now=NOW)
+    store.record_result(scan_id, "crm", "fake", "ok", 0.1, NOW, snapshot=SNAPSHOT)
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP INDEX ix_source_results_latest"))
+        conn.execute(sa.text("UPDATE ctxscan_meta SET value = '3' WHERE key = 'schema_version'"))
+    reopened = Store.open(url)
+    assert reopened.schema_version() == SCHEMA_VERSION
+    assert "ix_source_results_latest" in {i["name"] for i in sa.inspect(engine).get_indexes("source_results")}
+    assert reopened.latest_snapshots() == {"crm": SNAPSHOT}  # nothing stored was lost
