@@ -15,6 +15,7 @@ from pathlib import Path
 
 from scanner.errors import ProbeError
 from scanner.model import (
+    ACCESS_ADMIN,
     ACCESS_READ,
     ACCESS_WRITE,
     SCOPE_ASSET,
@@ -132,7 +133,8 @@ class FilesConnector(Connector):
                                 row_count=count, freshness=freshness, properties=properties))
             via = f"mode {oct(mode)} owner {owner}"
             principals.setdefault(f"user:{owner}", Principal(f"user:{owner}", "user"))
-            grants.append(Grant(f"user:{owner}", "owner", name, SCOPE_ASSET, ACCESS_WRITE, via=via))
+            # The owner can chmod, so it holds every right whatever the mode bits say.
+            grants.append(Grant(f"user:{owner}", "owner", name, SCOPE_ASSET, ACCESS_ADMIN, via=via))
             if world_readable:
                 grants.append(Grant("world", "read", name, SCOPE_ASSET, ACCESS_READ, public=True, via=via))
             if world_writable:

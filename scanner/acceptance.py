@@ -2,7 +2,7 @@
 
 An entry names a finding by its `fingerprint`, or by its `kind` plus any of `source`,
 `asset`, `workflow`, `principal` (each given field must match; a kind alone accepts every
-finding of that kind). It needs a `reason`, and should have an `expires` date: from the day
+finding of that kind). It needs a `reason`, and an `expires` date (required): from the day
 after it, the finding counts again (in `findings`, `scan --fail-on` and `readiness`).
 An accepted finding is still tracked: it stays open in the store and `findings --status
 accepted` lists it with the reason.
@@ -35,6 +35,13 @@ class FindingSubject(Protocol):
 
 
 F = TypeVar("F", bound=FindingSubject)
+
+
+def utc_today() -> date:
+    """Today in UTC: expiry dates mean the same day for the CLI, the daemon and readiness."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).date()
 
 
 def is_expired(entry: AcceptConfig, today: date) -> bool:

@@ -200,12 +200,10 @@ def scan_to_json(report: Any) -> dict[str, Any]:
 
 def open_findings(app: App) -> list[Any]:
     """Open findings that no unexpired `accept:` entry hides."""
-    from datetime import date
-
-    from scanner.acceptance import acceptance_for
+    from scanner.acceptance import acceptance_for, utc_today
 
     inventory = app.inventory()
-    today = date.today()
+    today = utc_today()
     return [f for f in app.store().findings("open")
             if acceptance_for(f, inventory.accept, today) is None]
 
@@ -273,15 +271,13 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> Non
 def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id: str | None,
              workflow_id: str | None, as_json: bool) -> None:
     """List findings from the latest scans."""
-    from datetime import date
-
-    from scanner.acceptance import acceptance_for
+    from scanner.acceptance import acceptance_for, utc_today
     from scanner.output import table
     from scanner.store import SEVERITY_RANK
 
     app = _app()
     inventory = app.inventory()
-    today = date.today()
+    today = utc_today()
     stored = app.store().findings(None if status in ("all", "accepted") else status)
     _check_finding_filters(kind, source_id, workflow_id, inventory, app.store().findings(None))
     rows = []
@@ -317,12 +313,16 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
     headers = ["severity", "kind", "subject", "message", "first seen"]
     if status != "open":
         headers.insert(0, "status")
+    if status == "accepted":
+        headers += ["accepted because", "until"]
     lines = []
     for f, accepted in rows:
         line = [f.severity, f.kind + (f"/{f.subkind}" if f.subkind else ""),
-                f.asset or f.workflow or f.source, f.message, f.first_seen.strftime("%Y-%m-%d %H:%M")]
+                f.subject, f.message, f.first_seen.strftime("%Y-%m-%d %H:%M")]
         if status != "open":
             line.insert(0, "accepted" if accepted is not None else f.status)
+        if status == "accepted" and accepted is not None:
+            line += [accepted.reason, accepted.expires.isoformat() if accepted.expires else "-"]
         lines.append(line)
     click.echo(table(headers, lines, max_width=80))
 

@@ -163,7 +163,7 @@ def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print,
         echo(f"\n{len(open_findings)} open findings:")
         echo(table(["severity", "kind", "subject", "message"],
                    [[f.severity, f.kind + (f"/{f.subkind}" if f.subkind else ""),
-                     f.asset or f.workflow or f.source, f.message] for f in open_findings],
+                     f.subject, f.message] for f in open_findings],
                    max_width=90))
         echo("\nReadiness (ctxscan readiness):")
         echo(render_cards(cards))

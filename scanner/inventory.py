@@ -687,8 +687,10 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             if entry.get("type") is None:
                 check.error(path + ("type",), f"is required ({', '.join(NOTIFY_TYPES)})")
             url = check.string(entry.get("url"), path + ("url",), required=kind == "webhook")
-            if url and not re.match(r"^https?://", url):
-                check.error(path + ("url",), "a webhook URL must start with http:// or https://")
+            if kind == "webhook" and url is not None and not re.match(r"^https?://[^/\s?#]+", url):
+                # The URL itself is a secret (it often carries a token): never echo it.
+                check.error(path + ("url",), "a webhook URL must be http:// or https:// with a host "
+                            "(is its environment variable empty?)")
             file_path = check.string(entry.get("path"), path + ("path",), required=kind == "file")
             notify.append(NotifyConfig(
                 type=kind, url=url, path=file_path,
@@ -703,6 +705,8 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                 continue
             check.keys(entry, ACCEPT_KEYS, path)
             reason = check.string(entry.get("reason"), path + ("reason",), required=True)
+            if entry.get("expires") is None:
+                check.error(path + ("expires",), "is required: an acceptance expires (write YYYY-MM-DD)")
             if not entry.get("fingerprint") and not entry.get("kind"):
                 check.error(path, "needs a fingerprint, or a kind with a subject (source, asset, workflow)")
             accept.append(AcceptConfig(

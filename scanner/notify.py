@@ -166,7 +166,7 @@ def plan(finding: StoredFinding, entry: LedgerEntry | None, target: Target, inve
 
 def subject_of(finding: StoredFinding) -> str:
     """What a finding is about, in one word."""
-    return finding.asset or finding.workflow or finding.source or finding.principal or "-"
+    return finding.subject
 
 
 def message_text(event: str, finding: StoredFinding) -> str:

@@ -15,7 +15,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<
 _KEY_VALUE = re.compile(
     r"(?i)\b(?P<key>password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key"
     r"|aws_secret_access_key|aws_session_token|sig|signature|x-amz-signature)"
-    r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s&;,'\"]+)"
+    r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s&;,'\"()\[\]{}]+)"
 )
 
 

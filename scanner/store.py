@@ -163,10 +163,25 @@ class StoredFinding:
     resolved_at: datetime | None
     times_opened: int
 
+    @property
+    def subject(self) -> str:
+        """What the finding is about: its asset, workflow or source, in one word.
+
+        A finding about a source (probe_failed, orphan_source, an unowned source) also names
+        the most critical workflow it affects; its subject is still the source.
+        """
+        declared = self.evidence.get("subject") if isinstance(self.evidence, Mapping) else None
+        if declared == "source" or (self.kind in SOURCE_KINDS and not self.asset):
+            return self.source or "-"
+        if declared == "workflow" and self.workflow:
+            return self.workflow
+        return self.asset or self.workflow or self.source or self.principal or "-"
+
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of `ctxscan findings --json`."""
         return {
             "fingerprint": self.fingerprint,
+            "subject": self.subject,
             "kind": self.kind,
             "subkind": self.subkind,
             "severity": self.severity,
@@ -196,6 +211,7 @@ class FindingChanges:
     still_open: int = 0
 
 
+SOURCE_KINDS = frozenset({"probe_failed", "orphan_source"})
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 
 

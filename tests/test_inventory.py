@@ -134,6 +134,10 @@ REJECTIONS = {
     "asset_without_source": ("version: 1\nworkflows:\n  - {id: w, reads: [customers]}\n", 3,
                              "workflows[0].reads[0].asset", "write SOURCE:PATH"),
     "not_a_mapping": ("- just\n- a list\n", 1, None, "must be a mapping"),
+    "empty_webhook_url": ("version: 1\nnotify:\n  - type: webhook\n    url: ${HOOK:-}\n", 4,
+                          "notify[0].url", "with a host (is its environment variable empty?)"),
+    "accept_without_expiry": ("version: 1\naccept:\n  - {kind: stale, reason: known}\n", 3,
+                              "accept[0].expires", "an acceptance expires"),
 }
 
 

@@ -69,6 +69,10 @@ def test_scan_one_source_and_resolve(write_inventory, tmp_path: Path, ctxscan) -
     findings = json.loads(ctxscan("findings", "-c", str(path), "--state", state, "--json",
                                   "--kind", "probe_failed").out)
     assert [f["source"] for f in findings] == ["stuck"]
+    # A finding about a source names the source as its subject, not the workflow it affects.
+    assert findings[0]["workflow"] == "w" and findings[0]["subject"] == "stuck"
+    table = ctxscan("findings", "-c", str(path), "--state", state, "--kind", "probe_failed").out
+    assert table.splitlines()[1].split()[2] == "stuck"
     resolved = json.loads(ctxscan("findings", "-c", str(path), "--state", state, "--json",
                                   "--status", "resolved").out)
     assert [f["source"] for f in resolved] == ["broken"] and resolved[0]["status"] == "resolved"
@@ -86,3 +90,19 @@ def test_fail_on(write_inventory, tmp_path: Path, ctxscan) -> None:
     state = f"sqlite:///{tmp_path / 'state.db'}"
     assert ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "critical").code == 0
     assert ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "low").code == 1
+
+
+def test_accepted_findings_show_reason_and_expiry(write_inventory, tmp_path: Path, ctxscan) -> None:
+    text = INVENTORY.format(secret=SECRET) + (
+        "accept:\n  - {kind: probe_failed, source: stuck, reason: \"known hang, ticket OPS-1\", "
+        "expires: 2999-01-01}\n")
+    path = write_inventory(text)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    assert ctxscan("scan", "-c", str(path), "--state", state).code == 0
+    listed = ctxscan("findings", "-c", str(path), "--state", state, "--status", "accepted")
+    assert listed.code == 0, listed
+    assert "known hang, ticket OPS-1" in listed.out and "2999-01-01" in listed.out
+    assert "ACCEPTED BECAUSE" in listed.out
+    open_ids = json.loads(ctxscan("findings", "-c", str(path), "--state", state, "--json",
+                                  "--kind", "probe_failed").out)
+    assert [f["source"] for f in open_ids] == ["broken"]

@@ -71,6 +71,13 @@ def test_world_writable_is_exposed(kb: Path) -> None:
     assert snapshot.asset("archive").properties["world_writable"] is True  # type: ignore[union-attr]
 
 
+def test_the_owner_holds_every_right(kb: Path) -> None:
+    os.chmod(kb / "archive", 0o000)  # the owner can chmod it back, so it is still theirs
+    _, snapshot = _probe(kb)
+    owner = [g for g in snapshot.grants if g.target == "archive" and g.privilege == "owner"]
+    assert len(owner) == 1 and owner[0].access == "admin" and owner[0].principal.startswith("user:")
+
+
 def test_symlinks_never_leave_the_root(kb: Path, tmp_path: Path) -> None:
     outside = tmp_path / "secret"
     _touch(outside / "passwords.txt", timedelta(0), "hunter2")
