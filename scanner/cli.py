@@ -22,6 +22,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
+VALIDATE_ROWS = 10
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -46,7 +47,12 @@ class App:
         if self._inventory is None:
             from scanner.inventory import load_inventory
 
-            self._inventory = load_inventory(self.config_paths())
+            # Only commands that probe or check the file need every ${VAR}; queries read the
+            # store and must work without the sources' secrets.
+            context = click.get_current_context(silent=True)
+            command = context.command.name if context is not None else None
+            strict = command in (None, "scan", "validate", "daemon", "main")
+            self._inventory = load_inventory(self.config_paths(), strict_env=strict)
         return self._inventory
 
     def state_url(self) -> str:
@@ -72,7 +78,9 @@ def common_options(func: F) -> F:
 
     def set_state(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value:
-            ctx.ensure_object(App).state = value
+            from scanner.locations import as_state_url
+
+            ctx.ensure_object(App).state = as_state_url(value)
 
     func = click.option("-c", "--config", "config", multiple=True, expose_value=False,
                         callback=set_config, is_eager=True,
@@ -160,17 +168,30 @@ def validate(as_json: bool) -> None:
     if as_json:
         echo_json(summary)
         return
+    from collections import Counter
+
     from scanner.output import table
 
-    click.secho(f"ok: {', '.join(inventory.files)} is valid", fg="green")
+    files = inventory.files if len(inventory.files) <= 3 else (*inventory.files[:2], f"{len(inventory.files) - 2} more")
+    click.secho(f"ok: {', '.join(files)} is valid", fg="green")
     click.echo(f"{len(inventory.sources)} sources, {len(inventory.workflows)} workflows, "
-               f"{len(inventory.owners)} owners, {len(inventory.notify)} notification targets\n")
+               f"{len(inventory.owners)} owners, {len(inventory.notify)} notification targets, "
+               f"{len(inventory.accept)} accepted findings")
+    by_connector = Counter(s["connector"] for s in summary["sources"])
+    by_stage = Counter(w["stage"] for w in summary["workflows"])
+    click.echo("connectors: " + (", ".join(f"{k} {v}" for k, v in sorted(by_connector.items())) or "-")
+               + "; stages: " + (", ".join(f"{k} {v}" for k, v in sorted(by_stage.items())) or "-") + "\n")
+    shown = VALIDATE_ROWS  # one screen: the first rows of each, `--json` has them all
     click.echo(table(["source", "connector", "owner", "schedule"],
-                     [[s["id"], s["connector"], s["owner"], s["schedule"]] for s in summary["sources"]]))
+                     [[s["id"], s["connector"], s["owner"], s["schedule"]] for s in summary["sources"][:shown]]))
+    if len(summary["sources"]) > shown:
+        click.echo(f"... and {len(summary['sources']) - shown} more sources (--json lists all)")
     click.echo()
     click.echo(table(["workflow", "stage", "owner", "reads", "feeds"],
                      [[w["id"], w["stage"], w["owner"], w["reads"], ", ".join(w["feeds"]) or "-"]
-                      for w in summary["workflows"]]))
+                      for w in summary["workflows"][:shown]]))
+    if len(summary["workflows"]) > shown:
+        click.echo(f"... and {len(summary['workflows']) - shown} more workflows (--json lists all)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,7 +396,13 @@ def demo(directory: str, as_json: bool, graphs: str | None, as_of: str | None) -
         except ValueError:
             raise UsageError(f"--as-of: {as_of!r} is not an ISO timestamp (e.g. 2026-01-01T12:00:00Z)") from None
         now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    result = run_demo(directory, echo=None if as_json else click.echo, graphs=graphs, now=now)
+    try:
+        result = run_demo(directory, echo=None if as_json else click.echo, graphs=graphs, now=now)
+    except OSError as exc:
+        from scanner.errors import UsageError
+
+        where = exc.filename or directory
+        raise UsageError(f"cannot build the demo in {where}: {exc.strerror or exc} (choose another --dir)") from None
     if as_json:
         echo_json(result)
 
@@ -507,6 +534,10 @@ def query_graph(app: App) -> Any:
         if known:
             guessed = app.state = state_url(paths, declared)
     url = app.state or os.environ.get("CTXSCAN_STATE")
+    if url:
+        from scanner.locations import as_state_url
+
+        url = as_state_url(url)
     if fingerprint is not None and url:
         quick = quick_cached_graph(url, fingerprint)
         if quick is not None:
@@ -724,9 +755,18 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    from scanner.errors import UsageError
+
     target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise UsageError(f"-o {output} is a folder; give a file name, e.g. "
+                         f"{target / ('ctxscan.' + EXTENSIONS[fmt])}")
     partial = target.with_name(f".{target.name}.tmp")
-    partial.write_bytes(data)
-    partial.replace(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {target} ({fmt}, {summary})", err=True)

@@ -867,7 +867,9 @@ def state_url(paths: Sequence[str], declared: str | None, env: Mapping[str, str]
     """
     env = os.environ if env is None else env
     if env.get("CTXSCAN_STATE"):
-        return env["CTXSCAN_STATE"]
+        from scanner.locations import as_state_url
+
+        return as_state_url(env["CTXSCAN_STATE"])
     base = Path(paths[0]).resolve().parent if paths else Path.cwd()
     if paths and Path(paths[0]).is_dir():
         base = Path(paths[0]).resolve()

@@ -43,7 +43,8 @@ ROLLOUT_KEYS = ("fallback", "rollback_owner", "approval", "description")
 NOTIFY_KEYS = ("type", "url", "path", "min_severity", "timeout", "owners")
 ACCEPT_KEYS = ("fingerprint", "kind", "source", "asset", "workflow", "principal", "reason", "expires")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${NAME} or ${NAME:-default}; $${NAME} is the literal text ${NAME}.
+_ENV = re.compile(r"\$(?P<escape>\$)?\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ class Inventory:
     defaults: Defaults = field(default_factory=Defaults)
     state: str | None = None
     digest: str = ""
+    # Variables left unset (only when loaded for a command that never probes).
+    unresolved_env: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -218,7 +221,9 @@ def _interpolate(value: str, env: Mapping[str, str], doc: _Doc, path: tuple[Any,
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
+        if match.group("escape"):
+            return match.group(0)[1:]
+        name, default = match.group("name"), match.group("default")
         if name in env:
             return env[name]
         if default is not None:
@@ -282,10 +287,38 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            result.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            if not found:
+                raise InventoryInvalid([ConfigError("the folder holds no *.yaml or *.yml inventory file",
+                                                    str(path))])
+            result.extend(found)
         else:
             result.append(path)
     return result
+
+
+class _LenientEnvironment(Mapping[str, str]):
+    """The environment for commands that only read the store: an unset variable stays as
+    written (`${CRM_URL}`) instead of refusing the inventory, and is remembered."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.unresolved: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.env:
+            return self.env[name]
+        self.unresolved.add(name)
+        return "${" + name + "}"
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.env)
+
+    def __len__(self) -> int:
+        return len(self.env)
 
 
 # ---------------------------------------------------------------------------------------
@@ -577,9 +610,17 @@ def _date(check: _Checker, value: Any, path: tuple[Any, ...]) -> date | None:
         return None
 
 
-def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = None) -> Inventory:
-    """Load, merge and validate inventory files; raise InventoryInvalid listing every problem."""
+def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = None,
+                   strict_env: bool = True) -> Inventory:
+    """Load, merge and validate inventory files; raise InventoryInvalid listing every problem.
+
+    With `strict_env=False` (commands that read the store and never probe), an unset
+    `${VAR}` is left as written rather than refused: listing findings needs no password.
+    """
     env = os.environ if env is None else env
+    lenient = None if strict_env else _LenientEnvironment(env)
+    if lenient is not None:
+        env = lenient
     files = expand_paths(paths)
     errors: list[ConfigError] = []
     if not files:
@@ -597,6 +638,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     feed_checks: list[tuple[_Checker, tuple[Any, ...], str, str]] = []
     runs_as_checks: list[tuple[_Checker, tuple[Any, ...], str]] = []
     canonical: list[Any] = []
+    workflow_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
 
     for file in files:
         doc, data = _parse_file(file, env, errors)
@@ -671,6 +713,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                             f"(first at {first_wf.file}:{first_wf.line})")
                 continue
             workflows[workflow.id] = workflow
+            workflow_paths[workflow.id] = (check, path)
             for j, read in enumerate(workflow.reads):
                 read_checks.append((check, path + ("reads", j, "asset"), read))
             for j, target in enumerate(workflow.feeds):
@@ -737,11 +780,12 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             check.error(path, f"workflow {workflow_id!r} feeds unknown workflow {target!r}{hint}")
     cycle = _feeds_cycle(workflows)
     if cycle:
-        wf = workflows[cycle[0]]
-        errors.append(ConfigError(f"cycle in feeds: {' -> '.join(cycle)}", wf.file, wf.line,
-                                  f"workflows.{cycle[0]}.feeds"))
+        check, path = workflow_paths[cycle[0]]
+        check.error(path + ("feeds",), f"cycle in feeds: {' -> '.join(cycle)}")
     # Owners not listed in `owners` are findings (`unowned`), not an invalid file.
     if errors:
+        order = {str(f): i for i, f in enumerate(files)}
+        errors.sort(key=lambda e: (order.get(e.file or "", -1), e.line or 0))
         raise InventoryInvalid(errors)
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Inventory(
@@ -754,6 +798,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         defaults=defaults,
         state=state,
         digest=digest,
+        unresolved_env=tuple(sorted(lenient.unresolved)) if lenient is not None else (),
     )
 
 

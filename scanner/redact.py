@@ -42,8 +42,25 @@ def url_password(url: str) -> str | None:
     return None
 
 
+def secrets_in_text(value: str) -> list[str]:
+    """Secret values embedded in one string: a URL's password, `password=...` pairs (in a
+    query string or a libpq DSN), each also percent-encoded."""
+    from urllib.parse import quote, unquote
+
+    raw = [m.group("value") for m in _KEY_VALUE.finditer(value)]
+    password = url_password(value)
+    if password:
+        raw.append(password)
+    found: list[str] = []
+    for secret in raw:
+        for form in (secret, unquote(secret), quote(unquote(secret), safe="")):
+            if form not in found:
+                found.append(form)
+    return found
+
+
 def secrets_in_settings(settings: Mapping[str, Any], declared: Iterable[Setting]) -> list[str]:
-    """Every secret value in a source's settings: secret settings and URL passwords."""
+    """Every secret value in a source's settings: secret settings and embedded passwords."""
     secret_names = {s.name for s in declared if s.secret}
     found: list[str] = []
     for name, value in settings.items():
@@ -51,12 +68,7 @@ def secrets_in_settings(settings: Mapping[str, Any], declared: Iterable[Setting]
             continue
         if name in secret_names:
             found.append(value)
-        password = url_password(value)
-        if password:
-            found.append(password)
-            from urllib.parse import quote
-
-            found.append(quote(password, safe=""))
+        found.extend(secrets_in_text(value))
     return found
 
 
@@ -68,7 +80,7 @@ def redact_settings(settings: Mapping[str, Any], declared: Iterable[Setting]) ->
         if name in secret_names and value is not None:
             safe[name] = REDACTED
         elif isinstance(value, str):
-            safe[name] = redact_url(value)
+            safe[name] = redact_text(value, secrets_in_text(value))
         else:
             safe[name] = value
     return safe

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from scanner.errors import StoreError
 from scanner.model import Finding, SourceSnapshot, snapshot_from_dict, snapshot_to_dict, utcnow
-from scanner.redact import redact_url
+from scanner.redact import redact_text, secrets_in_text
 
 SCHEMA_VERSION = 4
 metadata = sa.MetaData()
@@ -250,10 +250,12 @@ class Store:
         except StoreError:
             raise
         except sa.exc.ArgumentError as exc:
-            raise StoreError(f"invalid state store URL {redact_url(url)!r}: {exc}") from None
+            secrets = secrets_in_text(url)
+            raise StoreError(redact_text(f"invalid state store URL {url!r}: {exc}", secrets)) from None
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise StoreError(f"cannot open the state store {redact_url(url)}: {detail}") from None
+            secrets = secrets_in_text(url)
+            raise StoreError(redact_text(f"cannot open the state store {url}: {detail}", secrets)) from None
 
     def close(self) -> None:
         """Release connections."""
@@ -638,15 +640,15 @@ def default_state_url(config_files: Sequence[str], declared: str | None = None,
     import os
 
     env = os.environ if env is None else env
+    from scanner.locations import as_state_url
+
     if env.get("CTXSCAN_STATE"):
-        return env["CTXSCAN_STATE"]
+        return as_state_url(env["CTXSCAN_STATE"])
     base = Path(config_files[0]).resolve().parent if config_files else Path.cwd()
     if Path(config_files[0]).is_dir() if config_files else False:
         base = Path(config_files[0]).resolve()
     if declared:
-        if "://" in declared:
-            return declared
-        return f"sqlite:///{(base / declared).resolve()}"
+        return as_state_url(declared, base)
     return f"sqlite:///{base / '.ctxscan' / 'state.db'}"
 
 

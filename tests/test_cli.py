@@ -93,3 +93,14 @@ def test_readme_and_rules_list_every_finding_kind() -> None:
     if product.exists():
         brief = product.read_text().split("## Findings", 1)[1].split("\n## ", 1)[0]
         assert set(re.findall(r"^\| `([a-z_]+)` \|", brief, re.M)) == listed
+
+
+def test_bad_output_paths_are_one_line_and_exit_2(tmp_path: Path, ctxscan) -> None:
+    result = ctxscan("demo", "--dir", "/proc/ctxscan-demo")
+    assert result.code == 2 and "cannot build the demo in" in result.err and "Traceback" not in result.err
+    assert ctxscan("demo", "--dir", str(tmp_path / "demo")).code == 0
+    config = str(tmp_path / "demo" / "ctxscan.yaml")
+    for target, words in (("/proc/x.json", "cannot write /proc/x.json"), (str(tmp_path), "is a folder")):
+        result = ctxscan("graph", "export", "-c", config, "--format", "json", "-o", target)
+        assert result.code == 2 and words in result.err and "Traceback" not in result.err, result
+    assert not list(tmp_path.glob(".*.tmp")) and not Path("/.proc.tmp").exists()

@@ -120,7 +120,7 @@ REJECTIONS = {
     "feeds_unknown": ("version: 1\nworkflows:\n  - {id: w, feeds: [x]}\n", 3, "workflows[0].feeds[0]",
                       "feeds unknown workflow 'x'"),
     "feeds_cycle": ("version: 1\nworkflows:\n  - {id: a, feeds: [b]}\n  - {id: b, feeds: [c]}\n"
-                    "  - {id: c, feeds: [a]}\n", 3, "workflows.a.feeds", "cycle in feeds: a -> b -> c -> a"),
+                    "  - {id: c, feeds: [a]}\n", 3, "workflows[0].feeds", "cycle in feeds: a -> b -> c -> a"),
     "bad_duration": ("version: 1\nsources:\n  - id: a\n    connector: fake\n    freshness: {max_age: 2 days}\n",
                      5, "sources[0].freshness.max_age", "is not a duration"),
     "bad_schedule": ("version: 1\nsources:\n  - id: a\n    connector: fake\n    schedule: whenever\n",
@@ -192,3 +192,47 @@ def test_config_from_environment_variable(write_inventory, tmp_path: Path, ctxsc
     result = ctxscan("validate", cwd=tmp_path.parent,
                      env={"CTXSCAN_CONFIG": str(path), "KB_PATH": str(tmp_path)})
     assert result.code == 0, result
+
+
+def test_errors_come_in_line_order(write_inventory) -> None:
+    path = write_inventory("version: 1\nworkflows:\n  - {id: w, feeds: [zz]}\nsorces: []\n"
+                           "sources:\n  - {id: a, connector: nope}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_inventory([path], env={})
+    lines = [e.line for e in caught.value.errors]  # type: ignore[attr-defined]
+    assert lines == sorted(lines) and len(lines) == 3
+
+
+def test_literal_dollar_brace(write_inventory) -> None:
+    path = write_inventory("version: 1\nsources:\n  - {id: a, connector: fake, description: 'costs $${PRICE}'}\n")
+    assert load_inventory([path], env={}).sources["a"].description == "costs ${PRICE}"
+
+
+def test_empty_folder_is_one_line(tmp_path: Path, ctxscan) -> None:
+    (tmp_path / "empty").mkdir()
+    result = ctxscan("validate", "-c", str(tmp_path / "empty"))
+    assert result.code == 2 and "holds no *.yaml" in result.err and "Traceback" not in result.err
+
+
+def test_queries_need_no_secrets_but_scans_do(write_inventory, tmp_path: Path, ctxscan) -> None:
+    path = write_inventory("version: 1\nsources:\n  - {id: crm, connector: postgres, url: '${CRM_URL_UNSET}'}\n"
+                           "workflows:\n  - {id: w, owner: x, reads: ['crm:public.t']}\n")
+    state = str(tmp_path / "state.db")
+    scan = ctxscan("scan", "-c", str(path), "--state", state)
+    assert scan.code == 2 and "CRM_URL_UNSET is not set" in scan.err
+    for args in (("findings",), ("readiness", "w"), ("depends", "w"), ("feeds", "crm")):
+        result = ctxscan(*args, "-c", str(path), "--state", state)
+        assert result.code in (0, 1), result  # answers from the (empty) store
+        assert "CRM_URL_UNSET" not in result.err
+    assert load_inventory([path], env={}, strict_env=False).unresolved_env == ("CRM_URL_UNSET",)
+
+
+def test_validate_summary_fits_one_screen(write_inventory, ctxscan) -> None:
+    sources = "".join(f"  - {{id: s{i}, connector: fake}}\n" for i in range(100))
+    workflows = "".join(f"  - {{id: w{i}, stage: pilot, reads: ['s{i}:t']}}\n" for i in range(60))
+    path = write_inventory(f"version: 1\nsources:\n{sources}workflows:\n{workflows}")
+    result = ctxscan("validate", "-c", str(path))
+    assert result.code == 0, result
+    assert len(result.out.splitlines()) <= 30
+    assert "and 90 more sources" in result.out and "and 50 more workflows" in result.out
+    assert "fake 100" in result.out and "pilot 60" in result.out

@@ -32,3 +32,30 @@ def test_known_secret_values_are_removed_anywhere() -> None:
     assert redact_settings(settings, declared) == {"url": "postgresql://u:***@h/db", "token": "***",
                                                    "bucket": "kb"}
     assert redact_url("s3://bucket/key") == "s3://bucket/key"
+
+
+def test_query_string_and_dsn_passwords_stay_out_of_store_and_errors(write_inventory, tmp_path, ctxscan) -> None:
+    import sqlite3
+
+    path = write_inventory("""
+        version: 1
+        sources:
+          - {id: q, connector: postgres, url: "postgresql://127.0.0.1:1/db?password=Qu3ryS3cret&user=x",
+             timeout: 5s}
+          - {id: d, connector: postgres, url: "host=127.0.0.1 port=1 password=Dsn5ecret dbname=x",
+             timeout: 5s}
+    """)
+    state = tmp_path / "state.db"
+    result = ctxscan("scan", "-c", str(path), "--state", str(state), "--json")  # a plain path works
+    assert result.code == 0, result
+    listed = ctxscan("findings", "-c", str(path), "--state", str(state), "--json")
+    assert {f["source"] for f in __import__("json").loads(listed.out)} >= {"q", "d"}
+    with sqlite3.connect(state) as conn:
+        dump = "\n".join(conn.iterdump())
+    everything = dump + result.out + result.err + listed.out + listed.err
+    assert "Qu3ryS3cret" not in everything and "Dsn5ecret" not in everything
+    assert "password=***" in dump
+    broken = ctxscan("findings", "-c", str(path), "--state",
+                     "postgresql+psycopg://127.0.0.1:1/x?password=St4teS3cret")
+    assert broken.code == 2 and "cannot open the state store" in broken.err
+    assert "St4teS3cret" not in broken.err
