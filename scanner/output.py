@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+from scanner.redact import printable
+
 SEVERITY_COLOURS = {"critical": "red", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
 
 
@@ -14,7 +16,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int 
     """A left-aligned text table; long cells are cut with an ellipsis."""
     def cell(value: Any) -> str:
         text = "-" if value is None else str(value)
-        text = text.replace("\n", "\\n").replace("\r", "\\r")
+        text = printable(text)
         return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
     body = [[cell(v) for v in row] for row in rows]

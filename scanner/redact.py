@@ -19,6 +19,16 @@ _KEY_VALUE = re.compile(
 )
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7f, *range(0x80, 0xa0)]}
+_CONTROL.update({0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t"})
+
+
+def printable(text: str) -> str:
+    """Text safe for one line of a terminal: control characters (newlines, escapes) shown
+    as `\\n`, `\\x1b`, so a hostile object name cannot break or colour the output."""
+    return text.translate(_CONTROL)
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***."""
     return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + m.group("tail"), url)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from scanner.errors import StoreError
 from scanner.model import Finding, SourceSnapshot, snapshot_from_dict, snapshot_to_dict, utcnow
-from scanner.redact import redact_text, secrets_in_text
+from scanner.redact import printable, redact_text, secrets_in_text
 
 SCHEMA_VERSION = 4
 metadata = sa.MetaData()
@@ -434,7 +434,7 @@ class Store:
                 values = dict(
                     kind=finding.kind, subkind=finding.subkind, severity=finding.severity,
                     source=finding.source, asset=finding.asset, workflow=finding.workflow,
-                    principal=finding.principal, message=finding.message,
+                    principal=finding.principal, message=printable(finding.message),
                     remediation=finding.remediation,
                     evidence=json.dumps(dict(finding.evidence), sort_keys=True, default=str),
                     last_seen=now_text, last_scan_id=scan_id, status="open", resolved_at=None,

@@ -104,3 +104,13 @@ def test_bad_output_paths_are_one_line_and_exit_2(tmp_path: Path, ctxscan) -> No
         result = ctxscan("graph", "export", "-c", config, "--format", "json", "-o", target)
         assert result.code == 2 and words in result.err and "Traceback" not in result.err, result
     assert not list(tmp_path.glob(".*.tmp")) and not Path("/.proc.tmp").exists()
+
+
+def test_readme_lists_every_setting_of_every_connector() -> None:
+    section = _readme().split("## Connectors", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z0-9_]+)` \| ([^|]*) \|", section, re.M)}
+    for name, cls in connectors().items():
+        if not cls.__module__.startswith("connectors."):
+            continue
+        listed = set(re.findall(r"`([a-z_]+)`", rows[name]))
+        assert listed == {s.name for s in cls.settings}, name

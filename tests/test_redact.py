@@ -59,3 +59,18 @@ def test_query_string_and_dsn_passwords_stay_out_of_store_and_errors(write_inven
                      "postgresql+psycopg://127.0.0.1:1/x?password=St4teS3cret")
     assert broken.code == 2 and "cannot open the state store" in broken.err
     assert "St4teS3cret" not in broken.err
+
+
+def test_hostile_names_cannot_break_or_colour_output(tmp_path) -> None:
+    from scanner.model import Finding
+    from scanner.output import table
+    from scanner.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 's.db'}")
+    hostile = "kb:line\nbreak\x1b[31mred"
+    store.sync_findings([Finding("stale", "high", f"{hostile} is old", "fp", asset=hostile)])
+    stored = store.findings()[0]
+    assert stored.message == "kb:line\\nbreak\\x1b[31mred is old"
+    assert stored.asset == hostile  # the data keeps the real name; only text is escaped
+    rendered = table(["asset"], [[hostile]])
+    assert "\n" not in rendered.splitlines()[1] and "\x1b" not in rendered
