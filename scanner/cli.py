@@ -329,6 +329,9 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
         echo_json(out)
         return
     if not rows:
+        if not app.store().scans(1):
+            click.echo("no scan has run yet: run `ctxscan scan` first")
+            return
         click.echo(f"no {status if status != 'all' else ''} findings".replace("  ", " "))
         return
     headers = ["severity", "kind", "subject", "message", "first seen"]

@@ -220,6 +220,7 @@ def test_queries_need_no_secrets_but_scans_do(write_inventory, tmp_path: Path, c
     state = str(tmp_path / "state.db")
     scan = ctxscan("scan", "-c", str(path), "--state", state)
     assert scan.code == 2 and "CRM_URL_UNSET is not set" in scan.err
+    assert "no scan has run yet" in ctxscan("findings", "-c", str(path), "--state", state).out
     for args in (("findings",), ("readiness", "w"), ("depends", "w"), ("feeds", "crm")):
         result = ctxscan(*args, "-c", str(path), "--state", state)
         assert result.code in (0, 1), result  # answers from the (empty) store
