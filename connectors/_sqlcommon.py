@@ -224,14 +224,21 @@ def owner_from_comment(comment: str | None, key: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def unknown_principals(context: ProbeContext, known: Iterable[str]) -> list[str]:
+    """The `runs_as` principals that the source does not know, sorted.
+
+    Connectors record them as `state["unknown_principals"]`, a structured fact the
+    over_permissioned rule reads: a workflow that runs as a role which does not exist has
+    access nobody can check, which is not the same as no access.
+    """
+    names = set(known)
+    return sorted(p for p in context.principals if p not in names and p not in PUBLIC_PRINCIPALS)
+
+
 def runs_as_notes(context: ProbeContext, known: Iterable[str], hint: str = "") -> list[str]:
     """A note for each `runs_as` principal that the source does not know."""
-    names = set(known)
-    notes = []
-    for principal in sorted(context.principals):
-        if principal not in names and principal != "PUBLIC":
-            notes.append(f"runs_as principal {principal!r} does not exist in this source{hint}")
-    return notes
+    return [f"runs_as principal {principal!r} does not exist in this source{hint}"
+            for principal in unknown_principals(context, known)]
 
 
 DEFAULT_MAX_GRANTS = 200_000

@@ -51,6 +51,8 @@ class FakeConnector(Connector):
                                      "target is an asset, `schema.*` (container) or `*` (source)"),
         Setting("members", list, help="role memberships, each `member:role`"),
         Setting("superusers", list, help="principals that are superuser"),
+        Setting("unknown_principals", list, help="principals the source says do not exist (as the "
+                                                 "database connectors record runs_as typos)"),
         Setting("token", str, secret=True, help="a secret, to test redaction"),
     )
 
@@ -133,6 +135,10 @@ class FakeConnector(Connector):
         for spec in settings.get("members") or ():
             member, _, role = str(spec).partition(":")
             members.append(Membership(member, role))
+        state: dict[str, list[str]] = {}
+        if settings.get("unknown_principals"):
+            state["unknown_principals"] = sorted(str(name) for name in settings["unknown_principals"])
         return SourceSnapshot(source_id=self.source.id, connector=self.kind, probed_at=context.now,
                               assets=tuple(assets), grants=tuple(grants), owner=source_owner,
-                              principals=tuple(principals.values()), memberships=tuple(members))
+                              principals=tuple(principals.values()), memberships=tuple(members),
+                              state=state)

@@ -2,7 +2,9 @@
 
 Freshness is the newest mtime beneath an asset (method `metadata`). Access is the POSIX
 mode and owner; a world-writable or world-readable entry shows as a grant to `world`.
-Symlinks are never followed out of the root, and unreadable entries are noted, not fatal.
+Symlinks are never followed out of the root (and not at all with `follow_symlinks: false`);
+a file or folder reached twice within one asset, through a link or a cycle, counts once.
+Unreadable entries are noted, not fatal.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class FilesConnector(Connector):
                 note(f"entry {shown!r} has a newline in its name; kept as is")
             if not self.source.wants(name):
                 continue
+            link_to: str | None = None
             try:
                 target = Path(entry.path)
                 if entry.is_symlink():
@@ -104,6 +107,8 @@ class FilesConnector(Connector):
                         note(f"{name}: symlink points outside the folder; skipped")
                         continue
                     target = resolved
+                    # Another entry's content under a second name: say so, as its totals repeat.
+                    link_to = resolved.relative_to(root_real).as_posix() or "."
                 info = target.stat()
             except OSError as exc:
                 note(f"{name}: cannot stat ({exc.strerror})")
@@ -111,7 +116,7 @@ class FilesConnector(Connector):
             is_dir = stat.S_ISDIR(info.st_mode)
             newest, count, size = info.st_mtime, 0, 0
             if is_dir:
-                newest, count, size = self._walk(target, root_real, name, note, context)
+                newest, count, size = self._walk(target, root_real, name, note, context, bool(follow))
                 newest = max(newest, info.st_mtime) if count == 0 else newest
             else:
                 count, size = 1, info.st_size
@@ -123,6 +128,8 @@ class FilesConnector(Connector):
                 "mode": oct(mode), "owner_user": owner, "owner_group": _group_name(info.st_gid),
                 "file_count": count, "world_writable": world_writable,
             }
+            if link_to is not None:
+                properties["symlink_to"] = link_to
             freshness = FreshnessObservation(
                 method="metadata",
                 last_changed=datetime.fromtimestamp(newest, UTC),
@@ -150,28 +157,60 @@ class FilesConnector(Connector):
 
     @staticmethod
     def _walk(folder: Path, root: Path, label: str, note: Callable[[str], None],
-              context: ProbeContext) -> tuple[float, int, int]:
+              context: ProbeContext, follow: bool) -> tuple[float, int, int]:
+        """Newest mtime, file count and bytes beneath a folder.
+
+        Symlinks are followed only with `follow` and only while they stay in the root. Files and
+        folders are identified by (device, inode), so one reached again through a link, a link
+        cycle or a hard link is counted once.
+        """
         newest, count, size = 0.0, 0, 0
+        try:
+            start = os.stat(folder)
+        except OSError as exc:
+            note(f"{label}: cannot stat ({exc.strerror})")
+            return newest, count, size
+        seen_folders = {(start.st_dev, start.st_ino)}
+        seen_files: set[tuple[int, int]] = set()
+        todo = [str(folder)]
 
-        def onerror(exc: OSError) -> None:
-            relative = os.path.relpath(exc.filename, root) if exc.filename else label
-            note(f"{relative}: unreadable ({exc.strerror})")
+        def relative(path: str) -> str:
+            return os.path.relpath(path, root)
 
-        for current, _dirs, files in os.walk(folder, onerror=onerror, followlinks=False):
-            if context.cancelled.is_set():
-                break
-            for name in files:
-                path = os.path.join(current, name)
+        while todo and not context.cancelled.is_set():
+            current = todo.pop()
+            try:
+                with os.scandir(current) as listing:
+                    entries = list(listing)
+            except OSError as exc:
+                note(f"{relative(exc.filename or current)}: unreadable ({exc.strerror})")
+                continue
+            for entry in entries:
+                path = entry.path
                 try:
-                    info = os.stat(path, follow_symlinks=False)
-                    if stat.S_ISLNK(info.st_mode):
+                    if entry.is_symlink():
+                        if not follow:
+                            continue
                         real = os.path.realpath(path)
                         if not Path(real).is_relative_to(root):
+                            note(f"{relative(path)}: symlink points outside the folder; skipped")
                             continue
+                        path = real
                         info = os.stat(real)
+                    else:
+                        info = os.stat(path, follow_symlinks=False)
                 except OSError as exc:
-                    note(f"{os.path.relpath(path, root)}: cannot stat ({exc.strerror})")
+                    note(f"{relative(entry.path)}: cannot stat ({exc.strerror})")
                     continue
+                key = (info.st_dev, info.st_ino)
+                if stat.S_ISDIR(info.st_mode):
+                    if key not in seen_folders:
+                        seen_folders.add(key)
+                        todo.append(path)
+                    continue
+                if key in seen_files:
+                    continue
+                seen_files.add(key)
                 count += 1
                 size += info.st_size
                 newest = max(newest, info.st_mtime)

@@ -32,7 +32,6 @@ from connectors._sqlcommon import (
     probe_limits,
     qualified_path,
     run_bisecting,
-    runs_as_notes,
 )
 from scanner.errors import ProbeError
 from scanner.model import (
@@ -42,6 +41,7 @@ from scanner.model import (
     ACCESS_WRITE,
     METHOD_METADATA,
     METHOD_NONE,
+    PUBLIC_PRINCIPALS,
     SCOPE_ASSET,
     SCOPE_COLUMN,
     SCOPE_CONTAINER,
@@ -353,19 +353,67 @@ class _Probe:
                                 container=schema, row_count=rows, size_bytes=size, freshness=freshness[path],
                                 owner=owner, properties=properties))
 
-        principals, memberships, grants = _Access(self, databases, wanted).read()
+        access = _Access(self, databases, wanted)
+        principals, memberships, grants = access.read()
+        resolved, unknown = self._resolve_runs_as(principals, access.sees_every_account)
+        # An alias edge (`rev1_bot` -> `rev1_bot@%`) lets every path, finding and `why` answer
+        # for the name the inventory uses, showing the account it stands for.
+        memberships.extend(Membership(name, account, True) for name, account in sorted(resolved.items()))
         grants, left_out = bound_grants(grants, memberships, self.context,
                                         int(self.source.settings.get("max_grants") or DEFAULT_MAX_GRANTS))
         if left_out:
             self.notes.append(left_out)
-        self.notes.extend(runs_as_notes(
-            self.context, (p.name for p in principals),
-            hint=" (MySQL accounts are named user@host, e.g. support_bot@%)"))
         return SourceSnapshot(
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
             assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
             grants=tuple(grants), partial=self.partial, notes=tuple(self.notes), reports_grants=True,
-            state={})
+            state={"unknown_principals": unknown, "resolved_principals": resolved})
+
+    def _resolve_runs_as(self, principals: Sequence[Principal],
+                         complete: bool) -> tuple[dict[str, str], list[str]]:
+        """The `runs_as` names that stand for an account under another name, and those that
+        name nothing: a bare `user` is the account `user@host` when exactly one exists, and
+        `'user'@'host'` (as SHOW GRANTS writes it) is `user@host`."""
+        names = {p.name for p in principals}
+        accounts: dict[str, list[str]] = defaultdict(list)
+        for p in principals:
+            if p.kind == "user":
+                accounts[str(p.properties.get("user", ""))].append(p.name)
+        resolved: dict[str, str] = {}
+        unresolved: list[str] = []
+        for wanted in sorted(self.context.principals):
+            if wanted in names or wanted in PUBLIC_PRINCIPALS:
+                continue
+            if _GRANTEE.match(wanted):
+                user, host = parse_grantee(wanted)
+                if f"{user}@{host}" in names:
+                    resolved[wanted] = f"{user}@{host}"
+                    continue
+            candidates = sorted(accounts.get(wanted, ())) if "@" not in wanted else []
+            if len(candidates) == 1:
+                resolved[wanted] = candidates[0]
+                self.notes.append(f"runs_as principal {wanted!r} has no @host: it is read as the only "
+                                  f"account of that user, {candidates[0]} (write it so to be explicit)")
+            elif candidates:
+                unresolved.append(wanted)
+                self.notes.append(f"runs_as principal {wanted!r} has no @host and that user has "
+                                  f"{len(candidates)} accounts ({', '.join(candidates)}): name one as user@host")
+            else:
+                unresolved.append(wanted)
+        if not complete:
+            # Only the scanning account's own privileges are visible: absence proves nothing.
+            for wanted in unresolved:
+                self.notes.append(f"runs_as principal {wanted!r} is not visible to the scanning account, "
+                                  "which cannot read the mysql grant tables: whether it exists is unknown")
+            return resolved, []
+        for wanted in unresolved:
+            if any(repr(wanted) in note for note in self.notes):
+                continue
+            same_user = sorted(accounts.get(wanted.rpartition("@")[0], ())) if "@" in wanted else []
+            hint = (f" (that user's accounts: {', '.join(same_user)})" if same_user
+                    else " (MySQL accounts are named user@host, e.g. support_bot@%)")
+            self.notes.append(f"runs_as principal {wanted!r} does not exist in this source{hint}")
+        return resolved, unresolved
 
     @staticmethod
     def _kind(row: Mapping[str, Any]) -> str | None:
@@ -459,6 +507,8 @@ class _Access:
         self.paths = {(row["TABLE_SCHEMA"], row["TABLE_NAME"]): path for row, path, _kind in wanted}
         self.accounts: dict[tuple[str, str], str] = {}
         self.grants: list[Grant] = []
+        # False when only the scanning account's own privileges could be read.
+        self.sees_every_account = True
 
     def name(self, user: str, host: str) -> str:
         """The principal name of an account or role."""
@@ -477,6 +527,7 @@ class _Access:
                 raise
         self.grants = []
         self.accounts = {}
+        self.sees_every_account = False
         self.probe.notes.append(
             "the scanning account cannot read the mysql grant tables: only its own privileges are "
             "reported (grant SELECT ON mysql.* to see every account's)")

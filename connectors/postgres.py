@@ -31,6 +31,7 @@ from connectors._sqlcommon import (
     qualified_path,
     run_bisecting,
     runs_as_notes,
+    unknown_principals,
 )
 from scanner.errors import ProbeError
 from scanner.model import (
@@ -193,6 +194,8 @@ GRANT_OPTION_ACCESS = ACCESS_OTHER
 OBSERVED_CAVEAT = "pg_stat_user_tables change counters moved between two scans; TRUNCATE is not counted"
 
 
+# Owning a schema lets a role drop the objects in it, not read or write other roles' tables.
+SCHEMA_OWNER_PRIVILEGE = "OWNER (schema: can drop objects in it)"
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE")
 
@@ -454,7 +457,9 @@ class _Probe:
                                         int(self.source.settings.get("max_grants") or DEFAULT_MAX_GRANTS))
         if left_out:
             self.notes.append(left_out)
-        self.notes.extend(runs_as_notes(self.context, (p.name for p in principals)))
+        known = list(role_names.values())  # every role, the pg_* ones left out of `principals` too
+        self.notes.extend(runs_as_notes(self.context, known))
+        state["unknown_principals"] = unknown_principals(self.context, known)
 
         owner = None
         found = owner_from_comment(database_comment, self.source.owner_tag)
@@ -779,10 +784,12 @@ class _Probe:
                 append(Grant(name, f"{privilege} WITH GRANT OPTION", schema, SCOPE_CONTAINER, GRANT_OPTION_ACCESS,
                              (), grantee == 0, via + " WITH GRANT OPTION"))
         for schema, (owner_oid, acl_default, held) in schema_owner.items():
-            # A schema's owner may drop any table in it, whoever owns the table.
+            # A schema's owner may drop any table in it, whoever owns the table, but may not
+            # read or change a table someone else owns: evidence, not data access. (On 15+,
+            # `public` belongs to pg_database_owner, so every database owner holds this.)
             via = f"owner of schema {schema} ({_owner_acl(acl_default, held, SCHEMA_PRIVILEGES)})"
-            append(Grant(role_names.get(owner_oid, str(owner_oid)), "OWNER", schema, SCOPE_CONTAINER,
-                         ACCESS_ADMIN, (), False, via))
+            append(Grant(role_names.get(owner_oid, str(owner_oid)), SCHEMA_OWNER_PRIVILEGE, schema,
+                         SCOPE_CONTAINER, ACCESS_OTHER, (), False, via))
         return grants
 
     @staticmethod

@@ -63,10 +63,10 @@ class PostgresServer:
             who += ":" + quote(password, safe="")
         return f"postgresql://{who}@{self.host}:{self.port}/{quote(database, safe='')}"
 
-    def create_database(self, prefix: str = "ctxscan_t") -> str:
-        """A new, empty database; dropped when the module ends."""
+    def create_database(self, prefix: str = "ctxscan_t", owner: str | None = None) -> str:
+        """A new, empty database (owned by `owner`, one of our roles); dropped when the module ends."""
         name = unique(prefix)
-        self.admin.execute(f'CREATE DATABASE "{name}"')
+        self.admin.execute(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else ""))
         self.databases.append(name)
         return name
 

@@ -92,6 +92,42 @@ def test_symlinks_never_leave_the_root(kb: Path, tmp_path: Path) -> None:
     assert snapshot.asset("archive-link") is not None  # a link inside the root is fine
 
 
+def test_follow_symlinks_false_skips_links_at_every_depth(kb: Path) -> None:
+    _touch(kb / "fresh" / "new.md", timedelta(0), "brand new")
+    os.symlink(kb / "fresh" / "new.md", kb / "articles" / "deep" / "link.md")
+    os.symlink(kb / "fresh", kb / "articles" / "shared")
+    os.symlink(kb / "archive", kb / "archive-link")
+    _, snapshot = _probe(kb, follow_symlinks=False)
+    assert snapshot.asset("archive-link") is None
+    articles = snapshot.asset("articles")
+    assert articles is not None
+    assert articles.row_count == 2 and articles.size_bytes == len("hello") + len("world!")
+    # The linked file is new; not following it, the folder's newest file is an hour old.
+    assert abs((NOW - articles.freshness.last_changed).total_seconds() - 3600) < 5
+    # Followed (the default), the links count.
+    _, followed = _probe(kb)
+    assert followed.asset("articles").row_count == 3  # type: ignore[union-attr]
+    assert followed.asset("archive-link") is not None
+
+
+def test_a_file_reached_through_a_link_counts_once(kb: Path) -> None:
+    os.symlink(kb / "articles" / "a.md", kb / "articles" / "alias.md")     # the same file twice
+    os.symlink(kb / "articles" / "deep", kb / "articles" / "deep-again")   # the same folder twice
+    os.symlink(kb / "articles", kb / "articles" / "deep" / "loop")          # a cycle
+    _touch(kb / "fresh" / "new.md", timedelta(0), "brand new")
+    os.symlink(kb / "fresh", kb / "articles" / "shared")                    # another folder: counts
+    _, snapshot = _probe(kb)
+    articles = snapshot.asset("articles")
+    assert articles is not None
+    assert articles.row_count == 3
+    assert articles.size_bytes == len("hello") + len("world!") + len("brand new")
+    assert abs((NOW - articles.freshness.last_changed).total_seconds()) < 5
+    os.symlink(kb / "archive", kb / "archive-link")
+    _, snapshot = _probe(kb)
+    link = snapshot.asset("archive-link")
+    assert link is not None and link.properties["symlink_to"] == "archive"
+
+
 def test_unreadable_entries_are_reported_not_fatal(kb: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs as root, where chmod cannot deny reads: inject the fault into os.stat instead."""
     real_stat = os.stat

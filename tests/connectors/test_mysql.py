@@ -20,8 +20,12 @@ from connectors._sqlcommon import probe_limits, qualified_path
 from connectors.mysql import MysqlConnector, _connect, _Probe, parse_url
 from scanner.access import access_levels, access_paths
 from scanner.errors import ProbeError
-from scanner.model import SourceSnapshot
+from scanner.inventory import load_inventory
+from scanner.model import Finding, SourceSnapshot
 from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
+from scanner.rules import build_context, evaluate
+from scanner.scan import run_scan
+from scanner.store import Store
 from tests.connectors.contract import check_snapshot_contract
 
 if TYPE_CHECKING:
@@ -295,6 +299,72 @@ def test_an_account_without_the_grant_tables_sees_its_own_privileges(mysql_serve
     assert any("cannot read the mysql grant tables" in note for note in snapshot.notes)
     assert {a.path for a in snapshot.assets} >= {f"{r['db']}.customers", f"{r['db']}.kb"}
     assert all(g.principal in (r["bot"], r["reader"], r["analysts"], "PUBLIC") for g in snapshot.grants)
+
+
+def scan_findings(tmp_path: Path, url: str, runs_as: str, reads: list[str]) -> tuple[SourceSnapshot, list[Finding]]:
+    """Scan one mysql source for one workflow in-process and evaluate every rule."""
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1, "owners": [{"id": "data-eng"}],
+        "sources": [{"id": "shop", "connector": "mysql", "url": url, "owner": "data-eng"}],
+        "workflows": [{"id": "assistant", "owner": "data-eng", "stage": "production",
+                       "runs_as": {"shop": runs_as}, "reads": [f"shop:{r}" for r in reads]}],
+    }))
+    inventory = load_inventory([inventory_file], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        run_scan(inventory, store)
+        ctx = build_context(inventory, store, datetime.now(UTC))
+        return ctx.snapshots["shop"], evaluate(ctx)
+    finally:
+        store.close()
+
+
+def test_a_bare_user_name_resolves_to_its_one_account(mysql_server: MysqlServer, tmp_path: Path) -> None:
+    """`runs_as: rev1_bot` (no @host) means the account rev1_bot@% when it is the only one."""
+    s = mysql_server
+    db = s.create_database()
+    account = s.create_user("rev1bot")
+    user, host = account.split("@")
+    s.execute(f"CREATE TABLE {q(db)}.t (id INT)")
+    s.execute(f"GRANT SELECT, INSERT ON {q(db)}.t TO %s@%s", (user, host))
+    snapshot = probe(s.url(db), principals=(user,))
+    assert snapshot.state["unknown_principals"] == []
+    assert snapshot.state["resolved_principals"] == {user: account}
+    assert any(f"{user!r}" in note and account in note for note in snapshot.notes)
+    assert levels(snapshot, user, f"{db}.t") == {"read", "write"}
+    paths = access_paths(snapshot, user, snapshot.asset(f"{db}.t"))  # type: ignore[arg-type]
+    assert {p.chain for p in paths if p.privilege == "INSERT"} == {(user, account)}
+
+    # Through the scan, the account's real write access is found rather than "no access".
+    _, findings = scan_findings(tmp_path, s.url(db), user, [f"{db}.t"])
+    writes = [f for f in findings if f.kind == "over_permissioned" and f.subkind == "write_access"]
+    assert len(writes) == 1 and writes[0].principal == user and account in writes[0].message
+    assert not [f for f in findings if f.subkind == "unknown_principal"]
+
+
+def test_an_ambiguous_or_missing_account_is_unknown(mysql_server: MysqlServer, tmp_path: Path) -> None:
+    s = mysql_server
+    db = s.create_database()
+    s.execute(f"CREATE TABLE {q(db)}.t (id INT)")
+    twice = f"twohost_{uuid.uuid4().hex[:10]}"
+    first = s.create_user("unused", host="%", user=twice)
+    second = s.create_user("unused", host="localhost", user=twice)
+    missing = f"nobody_{uuid.uuid4().hex[:10]}"
+    wrong_host = f"{twice}@10.9.8.7"
+    snapshot = probe(s.url(db), principals=(twice, missing, wrong_host, "PUBLIC"))
+    assert snapshot.state["unknown_principals"] == sorted([twice, missing, wrong_host])
+    assert any(repr(wrong_host) in note and first in note for note in snapshot.notes)
+    assert "resolved_principals" not in snapshot.state or not snapshot.state["resolved_principals"]
+    ambiguous = [note for note in snapshot.notes if repr(twice) in note]
+    assert len(ambiguous) == 1 and first in ambiguous[0] and second in ambiguous[0]
+    assert any(repr(missing) in note and "does not exist" in note for note in snapshot.notes)
+
+    stored, findings = scan_findings(tmp_path, s.url(db), missing, [f"{db}.t"])
+    assert stored.state["unknown_principals"] == [missing]
+    unknown = [f for f in findings if f.kind == "over_permissioned" and f.subkind == "unknown_principal"]
+    assert len(unknown) == 1 and unknown[0].principal == missing and unknown[0].severity == "high"
+    assert "which source shop does not know: its access cannot be checked" in unknown[0].message
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,8 +21,12 @@ from connectors._sqlcommon import probe_limits
 from connectors.postgres import PostgresConnector, _connect
 from scanner.access import access_levels, access_paths
 from scanner.errors import ProbeError
-from scanner.model import SourceSnapshot
+from scanner.inventory import load_inventory
+from scanner.model import Finding, SourceSnapshot
 from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
+from scanner.rules import build_context, evaluate
+from scanner.scan import run_scan
+from scanner.store import Store
 from tests.connectors.contract import check_snapshot_contract
 
 if TYPE_CHECKING:
@@ -347,6 +351,79 @@ def test_grants_stay_bounded_but_keep_what_workflows_need(postgres_server: Postg
     assert table_grantees == {r["reader"], "PUBLIC"}  # bot's chain, and everyone
     assert levels(snapshot, r["bot"], "app.customers") == {"read"}
     assert any("left out to stay under 10 grants" in note for note in snapshot.notes)
+
+
+def scan_findings(tmp_path: Path, url: str, runs_as: str, reads: list[str]) -> tuple[SourceSnapshot, list[Finding]]:
+    """Scan one postgres source for one workflow in-process and evaluate every rule."""
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1, "owners": [{"id": "data-eng"}],
+        "sources": [{"id": "pg", "connector": "postgres", "url": url, "owner": "data-eng"}],
+        "workflows": [{"id": "assistant", "owner": "data-eng", "stage": "production",
+                       "runs_as": {"pg": runs_as}, "reads": [f"pg:{r}" for r in reads]}],
+    }))
+    inventory = load_inventory([inventory_file], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        run_scan(inventory, store)
+        ctx = build_context(inventory, store, datetime.now(UTC))
+        return ctx.snapshots["pg"], evaluate(ctx)
+    finally:
+        store.close()
+
+
+def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: PostgresServer,
+                                                             tmp_path: Path) -> None:
+    """An app role that owns its database (so `public`, through pg_database_owner on 15+) and
+    a schema of its own may drop the tables in them, but not read or change other roles' tables."""
+    s = postgres_server
+    app = s.role("app", "LOGIN")
+    db = s.create_database(owner=app)
+    conn = s.connect(db)
+    conn.execute(f"""
+        CREATE TABLE public.t2 (id int);
+        CREATE SCHEMA mine AUTHORIZATION {ident(app)};
+        CREATE TABLE mine.t3 (id int);
+        CREATE TABLE public.own (id int);
+        ALTER TABLE public.own OWNER TO {ident(app)};
+    """)
+    snapshot = probe(s.url(db), principals=(app,))
+    assert levels(snapshot, app, "public.t2") == set()
+    assert levels(snapshot, app, "mine.t3") == set()
+    assert levels(snapshot, app, "public.own") == {"read", "write", "admin"}  # owning the table still counts
+    schema_owner = {(g.principal, g.target, g.access, g.privilege) for g in snapshot.grants
+                    if g.scope == "container" and g.privilege.startswith("OWNER")}
+    assert (app, "mine", "other", "OWNER (schema: can drop objects in it)") in schema_owner
+    public_owner = next(g for g in snapshot.grants if g.scope == "container" and g.target == "public"
+                        and g.privilege.startswith("OWNER"))
+    assert public_owner.access == "other"
+    # The evidence stays visible: `why` still shows the ownership path, as `other`.
+    paths = access_paths(snapshot, app, snapshot.asset("mine.t3"))  # type: ignore[arg-type]
+    assert [(p.chain, p.access) for p in paths if p.privilege.startswith("OWNER")] == [((app,), "other")]
+
+    _, findings = scan_findings(tmp_path, s.url(db), app, ["public.t2"])
+    over = [f for f in findings if f.kind == "over_permissioned"]
+    assert not [f for f in over if f.subkind == "write_access"], over
+    undeclared = [f for f in over if f.subkind == "undeclared_read"]
+    assert [f.evidence["assets"] for f in undeclared] == [["public.own"]], undeclared
+
+
+def test_an_unknown_runs_as_role_is_recorded_and_found(postgres_server: PostgresServer, access: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    r = access
+    typo = r["bot"] + "_typo"
+    snapshot = probe(postgres_server.url(r["db"]), principals=(r["bot"], typo, "PUBLIC"))
+    assert snapshot.state["unknown_principals"] == [typo]
+    assert any(typo in note and "does not exist" in note for note in snapshot.notes)
+    known = probe(postgres_server.url(r["db"]), principals=(r["bot"],))
+    assert known.state["unknown_principals"] == []
+
+    stored, findings = scan_findings(tmp_path, postgres_server.url(r["db"]), typo, ["app.kb"])
+    assert stored.state["unknown_principals"] == [typo]
+    unknown = [f for f in findings if f.kind == "over_permissioned" and f.subkind == "unknown_principal"]
+    assert len(unknown) == 1 and unknown[0].principal == typo and unknown[0].source == "pg"
+    assert unknown[0].severity == "high"  # medium, raised for production
+    assert "which source pg does not know" in unknown[0].message
 
 
 # ---------------------------------------------------------------------------------------
