@@ -314,7 +314,9 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
             continue
         if source_id and finding.source != source_id:
             continue
-        if workflow_id and finding.workflow != workflow_id:
+        # Every workflow a finding affects (readers and downstream), not only the one it names.
+        if workflow_id and finding.workflow != workflow_id and \
+                workflow_id not in (finding.evidence.get("workflows") or ()):
             continue
         rows.append((finding, accepted))
     if as_json:
@@ -625,6 +627,7 @@ def depends(workflow_id: str, as_json: bool) -> None:
     from scanner.durations import format_duration
     from scanner.model import utcnow
     from scanner.output import table
+    from scanner.queries import counted
     from scanner.queries import depends as depends_query
 
     answer = depends_query(query_graph(_app()), workflow_id, utcnow())
@@ -633,8 +636,9 @@ def depends(workflow_id: str, as_json: bool) -> None:
         return
     sources = answer["sources"]
     click.echo(f"{workflow_id} ({answer['stage']}, owner {answer['owner'] or 'none'}, {answer['status']}): "
-               f"{len(answer['assets'])} assets in {len(sources)} sources"
-               + (f", through {len(answer['upstream'])} upstream workflows" if answer["upstream"] else ""))
+               f"{counted(len(answer['assets']), 'asset')} in {counted(len(sources), 'source')}"
+               + (f", through {counted(len(answer['upstream']), 'upstream workflow')}"
+                  if answer["upstream"] else ""))
     for finding in answer["findings"]:
         click.echo(f"  {finding['severity']} {finding['kind']}: {finding['message']}")
     if answer["assets"]:

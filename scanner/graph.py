@@ -12,8 +12,11 @@ stable and readable: `source:crm`, `asset:crm:public.customers`, `workflow:suppo
 
 Node attributes carry what a reviewer needs: owner and where it came from, freshness (method,
 last change, age when scanned, effective SLA), stage, the open findings and a `status`
-(stale, over_permissioned, unowned, attention, healthy). Nothing depends on the wall clock,
-so the same inventory and stored scan always give the same graph, and exports diff cleanly.
+(stale, over_permissioned, unowned, attention, healthy). A node's status is the worst, in
+that order, of its own open findings and, for a workflow, those on the assets it reads
+directly, for a source, those on the assets it holds (`status_from` names those assets when
+they set it). Nothing depends on the wall clock, so the same inventory and stored scan
+always give the same graph, and exports diff cleanly.
 
 Building the graph of a large estate takes seconds (parsing the inventory alone takes most
 of a second at 500 workflows), so it is cached in the store as compressed JSON keyed by the
@@ -56,9 +59,11 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _ACCESS_RANK = {"other": 0, "read": 1, "write": 2, "admin": 3}
 
 # Bump when the graph's shape or the cached encoding changes: old cache entries are ignored.
-GRAPH_FORMAT = 3
+GRAPH_FORMAT = 4
 # Finding messages on nodes are cut here (`ctxscan findings` has them whole).
 _MESSAGE_CHARS = 240
+# An inherited status names at most this many of the assets that set it.
+_STATUS_FROM = 10
 # Assets per cache chunk: a query decodes ~this many nodes for each asset it looks at.
 _CHUNK_ASSETS = 1000
 
@@ -229,7 +234,7 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
                 if node not in b.nodes:  # declared but not in the latest scan
                     scanned = read.source in snapshots
                     b.node(node, label=path, source=read.source, path=path,
-                           scan_state="missing" if scanned else "not_scanned",
+                           scan_state="missing" if scanned else "not_scanned", glob=read.is_glob or None,
                            owner=b.nodes[source_node(read.source)].get("owner"),
                            owner_provenance="source" if b.nodes[source_node(read.source)].get("owner") else None)
                     b.edge(source_node(read.source), node, CONTAINS)
@@ -362,14 +367,19 @@ def _add_access(b: _Builder, source_id: str, snapshot: SourceSnapshot) -> None:
 
 def _read_paths(read: ReadDeclaration, snapshots: Mapping[str, SourceSnapshot],
                 matchers: dict[tuple[str, str], list[str]]) -> list[str]:
-    """The asset paths a read names: itself, or what its glob matches in the latest snapshot."""
+    """The asset paths a read names: itself, or what its glob matches in the latest snapshot.
+
+    A glob that matches nothing names itself, so the declaration still shows (as a missing
+    asset node, which its `missing_asset` finding hangs on) instead of vanishing.
+    """
     if not read.is_glob:
         return [read.path]
     key = (read.source, read.path)
     if key not in matchers:
         snapshot = snapshots.get(read.source)
         match = _compiled(read.path)
-        matchers[key] = sorted(a.path for a in snapshot.assets if match(a.path)) if snapshot else []
+        matchers[key] = (sorted(a.path for a in snapshot.assets if match(a.path)) if snapshot else []) \
+            or [read.path]
     return matchers[key]
 
 
@@ -381,7 +391,16 @@ def _valid_until(inventory: Inventory, today: date | None) -> date | None:
 
 
 def _attach_findings(b: _Builder, findings: Iterable[StoredFinding]) -> None:
-    """Hang each finding on the nodes it names, then derive each node's status."""
+    """Hang each finding on the nodes it names, then derive each node's status.
+
+    A node's own status comes from the findings hung on it; a workflow then takes the worst
+    status of the assets it reads directly, and a source the worst of the assets it holds,
+    when that is worse than its own (precedence: stale, over_permissioned, unowned,
+    attention, healthy). `findings` and the `findings_*` counts stay the node's own, and
+    `status_from` names the assets (the first `_STATUS_FROM`, `status_from_count` of all)
+    that gave an inherited status. Nothing is passed on further: not downstream through
+    workflow-to-workflow feeds, nor from an asset to its source's other readers.
+    """
     attached: dict[str, list[dict[str, str]]] = {}
     for finding in findings:
         targets = []
@@ -420,6 +439,29 @@ def _attach_findings(b: _Builder, findings: Iterable[StoredFinding]) -> None:
             attrs["status"] = "attention"
         else:
             attrs["status"] = "healthy"
+    # What a workflow reads and what a source holds, from the asset nodes' own statuses.
+    rank = {status: i for i, status in enumerate(STATUSES)}
+    worst: dict[str, tuple[int, list[str]]] = {}
+    for u, v, kind in b.edges:
+        if kind == FEEDS and node_type(u) == ASSET and node_type(v) == WORKFLOW:
+            holder, asset = v, u
+        elif kind == CONTAINS and node_type(u) == SOURCE and node_type(v) == ASSET:
+            holder, asset = u, v
+        else:
+            continue
+        status = rank[b.nodes[asset]["status"]]
+        if status >= rank[b.nodes[holder]["status"]]:
+            continue  # no worse than the holder's own status
+        current = worst.get(holder)
+        if current is None or status < current[0]:
+            worst[holder] = (status, [asset])
+        elif status == current[0]:
+            current[1].append(asset)
+    for holder, (status, assets) in worst.items():
+        attrs = b.nodes[holder]
+        attrs["status"] = STATUSES[status]
+        attrs["status_from"] = sorted(assets, key=sort_key)[:_STATUS_FROM]
+        attrs["status_from_count"] = len(assets)
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ computed at scrape time from what the daemon keeps in memory, never from a probe
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import threading
@@ -29,24 +28,30 @@ log = logging.getLogger("ctxscan.http")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
-def effective_sla(inventory: Inventory, source_id: str, path: str) -> float | None:
-    """The strictest `max_age` of the reads naming an asset, else its override, else its source's."""
-    strictest: float | None = None
-    for workflow in inventory.workflows.values():
-        for read in workflow.reads:
-            if read.source != source_id or read.max_age is None:
-                continue
-            if read.path == path or (read.is_glob and fnmatch.fnmatchcase(path, read.path)):
-                strictest = read.max_age if strictest is None else min(strictest, read.max_age)
-    if strictest is not None:
-        return strictest
-    source = inventory.sources.get(source_id)
-    if source is None:
-        return None
-    for override in source.assets:
-        if override.path == path and override.max_age is not None:
-            return override.max_age
-    return source.freshness.max_age or inventory.defaults.max_age
+def asset_slas(inventory: Inventory, assets: Mapping[str, list[tuple[str, FreshnessObservation]]],
+               now: datetime) -> dict[tuple[str, str], float]:
+    """(source, path) -> the effective SLA in seconds, as the `stale` rule computes it.
+
+    One source of truth: `scanner.rules.sla.effective_sla` over the assets the daemon holds,
+    so the gauge follows reads through `feeds`, glob reads and glob `assets:` overrides.
+    """
+    from scanner.model import Asset, SourceSnapshot
+    from scanner.rules.base import RuleContext
+    from scanner.rules.sla import effective_sla
+
+    snapshots = {
+        source_id: SourceSnapshot(source_id=source_id, connector=inventory.sources[source_id].connector,
+                                  probed_at=now, assets=tuple(Asset(path=path, kind="asset", freshness=freshness)
+                                                              for path, freshness in entries))
+        for source_id, entries in assets.items() if source_id in inventory.sources}
+    context = RuleContext(inventory=inventory, snapshots=snapshots, results={}, now=now)
+    slas: dict[tuple[str, str], float] = {}
+    for source_id, snapshot in snapshots.items():
+        for asset in snapshot.assets:
+            sla = effective_sla(context, source_id, asset.path)
+            if sla is not None and sla.max_age is not None:
+                slas[(source_id, asset.path)] = sla.max_age
+    return slas
 
 
 @dataclass
@@ -78,8 +83,9 @@ class _StateCollector:
                                 "Seconds since the asset last changed, from its newest successful scan.",
                                 labels=["source", "asset"])
         sla = GaugeMetricFamily("ctxscan_asset_sla_seconds",
-                                "The asset's effective freshness SLA (strictest max_age of its readers).",
+                                "The asset's effective freshness SLA, as the stale rule computes it.",
                                 labels=["source", "asset"])
+        slas = asset_slas(view.inventory, view.assets, view.now)
         for source_id, assets in sorted(view.assets.items()):
             if source_id not in view.inventory.sources:
                 continue
@@ -87,7 +93,7 @@ class _StateCollector:
                 seconds = freshness.age_seconds(view.now)
                 if seconds is not None:
                     age.add_metric([source_id, path], seconds)
-                limit = effective_sla(view.inventory, source_id, path)
+                limit = slas.get((source_id, path))
                 if limit is not None:
                     sla.add_metric([source_id, path], limit)
         yield age

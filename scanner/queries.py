@@ -33,6 +33,11 @@ from scanner.graph import (
 )
 
 
+def counted(number: int, noun: str) -> str:
+    """`1 asset`, `2 assets`, `1 upstream workflow`: a count with its noun agreeing."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _is_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 

@@ -4,9 +4,11 @@
    MAX_SOURCES sources, none of them a catch-all glob such as `crm:*`);
 2. `owner`: a visible owner, listed in `owners`;
 3. `context`: every declared read exists, is fresh within its SLA (known, not stale, no
-   dropped column it depends on) and is owned; its sources were scanned;
-4. `permissions`: no `over_permissioned` finding; every source it reads has a `runs_as`
-   principal; write access only where declared, each with an approval point;
+   dropped column it depends on) and is owned; its sources were scanned; and no asset that
+   reaches it through `feeds` is past the freshness it needs (the `stale` finding's `blocks`);
+4. `permissions`: no `over_permissioned` finding (a `runs_as` principal the source does not
+   know is one, `unknown_principal`); every source it reads has a `runs_as` principal;
+   write access only where declared, each with an approval point;
 5. `evaluation`: an evaluation suite or regression signal is declared;
 6. `rollout`: a fallback and a rollback owner (listed in `owners`) are declared.
 
@@ -26,7 +28,6 @@ from scanner.acceptance import acceptance_for
 from scanner.inventory import AcceptConfig, Inventory, WorkflowConfig
 from scanner.model import Finding
 from scanner.rules.base import RuleContext
-from scanner.rules.sla import effective_sla
 from scanner.store import Store
 
 MAX_SOURCES = 5
@@ -148,24 +149,23 @@ def _touches(ctx: RuleContext, workflow: WorkflowConfig, finding: Finding, asset
                                              and finding.source is not None):
         return finding.source in sources
     if finding.kind == "stale":
-        return finding.asset in assets and _stale_for(ctx, workflow, finding)
+        return _stale_for(workflow, finding)
     if finding.kind == "schema_drift":  # only the columns this workflow depends on
         return workflow.id in finding.evidence.get("dependants", ())
     return finding.asset in assets
 
 
-def _stale_for(ctx: RuleContext, workflow: WorkflowConfig, finding: Finding) -> bool:
-    """Whether a stale asset is past the SLA this workflow (and what it feeds) needs.
+def _stale_for(workflow: WorkflowConfig, finding: Finding) -> bool:
+    """Whether a stale finding breaks this workflow's context, exactly as the finding says.
 
-    The finding uses the strictest SLA of every reader; a workflow that asks less of the
-    asset, and feeds nobody who asks more, is not blocked by it. A warning never blocks.
+    The `stale` rule lists in `blocks` every workflow that reads the asset directly (it is
+    past its one effective SLA) and each downstream workflow whose own need the age breaks,
+    the one that set the SLA among them (`scanner.rules.sla.blocked_workflows`). A warning
+    never blocks.
     """
-    if finding.subkind == "warning" or not finding.asset or not finding.source:
+    if finding.subkind == "warning":
         return False
-    path = finding.asset.split(":", 1)[1]
-    sla = effective_sla(ctx, finding.source, path, only={workflow.id})
-    age = finding.evidence.get("age_seconds")
-    return sla is not None and sla.max_age is not None and age is not None and age > sla.max_age
+    return workflow.id in finding.evidence.get("blocks", ())
 
 
 def _context(ctx: RuleContext, workflow: WorkflowConfig, counting: list[Finding],

@@ -428,3 +428,42 @@ def test_jitter_is_small() -> None:
     assert Schedule.parse("*/5 * * * *").jitter(NOW) == 30.0
     with pytest.raises(ValueError):
         Schedule.parse("61 * * * *")
+
+
+# ---------------------------------------------------------------------------------------
+# /metrics, in-process: the SLA gauge is the `stale` rule's effective SLA
+
+def test_asset_sla_metric_is_the_rules_effective_sla(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from scanner.inventory import load_inventory
+    from scanner.metrics import DaemonMetrics, MetricsView
+    from scanner.model import FreshnessObservation
+
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(textwrap.dedent("""
+        version: 1
+        sources:
+          - id: crm
+            connector: fake
+            freshness: {max_age: 1d}
+            assets: [{path: "hr.*", max_age: 2h}]
+            tables: [public.x, public.y, hr.people, misc.notes]
+        workflows:
+          - {id: up, reads: ["crm:public.x"], feeds: [down]}
+          - {id: down, reads: [{asset: "crm:public.y", max_age: 30m}]}
+        """), encoding="utf-8")
+    inventory = load_inventory([config], env={})
+    observed = FreshnessObservation(method="metadata", last_changed=NOW - timedelta(minutes=5))
+    view = MetricsView(now=NOW, inventory=inventory,
+                       assets={"crm": [(p, observed) for p in ("public.x", "public.y", "hr.people", "misc.notes")]},
+                       open_findings={}, last_success={}, outbox_pending={}, scheduler_running=True)
+    text = DaemonMetrics(lambda: view).render().decode()
+    family = next(f for f in text_string_to_metric_families(text) if f.name == "ctxscan_asset_sla_seconds")
+    slas = {s.labels["asset"]: s.value for s in family.samples}
+    assert slas == {
+        "public.x": 1800.0,      # through up -> down: down needs its inputs within 30m
+        "public.y": 1800.0,      # down's own read
+        "hr.people": 7200.0,     # the glob `assets:` override
+        "misc.notes": 86400.0,   # the source's freshness.max_age
+    }

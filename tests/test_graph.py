@@ -115,6 +115,49 @@ def test_status_follows_open_findings(estate: tuple) -> None:
     assert [f["kind"] for f in graph.nodes["workflow:reporter"]["findings"]] == ["stale", "unowned"]
 
 
+def test_workflows_and_sources_take_the_worst_status_of_their_assets(estate: tuple) -> None:
+    inventory, store, _ = estate
+    findings = [
+        stored_finding("stale", "high", source="kb", asset="kb:macros"),
+        stored_finding("schema_drift", "high", source="kb", asset="kb:articles"),
+        stored_finding("freshness_unknown", "medium", source="crm", asset="crm:public.tickets"),
+        stored_finding("over_permissioned", "critical", source="crm", workflow="router", principal="support_bot"),
+    ]
+    graph = build_graph(inventory, store.latest_snapshots(), store.latest_results(), findings)
+    nodes = graph.nodes
+    # A workflow reflects the assets it reads directly; a source the assets it holds.
+    assert nodes["workflow:reporter"]["status"] == "stale"            # reads kb:macros
+    assert nodes["workflow:reporter"]["status_from"] == ["asset:kb:macros"]
+    assert nodes["workflow:summariser"]["status"] == "attention"      # reads crm:public.tickets
+    assert nodes["source:kb"]["status"] == "stale"                    # stale outranks attention
+    assert nodes["source:kb"]["status_from"] == ["asset:kb:macros"]
+    # crm's own finding (the over-permission names the source) outranks tickets' attention.
+    assert nodes["source:crm"]["status"] == "over_permissioned" and "status_from" not in nodes["source:crm"]
+    # Its own finding outranks a milder one on what it reads; nothing propagates downstream.
+    assert nodes["workflow:router"]["status"] == "over_permissioned"
+    assert "status_from" not in nodes["workflow:router"]
+    assert nodes["workflow:assistant"]["status"] == "healthy"
+    # The findings listed and counted on a node stay its own.
+    assert "findings" not in nodes["workflow:reporter"] and nodes["workflow:reporter"]["findings_high"] == 0
+    assert nodes["asset:kb:macros"]["status"] == "stale"
+
+
+def test_a_glob_read_that_matches_nothing_is_a_missing_asset_node(tmp_path: Path) -> None:
+    from tests.graph_support import estate_graph
+
+    graph = estate_graph(tmp_path, """
+        version: 1
+        owners: [{id: team}]
+        sources: [{id: kb, connector: fake, owner: team, tables: ["macros@1m"]}]
+        workflows: [{id: w, owner: team, reads: ["kb:drafts.*", "kb:macros"]}]
+        """)
+    node = graph.nodes["asset:kb:drafts.*"]
+    assert node["scan_state"] == "missing" and node["glob"] is True
+    assert ("asset:kb:drafts.*", "workflow:w", "feeds") in graph.edges
+    assert [f["kind"] for f in node["findings"]] == ["missing_asset"]
+    assert graph.nodes["workflow:w"]["status"] == "attention"
+
+
 def test_same_inputs_same_graph(estate: tuple, graph: nx.MultiDiGraph) -> None:
     inventory, store, _ = estate
     again = graph_from_store(inventory, store, store.findings("open"))

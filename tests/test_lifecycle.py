@@ -180,3 +180,35 @@ def test_findings_filters(tmp_path: Path, ctxscan) -> None:
     unknown = ctxscan("-c", str(config), "findings", "--kind", "stail")
     assert unknown.code == 2 and "did you mean 'stale'" in unknown.err
     assert ctxscan("-c", str(config), "findings", "--workflow", "ghost").code == 2
+
+
+def test_findings_workflow_filter_lists_every_workflow_affected(tmp_path: Path, ctxscan) -> None:
+    # `feeder` (poc) reads the stale table and feeds `assistant` (production), which set its
+    # SLA; `reader` reads it too. The finding names one workflow and affects all three.
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("""
+version: 1
+owners: [{id: team}]
+sources: [{id: crm, connector: fake, owner: team, tables: ["public.refunds@2h", "public.customers@1m"]}]
+workflows:
+  - {id: feeder, owner: team, stage: poc, reads: ["crm:public.refunds"], feeds: [assistant]}
+  - {id: assistant, owner: team, stage: production, reads: [{asset: "crm:public.customers", max_age: 1h}]}
+  - {id: reader, owner: team, stage: pilot, reads: [{asset: "crm:public.refunds", max_age: 1d}]}
+  - {id: bystander, owner: team, stage: pilot, reads: ["crm:public.customers"]}
+""", encoding="utf-8")
+    assert ctxscan("-c", str(config), "scan").code == 0
+
+    def stale_for(workflow: str) -> list[str]:
+        result = ctxscan("-c", str(config), "findings", "--json", "--workflow", workflow)
+        assert result.code == 0, result
+        return [f["asset"] for f in json.loads(result.out) if f["kind"] == "stale"]
+
+    (finding,) = [f for f in json.loads(ctxscan("-c", str(config), "findings", "--json").out)
+                  if f["kind"] == "stale"]
+    assert finding["workflow"] == "assistant"
+    assert finding["evidence"]["workflows"] == ["assistant", "feeder", "reader"]
+    for workflow in ("assistant", "feeder", "reader"):
+        assert stale_for(workflow) == ["crm:public.refunds"], workflow
+    assert stale_for("bystander") == []
+    human = ctxscan("-c", str(config), "findings", "--workflow", "feeder")
+    assert human.code == 0 and "crm:public.refunds" in human.out

@@ -239,3 +239,24 @@ def test_queries_never_probe(tmp_path: Path, ctxscan) -> None:
     result = ctxscan("depends", "reporter", "--json", cwd=tmp_path, timeout=30)
     assert result.code == 0, result
     assert json.loads(result.out)["sources"][0]["scan_status"] == "ok"
+
+
+def test_depends_shows_a_glob_that_matches_nothing_and_counts_in_words(tmp_path: Path, ctxscan) -> None:
+    scanned_estate(tmp_path, """
+        version: 1
+        owners: [{id: team}]
+        sources: [{id: kb, connector: fake, owner: team, tables: ["macros@1m"]}]
+        workflows:
+          - {id: a, owner: team, reads: ["kb:nothing*"], feeds: [b]}
+          - {id: b, owner: team, reads: ["kb:macros"]}
+        """)[1].close()
+    result = ctxscan("depends", "b", "--json", cwd=tmp_path)
+    assert result.code == 0, result
+    rows = {a["id"]: a for a in json.loads(result.out)["assets"]}
+    assert set(rows) == {"kb:macros", "kb:nothing*"}
+    assert rows["kb:nothing*"]["freshness_state"] == "missing" and rows["kb:nothing*"]["read_by"] == ["a"]
+    assert any(f["kind"] == "missing_asset" for f in rows["kb:nothing*"]["findings"])
+    first = ctxscan("depends", "a", cwd=tmp_path).out.splitlines()[0]
+    assert "1 asset in 1 source" in first and "upstream" not in first, first
+    second = ctxscan("depends", "b", cwd=tmp_path).out.splitlines()[0]
+    assert "2 assets in 1 source, through 1 upstream workflow" in second and "workflows" not in second, second

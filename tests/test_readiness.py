@@ -125,24 +125,58 @@ def test_never_scanned(tmp_path: Path, ctxscan) -> None:
     assert "never been scanned" in _checks(card)["context"]["reason"]
 
 
-def test_a_stricter_reader_does_not_block_a_looser_one(tmp_path: Path, ctxscan) -> None:
+def test_readiness_agrees_with_the_stale_finding(tmp_path: Path, ctxscan) -> None:
+    # A stale asset fails the context of every workflow that reads it (it is past its one
+    # effective SLA) and of each downstream workflow whose own need it breaks, the one that
+    # set the SLA among them: exactly the `blocks` the finding lists.
     config = tmp_path / "ctxscan.yaml"
     config.write_text("""
 version: 1
 owners: [{id: team}]
-sources: [{id: crm, connector: fake, owner: team, tables: ["public.t@2h"]}]
+sources: [{id: crm, connector: fake, owner: team, tables: ["public.t@2h", "public.z@1m"]}]
 workflows:
   - {id: strict, owner: team, reads: [{asset: "crm:public.t", max_age: 1h}]}
-  - {id: loose, owner: team, reads: [{asset: "crm:public.t", max_age: 1d}]}
-  - {id: feeder, owner: team, reads: [{asset: "crm:public.t", max_age: 1d}], feeds: [strict]}
+  - {id: loose, owner: team, reads: [{asset: "crm:public.t", max_age: 1d}], feeds: [report, alert]}
+  - {id: report, owner: team, reads: [{asset: "crm:public.z", max_age: 3h}]}
+  - {id: alert, owner: team, reads: [{asset: "crm:public.z", max_age: 90m}]}
 """, encoding="utf-8")
     assert ctxscan("-c", str(config), "scan").code == 0
     cards = {c["workflow"]: _checks(c) for c in
              json.loads(ctxscan("-c", str(config), "readiness", "--json").out)["workflows"]}
-    assert cards["strict"]["context"]["ok"] is False and "stale" in cards["strict"]["context"]["reason"]
-    assert cards["loose"]["context"]["ok"] is True
-    # feeder asks 1d of the table itself, but feeds `strict`, which needs 1h.
-    assert cards["feeder"]["context"]["ok"] is False
+    stale = [f for f in json.loads(ctxscan("-c", str(config), "findings", "--json").out) if f["kind"] == "stale"]
+    assert len(stale) == 1 and stale[0]["evidence"]["blocks"] == ["alert", "loose", "strict"]
+    for workflow in ("strict", "loose", "alert"):
+        context = cards[workflow]["context"]
+        assert context["ok"] is False and "stale" in context["reason"], workflow
+        assert context["findings"] == [stale[0]["fingerprint"]], workflow
+    # report needs its inputs within 3h: the 2h-old table does not break it.
+    assert cards["report"]["context"]["ok"] is True
+
+
+def test_readiness_of_the_workflow_that_set_the_sla_through_feeds(tmp_path: Path, ctxscan) -> None:
+    # The reviewer's estate: a (poc) reads refunds and macros and feeds b (production), which
+    # reads customers within 30m and macros with no max_age of its own.
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("""
+version: 1
+owners: [{id: team}]
+sources: [{id: hd, connector: fake, owner: team, tables: ["main.refunds@70m", "main.customers@1m", "macros@2h"]}]
+workflows:
+  - {id: a, owner: team, stage: poc, reads: ["hd:main.refunds", "hd:macros"], feeds: [b]}
+  - {id: b, owner: team, stage: production, reads: [{asset: "hd:main.customers", max_age: 30m}, "hd:macros"]}
+""", encoding="utf-8")
+    assert ctxscan("-c", str(config), "scan").code == 0
+    stale = [f for f in json.loads(ctxscan("-c", str(config), "findings", "--json").out) if f["kind"] == "stale"]
+    # macros: b states on its own read that it needs no particular freshness, so a's feed
+    # does not give it b's 30m; refunds reaches b only through a, so b's 30m applies.
+    assert [f["asset"] for f in stale] == ["hd:main.refunds"]
+    assert "set by workflow b (fed via a -> b)" in stale[0]["message"]
+    cards = {c["workflow"]: _checks(c) for c in
+             json.loads(ctxscan("-c", str(config), "readiness", "--json").out)["workflows"]}
+    for workflow in ("a", "b"):
+        context = cards[workflow]["context"]
+        assert context["ok"] is False and "hd:main.refunds" in context["reason"], workflow
+        assert "hd:macros" not in context["reason"], workflow
 
 
 def test_demo_shows_findings_of_several_kinds_and_the_cards(tmp_path: Path, ctxscan) -> None:
@@ -180,3 +214,22 @@ workflows:
     assert cards["uses-email"]["context"]["ok"] is False
     assert "column email of crm:public.t changed type from text to jsonb" in cards["uses-email"]["context"]["reason"]
     assert cards["uses-id"]["context"]["ok"] is True
+
+
+def test_a_runs_as_principal_the_source_does_not_know_fails_permissions(tmp_path: Path, ctxscan) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("""
+version: 1
+owners: [{id: team}]
+sources: [{id: crm, connector: fake, owner: team, tables: ["public.t@1m"], unknown_principals: [suport_bot]}]
+workflows:
+  - {id: typo, owner: team, runs_as: {crm: suport_bot}, reads: ["crm:public.t"],
+     evaluation: {suite: e.yaml}, rollout: {fallback: queue, rollback_owner: team}}
+""", encoding="utf-8")
+    assert ctxscan("-c", str(config), "scan").code == 0
+    card = json.loads(ctxscan("-c", str(config), "readiness", "--json").out)["workflows"][0]
+    permissions = _checks(card)["permissions"]
+    assert permissions["ok"] is False and len(permissions["findings"]) == 1
+    assert "runs as suport_bot, which source crm does not know: its access cannot be checked" in \
+        permissions["reason"]
+    assert all(c["ok"] for c in card["checks"] if c["check"] != "permissions")

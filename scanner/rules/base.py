@@ -199,6 +199,16 @@ def most_critical(workflows: Iterable[WorkflowConfig]) -> WorkflowConfig | None:
     return ordered[0] if ordered else None
 
 
+def workflow_ids(workflows: Iterable[WorkflowConfig]) -> list[str]:
+    """The sorted, distinct ids of the workflows a finding affects: its `evidence["workflows"]`.
+
+    Every rule stores it (the direct readers and every workflow they feed, or the workflow
+    itself and what it feeds), so `findings --workflow X` finds each finding that touches X,
+    not only the one whose `workflow` field names it.
+    """
+    return sorted({w.id for w in workflows})
+
+
 def severity_table() -> list[tuple[str, str, str, str, str, str]]:
     """(kind, sub-kind, base, production, pilot, poc) rows of the documented table."""
     rows = []

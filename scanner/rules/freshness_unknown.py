@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from scanner.model import Finding
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of, workflow_ids
 
 
 def freshness_unknown(ctx: RuleContext) -> Iterator[Finding]:
@@ -40,5 +40,5 @@ def freshness_unknown(ctx: RuleContext) -> Iterator[Finding]:
             evidence={"method": asset.freshness.method, "detail": detail,
                       "caveat": asset.freshness.caveat, "probed_at": snapshot.probed_at.isoformat()
                       if snapshot else None,
-                      "readers": readers, "workflows": sorted(w.id for w in affected)},
+                      "readers": readers, "workflows": workflow_ids(affected)},
         )

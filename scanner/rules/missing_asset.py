@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from scanner.model import Finding
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of, workflow_ids
 
 
 def missing_asset(ctx: RuleContext) -> Iterator[Finding]:
@@ -18,7 +18,8 @@ def missing_asset(ctx: RuleContext) -> Iterator[Finding]:
     `exclude` too), or restore the table, prefix or folder at the source.
     """
     for workflow_id, workflow in sorted(ctx.inventory.workflows.items()):
-        top = most_critical(ctx.with_downstream([workflow]))
+        affected = ctx.with_downstream([workflow])
+        top = most_critical(affected)
         for read in workflow.reads:
             snapshot = ctx.snapshots.get(read.source)
             if snapshot is None or snapshot.partial or ctx.read_matches(read):
@@ -38,5 +39,6 @@ def missing_asset(ctx: RuleContext) -> Iterator[Finding]:
                              "include/exclude), or restore the asset at the source."),
                 evidence={"declared": read.asset, "glob": read.is_glob, "line": read.line,
                           "probed_at": snapshot.probed_at.isoformat(),
-                          "assets_in_source": len(snapshot.assets), "filtered_out": excluded},
+                          "assets_in_source": len(snapshot.assets), "filtered_out": excluded,
+                          "workflows": workflow_ids(affected)},
             )

@@ -28,5 +28,5 @@ def orphan_source(ctx: RuleContext) -> Iterator[Finding]:
             source=source_id,
             remediation="Declare the workflow that reads it, or remove the source from the inventory.",
             evidence={"connector": source.connector, "assets": len(snapshot.assets) if snapshot else None,
-                      "runs_as_only": runs_as},
+                      "runs_as_only": runs_as, "workflows": []},  # it feeds none
         )

@@ -1,13 +1,15 @@
 """`over_permissioned`: a workflow's principal can do more than the workflow needs.
 
-Sub-kinds: `write_access`, `undeclared_read`, `privileged_principal` (per workflow and the
-principal it runs as in a source) and `public_access` (per asset that feeds a workflow).
+Sub-kinds: `write_access`, `undeclared_read`, `privileged_principal`, `unknown_principal` (per
+workflow and the principal it runs as in a source) and `public_access` (per asset that feeds a
+workflow).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterator
+from dataclasses import replace
 
 from scanner.access import access_paths, role_chains
 from scanner.inventory import WorkflowConfig
@@ -23,7 +25,14 @@ from scanner.model import (
     Grant,
     SourceSnapshot,
 )
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.base import (
+    RuleContext,
+    fingerprint,
+    most_critical,
+    severity_for,
+    severity_of,
+    workflow_ids,
+)
 
 KIND = "over_permissioned"
 EXAMPLES = 10
@@ -51,6 +60,8 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
     - `undeclared_read`: it can read assets of that source the workflow does not declare;
     - `privileged_principal`: it is, or inherits, a superuser-like principal (superuser,
       bypass-RLS, create-role, global ALL, dataset OWNER, `s3:*`);
+    - `unknown_principal`: the source does not know the principal (a typo, a dropped role, a
+      MySQL account without its `@host`), so its access cannot be checked at all;
 
     and, for each asset that feeds a workflow, when
     - `public_access`: a public principal (PUBLIC, allUsers, allAuthenticatedUsers, a public
@@ -62,17 +73,41 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
     `approval`, or add the read).
     """
     for _, workflow in sorted(ctx.inventory.workflows.items()):
-        stage = most_critical(ctx.with_downstream([workflow]))
+        affected = ctx.with_downstream([workflow])
+        stage = most_critical(affected)
         stage_name = stage.stage if stage else workflow.stage
         for source_id, principal in sorted(workflow.runs_as.items()):
             snapshot = ctx.snapshots.get(source_id)
-            if snapshot is None or not snapshot.reports_grants:
+            if snapshot is None:
+                continue
+            if principal in snapshot.state.get("unknown_principals", ()):
+                yield _unknown_principal(ctx, workflow, source_id, principal, snapshot, stage_name)
+                continue
+            if not snapshot.reports_grants:
                 continue
             chains = role_chains(snapshot, principal)
-            yield from _privileged(workflow, source_id, principal, snapshot, stage_name, chains)
-            yield from _write_access(ctx, workflow, source_id, principal, snapshot, stage_name, chains)
-            yield from _undeclared_read(ctx, workflow, source_id, principal, snapshot, stage_name, chains)
+            for finding in (*_privileged(workflow, source_id, principal, snapshot, stage_name, chains),
+                            *_write_access(ctx, workflow, source_id, principal, snapshot, stage_name, chains),
+                            *_undeclared_read(ctx, workflow, source_id, principal, snapshot, stage_name, chains)):
+                # the workflow and everything it feeds: what `findings --workflow` matches
+                yield replace(finding, evidence={**finding.evidence, "workflows": workflow_ids(affected)})
     yield from _public_access(ctx)
+
+
+def _unknown_principal(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,
+                       snapshot: SourceSnapshot, stage: str) -> Finding:
+    # A base of medium, shifted by stage: no access is known, so none is proven too broad.
+    return Finding(
+        kind=KIND, subkind="unknown_principal", severity=severity_for("medium", stage),
+        message=(f"workflow {workflow.id} runs as {principal}, which source {source_id} does not "
+                 "know: its access cannot be checked"),
+        fingerprint=fingerprint(KIND, "unknown_principal", workflow.id, source_id, principal),
+        source=source_id, workflow=workflow.id, principal=principal,
+        remediation="Fix runs_as to name an existing role or account (MySQL: user@host).",
+        evidence={"principal": principal, "connector": snapshot.connector,
+                  "notes": [note for note in snapshot.notes if repr(principal) in note],
+                  "workflows": sorted(w.id for w in ctx.with_downstream([workflow]))},
+    )
 
 
 def _privileged(workflow: WorkflowConfig, source_id: str, principal: str,
@@ -231,5 +266,5 @@ def _public_access(ctx: RuleContext) -> Iterator[Finding]:
             evidence={"grants": [{"principal": g.principal, "privilege": g.privilege, "scope": g.scope,
                                   "target": g.target, "access": g.access, "via": g.via} for g in public],
                       "writable": writable, "readers": readers,
-                      "workflows": sorted(w.id for w in affected)},
+                      "workflows": workflow_ids(affected)},
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from scanner.model import Finding
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of, workflow_ids
 
 
 def probe_failed(ctx: RuleContext) -> Iterator[Finding]:
@@ -30,5 +30,5 @@ def probe_failed(ctx: RuleContext) -> Iterator[Finding]:
             remediation="Fix the source's reachability or credentials named in the reason, then rescan.",
             evidence={"status": result.status, "reason": result.reason, "error": result.error,
                       "probed_at": result.probed_at.isoformat(), "scan_id": result.scan_id,
-                      "workflows": sorted(w.id for w in affected)},
+                      "workflows": workflow_ids(affected)},
         )

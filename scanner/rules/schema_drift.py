@@ -7,7 +7,7 @@ from typing import Any
 
 from scanner.inventory import ReadDeclaration, WorkflowConfig
 from scanner.model import Asset, Finding
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of, workflow_ids
 
 
 def _normal(type_name: str) -> str:
@@ -63,7 +63,7 @@ def schema_drift(ctx: RuleContext) -> Iterator[Finding]:
             source=source_id, asset=asset_id, workflow=top.id if top else None,
             remediation=(f"Restore {column} (or its type) at the source, or update "
                          f"{', '.join(direct)} and its columns: to the new schema."),
-            evidence={"column": column, **change, "dependants": direct,
+            evidence={"column": column, **change, "dependants": direct, "workflows": workflow_ids(workflows),
                       "previous_probed_at": ctx.previous[source_id].probed_at.isoformat()
                       if source_id in ctx.previous else None,
                       "probed_at": ctx.snapshots[source_id].probed_at.isoformat()},

@@ -1,18 +1,34 @@
 """The effective freshness SLA of an asset, and which declaration set it.
 
-The SLA is the strictest `max_age` among every workflow the asset feeds: a workflow that
-reads it directly contributes that read's `max_age`; a workflow it reaches through `feeds`
-(A reads it, A feeds B) contributes the strictest `max_age` among B's own reads, since B's
-answers are only as fresh as what reaches it. When no workflow says, the source's per-asset
-override (`assets:` entry) applies, else the source's `freshness.max_age` (which falls back
-to `defaults.max_age`). The warning level is the `warn_after` that comes with the winning
-declaration, else the override's, else the source's, when it is shorter than the SLA.
+One rule, for direct and transitive readers alike. Each workflow the asset reaches states
+one requirement on it:
+
+- a workflow that reads the asset itself (an id or a glob that matches it) states it on
+  that read: the read's `max_age`, else the source's per-asset override (`assets:` entry),
+  else the source's `freshness.max_age` (which falls back to `defaults.max_age`). Reading it
+  directly is the workflow's own word on that asset, so it is never tightened by the
+  workflow also being downstream of another reader;
+- a workflow the asset reaches only through `feeds` (A reads it, A feeds B, B feeds C)
+  needs everything that reaches it as fresh as the strictest `max_age` among its own reads:
+  its answers are only as fresh as its inputs. A workflow without any `max_age` asks nothing.
+
+The asset's effective SLA is the strictest of those requirements, naming the workflow that
+set it and the path that leads there (`fed via A -> B`). At equal `max_age` a direct read
+wins over a downstream workflow, then the shorter path, then the workflow id. An asset no
+workflow reads falls back to its override, else its source's `freshness.max_age`.
+
+The warning level is the `warn_after` that comes with the winning requirement, else the
+override's, else the source's, when it is shorter than the SLA.
+
+A stale asset (past its SLA) blocks the readiness of every workflow that reads it directly
+(it is past its one SLA) and of each downstream workflow whose own requirement its age
+breaks, the one that set the SLA among them (`blocked_workflows`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scanner.inventory import WorkflowConfig
@@ -23,6 +39,8 @@ ORIGIN_READ = "read"              # a direct read's max_age
 ORIGIN_DOWNSTREAM = "downstream"  # a workflow fed transitively
 ORIGIN_ASSET = "asset"            # the source's per-asset override
 ORIGIN_SOURCE = "source"          # the source's freshness.max_age (or defaults.max_age)
+# At equal max_age: a workflow's own read first, then downstream, then the source's settings.
+_ORIGIN_RANK = {ORIGIN_READ: 0, ORIGIN_DOWNSTREAM: 1, ORIGIN_ASSET: 2, ORIGIN_SOURCE: 3}
 
 
 @dataclass(frozen=True)
@@ -36,7 +54,7 @@ class EffectiveSla:
     path: tuple[str, ...] = ()         # reader -> ... -> set_by, through feeds
 
     def describe(self) -> str:
-        """`workflow B (via A -> B)`, `workflow A`, `the asset override`, `source crm`."""
+        """`workflow B (fed via A -> B)`, `workflow A`, `the asset override`, `source crm`."""
         if self.origin == ORIGIN_DOWNSTREAM:
             return f"workflow {self.set_by} (fed via {' -> '.join(self.path)})"
         if self.origin == ORIGIN_READ:
@@ -44,6 +62,22 @@ class EffectiveSla:
         if self.origin == ORIGIN_ASSET:
             return "the source's asset override"
         return "the source's freshness.max_age"
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """How fresh one workflow needs one asset, and where that comes from."""
+
+    workflow: str
+    max_age: float | None
+    warn_after: float | None
+    origin: str                        # read, downstream, or asset/source for a read without max_age
+    path: tuple[str, ...]              # (workflow,) for a reader; reader -> ... -> workflow otherwise
+
+    @property
+    def direct(self) -> bool:
+        """Whether the workflow reads the asset itself."""
+        return self.origin != ORIGIN_DOWNSTREAM
 
 
 def asset_override(source: SourceConfig, path: str) -> AssetOverride | None:
@@ -57,7 +91,8 @@ def asset_override(source: SourceConfig, path: str) -> AssetOverride | None:
     return None
 
 
-def _strictest_read(workflow: WorkflowConfig) -> tuple[float, float | None] | None:
+def propagated_requirement(workflow: WorkflowConfig) -> tuple[float, float | None] | None:
+    """(max_age, warn_after) a workflow needs of everything that reaches it through feeds."""
     best: tuple[float, float | None] | None = None
     for read in workflow.reads:
         if read.max_age is not None and (best is None or read.max_age < best[0]):
@@ -65,54 +100,104 @@ def _strictest_read(workflow: WorkflowConfig) -> tuple[float, float | None] | No
     return best
 
 
-def effective_sla(ctx: RuleContext, source_id: str, path: str,
-                  only: Collection[str] | None = None) -> EffectiveSla | None:
-    """The SLA of one asset, or None when nothing declares one.
+def _fallback(source: SourceConfig, path: str) -> tuple[float | None, list[float], str]:
+    """The source's own SLA for a path: (max_age or None, its warning levels, origin)."""
+    override = asset_override(source, path)
+    warns = [w for w in ((override.warn_after if override else None), source.freshness.warn_after)
+             if w is not None]
+    if override is not None and override.max_age is not None:
+        return override.max_age, warns, ORIGIN_ASSET
+    origin = ORIGIN_ASSET if override is not None and override.warn_after is not None else ORIGIN_SOURCE
+    return source.freshness.max_age, warns, origin
 
-    With `only`, just the SLA those workflows (as direct readers) and their downstream need:
-    what one workflow's readiness asks of the asset.
-    """
+
+def requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
+    """What each workflow the asset reaches needs of it: one entry per workflow that asks
+    anything (a max_age or a warning level), direct readers first, each part by workflow id."""
+    source = ctx.inventory.sources.get(source_id)
+    if source is None:
+        return []
+    fallback_age, fallback_warns, fallback_origin = _fallback(source, path)
+    declared: dict[str, Requirement] = {}     # readers whose read declares a max_age
+    warned: dict[str, list[float]] = {}       # every reader -> warn_after of its reads without one
+    for workflow, read in ctx.asset_readers(source_id, path):
+        warned.setdefault(workflow.id, [])
+        if read.max_age is None:
+            if read.warn_after is not None:
+                warned[workflow.id].append(read.warn_after)
+            continue
+        current = declared.get(workflow.id)
+        if current is None or (current.max_age is not None and read.max_age < current.max_age):
+            declared[workflow.id] = Requirement(
+                workflow.id, read.max_age, _warning(read.max_age, [read.warn_after, *fallback_warns]),
+                ORIGIN_READ, (workflow.id,))
+    direct: dict[str, Requirement] = {}
+    for workflow_id in sorted(warned):
+        levels = sorted(warned[workflow_id])
+        if workflow_id in declared:
+            direct[workflow_id] = declared[workflow_id]
+        elif fallback_age is not None:      # the source's SLA is this reader's
+            direct[workflow_id] = Requirement(workflow_id, fallback_age,
+                                              _warning(fallback_age, [*levels, *fallback_warns]),
+                                              fallback_origin, (workflow_id,))
+        elif levels:                        # a warning level alone: warn, never breach
+            direct[workflow_id] = Requirement(workflow_id, None, levels[0], ORIGIN_READ, (workflow_id,))
+    downstream: dict[str, Requirement] = {}
+    for reader in sorted(warned):
+        for target, chain in ctx.downstream.get(reader, {}).items():
+            if target in warned:
+                continue  # it reads the asset itself: its read says what it needs
+            need = propagated_requirement(ctx.inventory.workflows[target])
+            if need is None:
+                continue
+            known = downstream.get(target)
+            if known is None or (len(chain), chain) < (len(known.path), known.path):
+                downstream[target] = Requirement(target, need[0], _warning(need[0], [need[1], *fallback_warns]),
+                                                 ORIGIN_DOWNSTREAM, chain)
+    return list(direct.values()) + [downstream[w] for w in sorted(downstream)]
+
+
+def effective_sla(ctx: RuleContext, source_id: str, path: str) -> EffectiveSla | None:
+    """The SLA of one asset (the strictest requirement of the workflows it reaches), or None
+    when nothing declares one."""
     source = ctx.inventory.sources.get(source_id)
     if source is None:
         return None
-    readers = [(w, r) for w, r in ctx.asset_readers(source_id, path) if only is None or w.id in only]
-    # (max_age, rank, path length, workflow id, warn_after, origin, path): the smallest wins;
-    # at equal max_age a direct read beats a downstream workflow, then the shorter path.
-    candidates: list[tuple[float, int, int, str, float | None, str, tuple[str, ...]]] = []
-    for workflow, read in readers:
-        if read.max_age is not None:
-            candidates.append((read.max_age, 0, 1, workflow.id, read.warn_after, ORIGIN_READ,
-                               (workflow.id,)))
-        for target, chain in ctx.downstream.get(workflow.id, {}).items():
-            strictest = _strictest_read(ctx.inventory.workflows[target])
-            if strictest is not None:
-                candidates.append((strictest[0], 1, len(chain), target, strictest[1],
-                                   ORIGIN_DOWNSTREAM, chain))
-    override = asset_override(source, path)
-    fallback_warn = [w for w in ((override.warn_after if override else None),
-                                 source.freshness.warn_after) if w is not None]
-    if candidates:
-        max_age, _, _, set_by, warn, origin, chain = min(candidates)
-        warn_after = _warning(max_age, [w for w in (warn, *fallback_warn) if w is not None])
-        return EffectiveSla(max_age, warn_after, origin, set_by, chain)
-    if override is not None and override.max_age is not None:
-        return EffectiveSla(override.max_age, _warning(override.max_age, fallback_warn), ORIGIN_ASSET)
-    if source.freshness.max_age is not None:
-        return EffectiveSla(source.freshness.max_age,
-                            _warning(source.freshness.max_age, fallback_warn), ORIGIN_SOURCE)
-    # A warning level alone, with no SLA: warn, never breach.
-    reads_warn = sorted((r.warn_after, w.id) for w, r in readers if r.warn_after is not None)
-    if reads_warn:
-        return EffectiveSla(None, reads_warn[0][0], ORIGIN_READ, reads_warn[0][1], (reads_warn[0][1],))
-    if fallback_warn:
-        return EffectiveSla(None, fallback_warn[0], ORIGIN_ASSET if override and override.warn_after
-                            else ORIGIN_SOURCE)
+    needs = requirements(ctx, source_id, path)
+    bounded = [n for n in needs if n.max_age is not None]
+    if bounded:
+        best = min(bounded, key=lambda n: (n.max_age, _ORIGIN_RANK[n.origin], len(n.path), n.workflow))
+        if best.origin in (ORIGIN_READ, ORIGIN_DOWNSTREAM):
+            return EffectiveSla(best.max_age, best.warn_after, best.origin, best.workflow, best.path)
+        # Readers without max_age: the source's own SLA, which no workflow set; the
+        # strictest warning level any of them declares comes with it.
+        warns = [n.warn_after for n in bounded if n.origin == best.origin and n.max_age == best.max_age
+                 and n.warn_after is not None]
+        return EffectiveSla(best.max_age, min(warns) if warns else None, best.origin)
+    fallback_age, fallback_warns, fallback_origin = _fallback(source, path)
+    if fallback_age is not None:
+        return EffectiveSla(fallback_age, _warning(fallback_age, fallback_warns), fallback_origin)
+    warned = [n for n in needs if n.warn_after is not None and n.direct]
+    if warned:  # a read's warning level alone, with no SLA anywhere: warn, never breach
+        need = min(warned, key=lambda n: (n.warn_after, n.workflow))
+        return EffectiveSla(None, need.warn_after, ORIGIN_READ, need.workflow, need.path)
+    if fallback_warns:
+        return EffectiveSla(None, fallback_warns[0], fallback_origin)
     return None
 
 
-def _warning(max_age: float, options: list[float]) -> float | None:
+def blocked_workflows(ctx: RuleContext, source_id: str, path: str, age: float) -> list[str]:
+    """The workflows whose context an asset this old breaks, once it is past its SLA: every
+    direct reader, and each downstream workflow whose own requirement the age exceeds."""
+    readers = {w.id for w, _ in ctx.asset_readers(source_id, path)}
+    breached = {n.workflow for n in requirements(ctx, source_id, path)
+                if not n.direct and n.max_age is not None and age > n.max_age}
+    return sorted(readers | breached)
+
+
+def _warning(max_age: float, options: Sequence[float | None]) -> float | None:
     """The first warning level shorter than the SLA (a longer one could never fire first)."""
     for warn in options:
-        if warn < max_age:
+        if warn is not None and warn < max_age:
             return warn
     return None

@@ -7,17 +7,21 @@ from typing import Any
 
 from scanner.durations import format_duration
 from scanner.model import METHOD_OBSERVED, Finding
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
-from scanner.rules.sla import effective_sla
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of, workflow_ids
+from scanner.rules.sla import blocked_workflows, effective_sla
 
 
 def stale(ctx: RuleContext) -> Iterator[Finding]:
     """Fires when an asset that feeds a workflow is proven older than its effective SLA (see
-    `scanner.rules.sla`):
-    the strictest `max_age` of every workflow it feeds, directly or through `feeds`, else the
-    source's per-asset override, else the source's `freshness.max_age`. Past `warn_after` but
-    within `max_age` it fires as the `warning` sub-kind, with a low severity; past `max_age`
-    the same finding escalates.
+    `scanner.rules.sla`): the strictest requirement of every workflow it feeds. A workflow
+    that reads the asset itself requires that read's `max_age`, else the source's per-asset
+    override, else the source's `freshness.max_age`; a workflow it reaches only through
+    `feeds` requires the strictest `max_age` among its own reads. The finding names the
+    workflow that set the SLA and the path through feeds, and lists in `blocks` the
+    workflows whose readiness it fails: every direct reader and each downstream workflow
+    whose own requirement the age breaks. Past `warn_after` but within `max_age` it fires as
+    the `warning` sub-kind, with a low severity and blocking nobody; past `max_age` the same
+    finding escalates.
 
     Ages are measured at the probe that observed them, from the youngest age the evidence
     allows: an `observed` change (counters moved somewhere between two scans) is stale only
@@ -76,7 +80,10 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
                 "last_changed": freshness.last_changed.isoformat() if freshness.last_changed else None,
                 "changed_after": freshness.changed_after.isoformat() if freshness.changed_after else None,
                 "as_of": as_of.isoformat(),
-                "workflows": sorted(w.id for w in affected),
+                "workflows": workflow_ids(affected),
+                # whose readiness it blocks: every direct reader, and each downstream
+                # workflow whose own need it breaks; a warning blocks nobody
+                "blocks": blocked_workflows(ctx, source_id, asset.path, youngest) if level is None else [],
             }
             if freshness.caveat:
                 evidence["caveat"] = freshness.caveat

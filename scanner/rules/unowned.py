@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from scanner.model import Asset, Finding, SourceSnapshot
 from scanner.plugins import SourceConfig
-from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of
+from scanner.rules.base import RuleContext, fingerprint, most_critical, severity_of, workflow_ids
 from scanner.rules.sla import asset_override
 
 
@@ -65,7 +65,8 @@ def unowned(ctx: RuleContext) -> Iterator[Finding]:
         problem = _problem(claim, known)
         if problem is None:
             continue
-        top = most_critical(ctx.affected_by_source(source_id))
+        affected = ctx.affected_by_source(source_id)
+        top = most_critical(affected)
         if claim is None:
             how = f" (no {source.owner_tag!r} tag found)" if source.owner_tag else ""
             message = f"source {source_id} has no owner{how}"
@@ -79,7 +80,8 @@ def unowned(ctx: RuleContext) -> Iterator[Finding]:
             source=source_id, workflow=top.id if top else None, remediation=remediation,
             evidence={"subject": "source", "owner": claim.owner if claim else None,
                       "provenance": claim.provenance if claim else None,
-                      "owner_tag": source.owner_tag, "known_owners": sorted(known)},
+                      "owner_tag": source.owner_tag, "known_owners": sorted(known),
+                      "workflows": workflow_ids(affected)},
         )
 
     for workflow_id, workflow in sorted(ctx.inventory.workflows.items()):
@@ -87,7 +89,8 @@ def unowned(ctx: RuleContext) -> Iterator[Finding]:
         problem = _problem(claim, known)
         if problem is None:
             continue
-        top = most_critical(ctx.with_downstream([workflow]))
+        affected = ctx.with_downstream([workflow])
+        top = most_critical(affected)
         message = (f"workflow {workflow_id} has no owner" if claim is None else
                    f"workflow {workflow_id} is owned by {claim.owner!r}, who is not listed in "
                    f"owners ({listed})")
@@ -98,7 +101,7 @@ def unowned(ctx: RuleContext) -> Iterator[Finding]:
             workflow=workflow_id, remediation=remediation,
             evidence={"subject": "workflow", "owner": workflow.owner,
                       "provenance": "config" if workflow.owner else None, "stage": workflow.stage,
-                      "known_owners": sorted(known)},
+                      "known_owners": sorted(known), "workflows": workflow_ids(affected)},
         )
 
     for (source_id, path), pairs in sorted(ctx.read_index.items()):
@@ -121,5 +124,6 @@ def unowned(ctx: RuleContext) -> Iterator[Finding]:
             source=source_id, asset=f"{source_id}:{path}", workflow=top.id if top else None,
             remediation=remediation,
             evidence={"subject": "asset", "owner": claim.owner, "provenance": claim.provenance,
-                      "readers": sorted({w.id for w, _ in pairs}), "known_owners": sorted(known)},
+                      "readers": sorted({w.id for w, _ in pairs}), "known_owners": sorted(known),
+                      "workflows": workflow_ids(affected)},
         )

@@ -112,6 +112,11 @@ def test_rule_case(kind: str, case: dict[str, Any], tmp_path: Path) -> None:
         assert finding.message and finding.evidence
         assert finding.remediation.endswith(".") and finding.remediation.count(". ") == 0, finding.remediation
         assert finding.severity in ("info", "low", "medium", "high", "critical")
+        # Every finding lists the workflows it affects, the named one among them: what
+        # `findings --workflow` filters on.
+        affected = finding.evidence.get("workflows")
+        assert isinstance(affected, list) and affected == sorted(set(affected)), _show([finding])
+        assert finding.workflow is None or finding.workflow in affected, _show([finding])
 
 
 def test_every_kind_has_a_rule_and_a_case_table() -> None:
