@@ -42,6 +42,7 @@ STATUS_COLOURS = {
     "over_permissioned": ("#fde2c8", "#d35400"),
     "unowned": ("#e8dcf5", "#7d3c98"),
     "attention": ("#fff3c4", "#b7950b"),
+    "not_scanned": ("#eeeeee", "#7f8c8d"),
     "healthy": ("#d5f0dd", "#1e8449"),
 }
 EDGE_STYLES = {  # DOT attributes per edge type

@@ -53,13 +53,13 @@ CONTAINS, FEEDS, RUNS_AS, GRANTS, MEMBER_OF, OWNS = (
 EDGE_TYPES = (CONTAINS, FEEDS, RUNS_AS, GRANTS, MEMBER_OF, OWNS)
 
 # Node status, most urgent first; `attention` is any other open finding.
-STATUSES = ("stale", "over_permissioned", "unowned", "attention", "healthy")
+STATUSES = ("stale", "over_permissioned", "unowned", "attention", "not_scanned", "healthy")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _ACCESS_RANK = {"other": 0, "read": 1, "write": 2, "admin": 3}
 
 # Bump when the graph's shape or the cached encoding changes: old cache entries are ignored.
-GRAPH_FORMAT = 4
+GRAPH_FORMAT = 5
 # Finding messages on nodes are cut here (`ctxscan findings` has them whole).
 _MESSAGE_CHARS = 240
 # An inherited status names at most this many of the assets that set it.
@@ -437,6 +437,8 @@ def _attach_findings(b: _Builder, findings: Iterable[StoredFinding]) -> None:
             attrs["status"] = "unowned"
         elif kinds:
             attrs["status"] = "attention"
+        elif attrs.get("scan_status") == "never" or attrs.get("scan_state") == "not_scanned":
+            attrs["status"] = "not_scanned"  # no evidence yet is not the same as healthy
         else:
             attrs["status"] = "healthy"
     # What a workflow reads and what a source holds, from the asset nodes' own statuses.

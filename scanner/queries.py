@@ -342,6 +342,12 @@ def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str) -> dict[str,
         answer["access"] = None
         answer["can_read"] = answer["can_write"] = None
         return answer
+    if principal in snapshot.state.get("unknown_principals", ()):
+        answer["note"] = (f"{principal} does not exist in source {source_id}: fix the runs_as of "
+                          f"workflow {workflow_id}")
+        answer["access"] = None
+        answer["can_read"] = answer["can_write"] = None
+        return answer
     paths = access_paths(snapshot, principal, asset)
     levels = access_levels(paths)
     answer["access"] = sorted(levels, key=["read", "write", "admin", "other"].index)

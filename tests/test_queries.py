@@ -260,3 +260,19 @@ def test_depends_shows_a_glob_that_matches_nothing_and_counts_in_words(tmp_path:
     assert "1 asset in 1 source" in first and "upstream" not in first, first
     second = ctxscan("depends", "b", cwd=tmp_path).out.splitlines()[0]
     assert "2 assets in 1 source, through 1 upstream workflow" in second and "workflows" not in second, second
+
+
+def test_before_any_scan_slas_come_from_the_reads_and_nothing_is_healthy(tmp_path, ctxscan) -> None:
+    """A source never scanned is `not_scanned`, not healthy, and its reads keep their own SLA."""
+    import json
+
+    from scanner.demo import build_estate
+
+    config = build_estate(tmp_path / "estate")
+    state = str(tmp_path / "empty.db")
+    answer = json.loads(ctxscan("depends", "support-reply-assistant", "-c", str(config), "--state", state,
+                                "--json").out)
+    customers = next(a for a in answer["assets"] if a["id"] == "helpdesk:main.customers")
+    assert customers["sla_seconds"] == 3600 and customers["sla_set_by"] == "support-reply-assistant"
+    assert customers["status"] == "not_scanned"
+    assert {s["status"] for s in answer["sources"]} == {"not_scanned"}

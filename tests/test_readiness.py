@@ -233,3 +233,5 @@ workflows:
     assert "runs as suport_bot, which source crm does not know: its access cannot be checked" in \
         permissions["reason"]
     assert all(c["ok"] for c in card["checks"] if c["check"] != "permissions")
+    why = json.loads(ctxscan("-c", str(config), "why", "typo", "crm:public.t", "--json").out)
+    assert why["access"] is None and "suport_bot does not exist in source crm" in why["note"]

@@ -113,6 +113,15 @@ class RuleContext:
         index: dict[tuple[str, str], list[tuple[WorkflowConfig, ReadDeclaration]]] = {}
         for workflow, read, asset in self.readers():
             index.setdefault((read.source, asset.path), []).append((workflow, read))
+        # A read of one named asset counts even before a scan has found it, so its SLA and
+        # readers are known for a source that was never scanned or failed.
+        for workflow in self.inventory.workflows.values():
+            for read in workflow.reads:
+                if read.is_glob:
+                    continue
+                pairs = index.setdefault((read.source, read.path), [])
+                if not any(w.id == workflow.id and r is read for w, r in pairs):
+                    pairs.append((workflow, read))
         return index
 
     @cached_property
