@@ -376,14 +376,10 @@ class BigQueryConnector(Connector):
         Setting("table_iam", bool, help="read each table's IAM policy (default true; one call per table)"),
     )
 
-    def _setting(self, name: str, default: Any = None) -> Any:
-        value = self.source.settings.get(name)
-        return default if value is None or value == "" else value
-
     @property
     def project(self) -> str:
         """The project this source names."""
-        return str(self._setting("project", ""))
+        return str(self.setting("project", ""))
 
     # ------------------------------------------------------------------ errors
 
@@ -442,7 +438,7 @@ class BigQueryConnector(Connector):
     def _client(self) -> Any:
         from google.cloud import bigquery
 
-        endpoint = self._setting("endpoint")
+        endpoint = self.setting("endpoint")
         credentials: Any = None
         options: dict[str, Any] = {}
         if endpoint:
@@ -450,14 +446,14 @@ class BigQueryConnector(Connector):
 
             credentials = AnonymousCredentials()
             options["api_endpoint"] = str(endpoint)
-        elif self._setting("credentials_file"):
+        elif self.setting("credentials_file"):
             from google.oauth2 import service_account
 
             credentials = service_account.Credentials.from_service_account_file(
-                str(self._setting("credentials_file")),
+                str(self.setting("credentials_file")),
                 scopes=["https://www.googleapis.com/auth/bigquery.readonly"])
         return bigquery.Client(project=self.project, credentials=credentials,
-                               location=self._setting("location"), client_options=options or None)
+                               location=self.setting("location"), client_options=options or None)
 
     # ------------------------------------------------------------------ probe
 
@@ -468,7 +464,7 @@ class BigQueryConnector(Connector):
         except Exception as exc:  # noqa: BLE001 - translated in one place
             raise self.translate_error(exc, "client setup") from None
         run = _Run(self, context, client)
-        configured = [str(d) for d in _as_list(self._setting("datasets"))]
+        configured = [str(d) for d in _as_list(self.setting("datasets"))]
         try:
             results, iam_notes = self._probe_datasets(run, configured)
         except ProbeError:
@@ -482,7 +478,7 @@ class BigQueryConnector(Connector):
     def _probe_datasets(self, run: _Run, configured: list[str]) -> tuple[list[_DatasetResult], list[str]]:
         """Every dataset concurrently, then the table IAM policies."""
         client = run.client
-        workers = max(1, int(self._setting("workers", 4)))
+        workers = max(1, int(self.setting("workers", 4)))
         if configured:
             datasets = list(dict.fromkeys(configured))
         else:
@@ -516,7 +512,7 @@ class BigQueryConnector(Connector):
             raise
         result.labels = dict(dataset.labels or {})
         result.access = [(e.role, e.entity_type, e.entity_id) for e in dataset.access_entries]
-        location = dataset.location or self._setting("location")
+        location = dataset.location or self.setting("location")
 
         tables = self._bulk_tables(run, result, reference, location)
         if tables is None:
@@ -702,7 +698,7 @@ class BigQueryConnector(Connector):
         tables = [(r, t) for r in results for t in r.tables]
         if not tables:
             return []
-        if self._setting("table_iam", True) is False:
+        if self.setting("table_iam", True) is False:
             for _, table in tables:
                 table.table_iam = "unknown"
             return ["table IAM not read (table_iam: false): table-level grants unknown"]

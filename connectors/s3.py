@@ -411,14 +411,10 @@ class S3Connector(Connector):
         Setting("session_token", str, secret=True, help="session token for temporary credentials"),
     )
 
-    def _setting(self, name: str, default: Any = None) -> Any:
-        value = self.source.settings.get(name)
-        return default if value is None or value == "" else value
-
     @property
     def bucket(self) -> str:
         """The bucket this source names."""
-        return str(self._setting("bucket", ""))
+        return str(self.setting("bucket", ""))
 
     # ------------------------------------------------------------------ errors
 
@@ -486,11 +482,11 @@ class S3Connector(Connector):
         core.register_component("data_loader", shared_data_loader())
         return boto3.session.Session(
             botocore_session=core,
-            aws_access_key_id=self._setting("access_key_id"),
-            aws_secret_access_key=self._setting("secret_access_key"),
-            aws_session_token=self._setting("session_token"),
-            region_name=self._setting("region"),
-            profile_name=self._setting("profile"),
+            aws_access_key_id=self.setting("access_key_id"),
+            aws_secret_access_key=self.setting("secret_access_key"),
+            aws_session_token=self.setting("session_token"),
+            region_name=self.setting("region"),
+            profile_name=self.setting("profile"),
         )
 
     # ------------------------------------------------------------------ probe
@@ -498,16 +494,16 @@ class S3Connector(Connector):
     def probe(self, context: ProbeContext) -> SourceSnapshot:
         """List the prefixes and read the bucket's ACL, policy, blocks and tags."""
         run = _Run(self, context)
-        workers = max(1, int(self._setting("workers", 4)))
+        workers = max(1, int(self.setting("workers", 4)))
         try:
             session = self._session()
-            s3 = session.client("s3", endpoint_url=self._setting("endpoint_url"),
+            s3 = session.client("s3", endpoint_url=self.setting("endpoint_url"),
                                 config=self._config(context, workers + 4))
         except Exception as exc:  # noqa: BLE001 - translated in one place
             raise self.translate_error(exc, "client setup") from None
-        max_objects = self._setting("max_objects")
+        max_objects = self.setting("max_objects")
         cap = int(max_objects) if max_objects is not None else None
-        configured = [str(p) for p in _as_list(self._setting("prefixes"))]
+        configured = [str(p) for p in _as_list(self.setting("prefixes"))]
         notes: list[str] = []
 
         listings: dict[str, _Listing] = {}
@@ -645,10 +641,10 @@ class S3Connector(Connector):
     def _read_account_block(self, run: _Run, session: Any, facts: _Facts) -> None:
         """The account-level public-access block, when the account id can be learnt."""
         key = "account_public_access_block"
-        endpoint = self._setting("endpoint_url")
+        endpoint = self.setting("endpoint_url")
         config = self._config(run.context, 2)
         try:
-            account = self._setting("account_id")
+            account = self.setting("account_id")
             if not account:
                 sts = session.client("sts", endpoint_url=endpoint, config=config)
                 account = run.call("GetCallerIdentity", lambda: sts.get_caller_identity()).get("Account")

@@ -115,6 +115,11 @@ class Connector:
         """Probe the source read-only and return what it holds."""
         raise NotImplementedError
 
+    def setting(self, name: str, default: Any = None) -> Any:
+        """A connector setting from the inventory, or `default` when unset or empty."""
+        value = self.source.settings.get(name)
+        return default if value is None or value == "" else value
+
     def redactions(self) -> list[str]:
         """Strings that must never appear in output: secret settings and URL passwords."""
         from scanner.redact import secrets_in_settings
