@@ -363,3 +363,35 @@ def run_bisecting(batch: list[T], run: Callable[[list[T]], dict[int, Any]],
     middle = len(batch) // 2
     run_bisecting(batch[:middle], run, per_item_error, results, failures, key, out_of_time)
     run_bisecting(batch[middle:], run, per_item_error, results, failures, key, out_of_time)
+
+
+def measure_column(items: Sequence[T], run: Callable[[list[T]], dict[int, Any]],
+                   per_item_error: Callable[[Exception], str | None], key: Callable[[T], int],
+                   batch_size: int, out_of_time: Callable[[], bool]
+                   ) -> tuple[dict[int, Any], dict[int, str], int | None]:
+    """Batched max() over `items` (one per table), bisecting failures down to the table.
+
+    Returns the values and the per-table failures by key, and, when the time budget ran out
+    first, how many items were measured (None when all were).
+    """
+    results: dict[int, Any] = {}
+    failures: dict[int, str] = {}
+    size = max(1, batch_size)
+    done = 0
+    try:
+        for group in batches(items, size, size, lambda item: 1):
+            run_bisecting(group, run, per_item_error, results, failures, key=key, out_of_time=out_of_time)
+            done += len(group)
+    except BatchAborted:
+        return results, failures, done
+    return results, failures, None
+
+
+def measured_observation(column: str, index: int, results: Mapping[int, Any],
+                         failures: Mapping[int, str]) -> FreshnessObservation | None:
+    """The freshness a batched max() gave one table, or None when it was not measured."""
+    if index in results:
+        return column_observation(column, results[index])
+    if index in failures:
+        return FreshnessObservation(method=METHOD_NONE, detail=f"max({column}) failed: {failures[index]}")
+    return None

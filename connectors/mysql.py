@@ -20,18 +20,16 @@ from connectors._sqlcommon import (
     DEFAULT_MAX_GRANTS,
     REASON_ERROR,
     REASON_NOT_FOUND,
-    BatchAborted,
     Limits,
     as_utc,
-    batches,
     bound_grants,
     classify,
-    column_observation,
+    measure_column,
+    measured_observation,
     owner_from_comment,
     probe_error,
     probe_limits,
     qualified_path,
-    run_bisecting,
 )
 from scanner.errors import ProbeError
 from scanner.model import (
@@ -472,25 +470,18 @@ class _Probe:
                 return PER_TABLE_ERRNOS[exc.args[0]]
             return None
 
-        batch_size = int(self.source.settings.get("batch_size") or 200)
-        results: dict[int, Any] = {}
-        failures: dict[int, str] = {}
-        done = 0
-        try:
-            for group in batches(eligible, max(1, batch_size), max(1, batch_size), lambda item: 1):
-                run_bisecting(group, run, per_table, results, failures, key=lambda item: item[0],
-                              out_of_time=lambda: self.limits.remaining() <= 0 or self.context.cancelled.is_set())
-                done += len(group)
-        except BatchAborted:
+        results, failures, stopped_at = measure_column(
+            eligible, run, per_table, key=lambda item: item[0],
+            batch_size=int(self.source.settings.get("batch_size") or 200),
+            out_of_time=lambda: self.limits.remaining() <= 0 or self.context.cancelled.is_set())
+        if stopped_at is not None:
             self.partial = True
-            self.notes.append(f"max({column}) stopped when the time budget ran out: {done} of "
+            self.notes.append(f"max({column}) stopped when the time budget ran out: {stopped_at} of "
                               f"{len(eligible)} assets measured; the rest use UPDATE_TIME")
         for index, _row, path in eligible:
-            if index in results:
-                out[path] = column_observation(column, results[index])
-            elif index in failures:
-                out[path] = FreshnessObservation(method=METHOD_NONE,
-                                                 detail=f"max({column}) failed: {failures[index]}")
+            observation = measured_observation(column, index, results, failures)
+            if observation is not None:
+                out[path] = observation
         if failures:
             paths = sorted(path for index, _row, path in eligible if index in failures)
             self.notes.append(f"max({column}) failed for {len(paths)} assets: " + ", ".join(paths[:10]))

@@ -17,16 +17,14 @@ from urllib.parse import quote
 from connectors._sqlcommon import (
     REASON_ERROR,
     REASON_NOT_FOUND,
-    BatchAborted,
     Limits,
-    batches,
     classify,
-    column_observation,
+    measure_column,
+    measured_observation,
     owner_from_comment,
     probe_error,
     probe_limits,
     qualified_path,
-    run_bisecting,
 )
 from scanner.errors import ProbeError
 from scanner.model import METHOD_NONE, Asset, Column, DiscoveredOwner, FreshnessObservation, SourceSnapshot
@@ -262,25 +260,18 @@ class _Probe:
             original = exc.orig if exc.orig is not None else exc
             return " ".join(str(original).split())[:200]
 
-        batch_size = int(self.source.settings.get("batch_size") or 200)
-        results: dict[int, Any] = {}
-        failures: dict[int, str] = {}
-        done = 0
-        try:
-            for group in batches(indexed, max(1, batch_size), max(1, batch_size), lambda item: 1):
-                run_bisecting(group, run, per_table, results, failures, key=lambda item: item[0],
-                              out_of_time=lambda: self.limits.remaining() <= 0 or self.context.cancelled.is_set())
-                done += len(group)
-        except BatchAborted:
+        results, failures, stopped_at = measure_column(
+            indexed, run, per_table, key=lambda item: item[0],
+            batch_size=int(self.source.settings.get("batch_size") or 200),
+            out_of_time=lambda: self.limits.remaining() <= 0 or self.context.cancelled.is_set())
+        if stopped_at is not None:
             self.partial = True
-            self.notes.append(f"max({column}) stopped when the time budget ran out: {done} of {len(tables)} "
-                              "assets measured")
+            self.notes.append(f"max({column}) stopped when the time budget ran out: {stopped_at} of "
+                              f"{len(tables)} assets measured")
         for index, (_schema, _name, path) in indexed:
-            if index in results:
-                out[path] = column_observation(column, results[index])
-            elif index in failures:
-                out[path] = FreshnessObservation(method=METHOD_NONE,
-                                                 detail=f"max({column}) failed: {failures[index]}")
+            observation = measured_observation(column, index, results, failures)
+            if observation is not None:
+                out[path] = observation
         return out
 
 

@@ -67,8 +67,8 @@ def role_chains(snapshot: SourceSnapshot, principal: str) -> dict[str, tuple[str
             if role not in chains:
                 chains[role] = chains[current] + (role,)
                 todo.append(role)
-    for public in sorted(PUBLIC_PRINCIPALS):
-        if public not in chains and any(g.principal == public for g in snapshot.grants):
+    for public in sorted(PUBLIC_PRINCIPALS & snapshot.grantees):
+        if public not in chains:
             chains[public] = (principal, public)
     return chains
 

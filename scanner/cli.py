@@ -299,10 +299,13 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
     app = _app()
     inventory = app.inventory()
     today = utc_today()
-    stored = app.store().findings(None if status in ("all", "accepted") else status)
-    _check_finding_filters(kind, source_id, workflow_id, inventory, app.store().findings(None))
+    everything = app.store().findings(None)  # one read serves the filter check and the listing
+    _check_finding_filters(kind, source_id, workflow_id, inventory, everything)
+    wanted_status = None if status in ("all", "accepted") else status
     rows = []
-    for finding in stored:
+    for finding in everything:
+        if wanted_status is not None and finding.status != wanted_status:
+            continue
         accepted = acceptance_for(finding, inventory.accept, today) if finding.status == "open" else None
         if status == "accepted" and accepted is None:
             continue

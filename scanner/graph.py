@@ -905,23 +905,10 @@ def declared_state(paths: Sequence[str], env: Mapping[str, str] | None = None) -
 
 
 def state_url(paths: Sequence[str], declared: str | None, env: Mapping[str, str] | None = None) -> str:
-    """`scanner.store.default_state_url` without importing the store (SQLAlchemy).
+    """`scanner.store.default_state_url`, reached without importing the store (SQLAlchemy)."""
+    from scanner.locations import default_state_url
 
-    tests/test_graph.py checks that the two agree.
-    """
-    env = os.environ if env is None else env
-    if env.get("CTXSCAN_STATE"):
-        from scanner.locations import as_state_url
-
-        return as_state_url(env["CTXSCAN_STATE"])
-    base = Path(paths[0]).resolve().parent if paths else Path.cwd()
-    if paths and Path(paths[0]).is_dir():
-        base = Path(paths[0]).resolve()
-    if declared:
-        if "://" in declared:
-            return declared
-        return f"sqlite:///{(base / declared).resolve()}"
-    return f"sqlite:///{base / '.ctxscan' / 'state.db'}"
+    return default_state_url(paths, declared, env)
 
 
 def sqlite_file(url: str) -> str | None:

@@ -179,6 +179,11 @@ class SourceSnapshot:
         return self._assets_by_path.get(path)
 
     @cached_property
+    def grantees(self) -> frozenset[str]:
+        """Every principal that holds at least one grant (computed once per snapshot)."""
+        return frozenset(grant.principal for grant in self.grants)
+
+    @cached_property
     def _assets_by_path(self) -> dict[str, Asset]:
         # Built once per snapshot: connectors and rules look assets up by path for every
         # table, which a linear search would make quadratic on a 5,000-table source.

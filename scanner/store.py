@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from scanner.errors import StoreError
+from scanner.locations import default_state_url  # noqa: F401 (re-exported: scanner.store's API)
 from scanner.model import Finding, SourceSnapshot, snapshot_from_dict, snapshot_to_dict, utcnow
 from scanner.redact import printable, redact_text, secrets_in_text
 
@@ -632,24 +633,6 @@ def _finding_from_values(fingerprint: str, first_seen: str, times: int,
         first_seen=parse_time(first_seen) or utcnow(), last_seen=parse_time(values["last_seen"]) or utcnow(),
         resolved_at=None, times_opened=times,
     )
-
-
-def default_state_url(config_files: Sequence[str], declared: str | None = None,
-                      env: Mapping[str, str] | None = None) -> str:
-    """Where the store lives: --state, else CTXSCAN_STATE, else `state:`, else next to the config."""
-    import os
-
-    env = os.environ if env is None else env
-    from scanner.locations import as_state_url
-
-    if env.get("CTXSCAN_STATE"):
-        return as_state_url(env["CTXSCAN_STATE"])
-    base = Path(config_files[0]).resolve().parent if config_files else Path.cwd()
-    if Path(config_files[0]).is_dir() if config_files else False:
-        base = Path(config_files[0]).resolve()
-    if declared:
-        return as_state_url(declared, base)
-    return f"sqlite:///{base / '.ctxscan' / 'state.db'}"
 
 
 # ---------------------------------------------------------------------------------------

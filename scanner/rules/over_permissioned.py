@@ -106,7 +106,7 @@ def _unknown_principal(ctx: RuleContext, workflow: WorkflowConfig, source_id: st
         remediation="Fix runs_as to name an existing role or account (MySQL: user@host).",
         evidence={"principal": principal, "connector": snapshot.connector,
                   "notes": [note for note in snapshot.notes if repr(principal) in note],
-                  "workflows": sorted(w.id for w in ctx.with_downstream([workflow]))},
+                  "workflows": workflow_ids(ctx.with_downstream([workflow]))},
     )
 
 
