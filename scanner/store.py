@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from scanner.errors import StoreError
 from scanner.locations import default_state_url  # noqa: F401 (re-exported: scanner.store's API)
-from scanner.model import Finding, SourceSnapshot, snapshot_from_dict, snapshot_to_dict, utcnow
+from scanner.model import Finding, SourceSnapshot, decode_snapshot, encode_snapshot, utcnow
 from scanner.redact import printable, redact_text, secrets_in_text
 
 SCHEMA_VERSION = 4
@@ -331,8 +330,7 @@ class Store:
         """Store one source's outcome in its own transaction."""
         blob = None
         if snapshot is not None:
-            blob = zlib.compress(json.dumps(snapshot_to_dict(snapshot), separators=(",", ":"),
-                                            default=str).encode(), 1)
+            blob = encode_snapshot(snapshot)
         with self.engine.begin() as conn:
             result = conn.execute(source_results.insert().values(
                 scan_id=scan_id, source_id=source_id, connector=connector, status=status,
@@ -609,7 +607,7 @@ def _result(row: Any) -> SourceResult:
 
 
 def _decode(blob: bytes) -> SourceSnapshot:
-    return snapshot_from_dict(json.loads(zlib.decompress(blob)))
+    return decode_snapshot(blob)
 
 
 def _stored_finding(row: Any) -> StoredFinding:
