@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -81,19 +81,38 @@ class SourceConfig:
         return not any(fnmatch.fnmatchcase(path, g) for g in self.exclude)
 
 
-@dataclass(frozen=True)
 class ProbeContext:
-    """What the core hands a connector for one probe."""
+    """What the core hands a connector for one probe.
 
-    now: datetime
-    # The previous successful snapshot of this source, for `observed` freshness and drift.
-    previous: SourceSnapshot | None = None
-    # The principals that workflows run as in this source (from `runs_as`).
-    principals: frozenset[str] = frozenset()
-    # Seconds the core will wait; connectors set their own connect/statement timeouts under it.
-    timeout: float = 60.0
-    # Set when the core has given up on this probe; long loops should check it.
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    `previous` may be handed over as a loader that the core completes while the probe runs:
+    the scan starts probing before the state store is open and the previous snapshots are
+    decoded, and a connector that reads `previous` waits for it only when it gets there.
+    """
+
+    __slots__ = ("now", "principals", "timeout", "cancelled", "_previous", "_load_previous", "_lock")
+
+    def __init__(self, now: datetime, previous: SourceSnapshot | None = None,
+                 principals: frozenset[str] = frozenset(), timeout: float = 60.0,
+                 cancelled: threading.Event | None = None,
+                 load_previous: Callable[[], SourceSnapshot | None] | None = None) -> None:
+        self.now = now
+        # The principals that workflows run as in this source (from `runs_as`).
+        self.principals = principals
+        # Seconds the core will wait; connectors set their own connect/statement timeouts under it.
+        self.timeout = timeout
+        # Set when the core has given up on this probe; long loops should check it.
+        self.cancelled = cancelled if cancelled is not None else threading.Event()
+        self._previous = previous
+        self._load_previous = load_previous
+        self._lock = threading.Lock()
+
+    @property
+    def previous(self) -> SourceSnapshot | None:
+        """The previous successful snapshot of this source, for `observed` freshness and drift."""
+        with self._lock:
+            if self._load_previous is not None:
+                self._previous, self._load_previous = self._load_previous(), None
+            return self._previous
 
 
 class Connector:
@@ -127,8 +146,8 @@ class Connector:
         return secrets_in_settings(self.source.settings, self.settings)
 
 
-_lock = threading.Lock()
-_registry: dict[str, type[Connector]] | None = None
+_lock = threading.RLock()
+_registry: ConnectorRegistry | None = None
 _load_errors: dict[str, str] = {}
 
 
@@ -148,38 +167,70 @@ def _check(name: str, candidate: object) -> str | None:
     return None
 
 
-def connectors() -> dict[str, type[Connector]]:
-    """Every connector that loaded, by kind. Broken plugins are reported once and skipped."""
-    global _registry
-    with _lock:
-        if _registry is not None:
-            return _registry
+class ConnectorRegistry(Mapping[str, type[Connector]]):
+    """The installed connectors by kind, each entry point loaded the first time it is asked for.
+
+    A scan of PostgreSQL sources loads the postgres connector alone; listing the registry
+    (iterating it) loads every one. Broken plugins are reported once and skipped.
+    """
+
+    def __init__(self) -> None:
         from importlib.metadata import entry_points
 
-        found: dict[str, type[Connector]] = {}
+        self._entries: dict[str, list[Any]] = {}
         for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            try:
-                loaded = entry.load()
-            except Exception as exc:  # a broken plugin must not break ctxscan
-                _load_errors[entry.name] = f"failed to load ({type(exc).__name__}: {exc})"
-                log.warning("connector plugin %r %s; skipped", entry.name, _load_errors[entry.name])
-                continue
-            problem = _check(entry.name, loaded)
-            if problem:
-                _load_errors[entry.name] = problem
-                log.warning("connector plugin %r (%s) %s; skipped", entry.name, entry.value, problem)
-                continue
-            if entry.name in found:
-                log.warning("connector plugin %r registered twice; keeping the first", entry.name)
-                continue
-            found[entry.name] = loaded
-        _registry = found
+            self._entries.setdefault(entry.name, []).append(entry)
+        self._loaded: dict[str, type[Connector] | None] = {}
+
+    def _load(self, name: str) -> type[Connector] | None:
+        with _lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            found: type[Connector] | None = None
+            for entry in self._entries.get(name, ()):
+                try:
+                    loaded = entry.load()
+                except Exception as exc:  # a broken plugin must not break ctxscan
+                    _load_errors[name] = f"failed to load ({type(exc).__name__}: {exc})"
+                    log.warning("connector plugin %r %s; skipped", name, _load_errors[name])
+                    continue
+                problem = _check(name, loaded)
+                if problem:
+                    _load_errors[name] = problem
+                    log.warning("connector plugin %r (%s) %s; skipped", name, entry.value, problem)
+                    continue
+                if found is not None:
+                    log.warning("connector plugin %r registered twice; keeping the first", name)
+                    continue
+                found = loaded
+            self._loaded[name] = found
+            return found
+
+    def __getitem__(self, name: str) -> type[Connector]:
+        found = self._load(name)
+        if found is None:
+            raise KeyError(name)
         return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name in self._entries if self._load(name) is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def connectors() -> ConnectorRegistry:
+    """The installed connectors by kind (loaded lazily; see `ConnectorRegistry`)."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            _registry = ConnectorRegistry()
+        return _registry
 
 
 def load_errors() -> Mapping[str, str]:
     """Plugins that were skipped, with the reason."""
-    connectors()
+    list(connectors())
     return dict(_load_errors)
 
 

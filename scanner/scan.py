@@ -12,7 +12,7 @@ import difflib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -74,7 +74,7 @@ def select_sources(inventory: Inventory, source_ids: Sequence[str] | None) -> li
 
 
 def probe_source(source: SourceConfig, context: ProbeContext,
-                 registry: dict[str, type[Connector]] | None = None) -> SourceSnapshot:
+                 registry: Mapping[str, type[Connector]] | None = None) -> SourceSnapshot:
     """Run one connector's probe and check what it returns; errors are ProbeErrors."""
     registry = connectors() if registry is None else registry
     connector_cls = registry.get(source.connector)
@@ -128,29 +128,30 @@ class _Pool:
             self.tasks.put(None)
 
 
-def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | None = None,
+def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
+             source_ids: Sequence[str] | None = None,
              progress: Progress | None = None, trigger: str = "cli",
-             registry: dict[str, type[Connector]] | None = None,
+             registry: Mapping[str, type[Connector]] | None = None,
              now: Callable[[], datetime] = utcnow) -> ScanReport:
-    """Probe the chosen sources, store every result, evaluate the rules and sync findings."""
+    """Probe the chosen sources, store every result, evaluate the rules and sync findings.
+
+    `store` may be a callable that opens it: the probes start first, and the store is opened
+    and the previous snapshots decoded while they run (a connector that reads
+    `ProbeContext.previous` waits for it there).
+    """
     from scanner.rules import build_context, evaluate
 
     sources = select_sources(inventory, source_ids)
     registry = connectors() if registry is None else registry
     started = now()
-    longest = max((s.timeout or inventory.defaults.timeout for s in sources), default=60.0)
-    store.mark_interrupted(older_than=started - timedelta(seconds=longest + 600))
-    scan_id = store.begin_scan([s.id for s in sources], trigger, inventory.digest, started)
-    recent_ids = store.recent_snapshot_ids([s.id for s in sources], limit=1)
-    stored_previous = store.snapshots_by_id(ids[0] for ids in recent_ids.values())
-    # Snapshots held in memory by stored result id, so evaluation does not decode them again.
-    known: dict[int, SourceSnapshot] = dict(stored_previous)
-    previous = {sid: stored_previous[ids[0]] for sid, ids in recent_ids.items() if ids[0] in stored_previous}
     principals: dict[str, set[str]] = {}
     for workflow in inventory.workflows.values():
         for source_id, principal in workflow.runs_as.items():
             principals.setdefault(source_id, set()).add(principal)
 
+    # The previous snapshots, filled in once the store is open; probes wait on `ready`.
+    previous: dict[str, SourceSnapshot] = {}
+    ready, abandoned = threading.Event(), threading.Event()
     results: queue.Queue[tuple[str, SourceSnapshot | None, ProbeError | None, float]] = queue.Queue()
     running: dict[str, tuple[float, float, ProbeContext]] = {}  # id -> (started, timeout, ctx)
     lock = threading.Lock()
@@ -158,17 +159,26 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
 
     def task_for(source: SourceConfig) -> Callable[[], None]:
         timeout = float(source.timeout or inventory.defaults.timeout)
-        context = ProbeContext(now=now(), previous=previous.get(source.id),
-                               principals=frozenset(principals.get(source.id, ())), timeout=timeout)
+        cancelled = threading.Event()
+
+        def load_previous() -> SourceSnapshot | None:
+            while not ready.wait(0.05):
+                if cancelled.is_set():
+                    return None
+            return previous.get(source.id)
 
         def run() -> None:
+            if abandoned.is_set():
+                return
             began = time.monotonic()
+            context = ProbeContext(now=now(), principals=frozenset(principals.get(source.id, ())),
+                                   timeout=timeout, cancelled=cancelled, load_previous=load_previous)
             with lock:
                 running[source.id] = (began, timeout, context)
             if progress:
                 progress(f"probing {source.id} ({source.connector})", None)
             try:
-                snapshot = probe_source(source, replace(context, now=now()), registry)
+                snapshot = probe_source(source, context, registry)
                 results.put((source.id, snapshot, None, time.monotonic() - began))
             except ProbeError as exc:
                 results.put((source.id, None, exc, time.monotonic() - began))
@@ -176,6 +186,26 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
 
     for source in sources:
         pool.submit(task_for(source))
+    try:
+        store = store() if callable(store) else store
+        longest = max((s.timeout or inventory.defaults.timeout for s in sources), default=60.0)
+        store.mark_interrupted(older_than=started - timedelta(seconds=longest + 600))
+        scan_id = store.begin_scan([s.id for s in sources], trigger, inventory.digest, started)
+        recent_ids = store.recent_snapshot_ids([s.id for s in sources], limit=1)
+        stored_previous = store.snapshots_by_id(ids[0] for ids in recent_ids.values())
+        previous.update((sid, stored_previous[ids[0]]) for sid, ids in recent_ids.items()
+                        if ids[0] in stored_previous)
+    except BaseException:  # no store, no scan: stop the probes that started
+        abandoned.set()
+        with lock:
+            for _, _, context in running.values():
+                context.cancelled.set()
+        pool.shutdown()
+        raise
+    finally:
+        ready.set()
+    # Snapshots held in memory by stored result id, so evaluation does not decode them again.
+    known: dict[int, SourceSnapshot] = dict(stored_previous)
 
     outcomes: dict[str, SourceOutcome] = {}
     by_id = {s.id: s for s in sources}
@@ -224,7 +254,7 @@ def run_scan(inventory: Inventory, store: Store, source_ids: Sequence[str] | Non
 
 
 def _store_outcome(store: Store, scan_id: int, source: SourceConfig, outcome: SourceOutcome,
-                   when: datetime, registry: dict[str, type[Connector]]) -> int:
+                   when: datetime, registry: Mapping[str, type[Connector]]) -> int:
     connector_cls = registry.get(source.connector)
     declared: Iterable = connector_cls.settings if connector_cls else ()
     return store.record_result(

@@ -106,3 +106,77 @@ def test_accepted_findings_show_reason_and_expiry(write_inventory, tmp_path: Pat
     open_ids = json.loads(ctxscan("findings", "-c", str(path), "--state", state, "--json",
                                   "--kind", "probe_failed").out)
     assert [f["source"] for f in open_ids] == ["broken"]
+
+
+def test_probes_run_while_the_store_opens(write_inventory, tmp_path: Path) -> None:
+    """`run_scan` given an opener starts probing first; the connector gets the previous snapshot."""
+    import time
+    from datetime import UTC, datetime
+
+    from scanner.plugins import ProbeContext, connectors
+
+    path = write_inventory("""
+        version: 1
+        sources: [{id: slow, connector: fake, tables: [public.c], latency: 0.5}]
+    """)
+    inventory = load_inventory([path], env={})
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    run_scan(inventory, Store.open(url))
+    seen: dict[str, object] = {}
+    fake = connectors()["fake"]
+
+    class Recording(fake):  # type: ignore[misc, valid-type]
+        def probe(self, context: ProbeContext):
+            seen["probe_started"] = time.monotonic()
+            seen["previous"] = context.previous  # waits until the store is open and decoded
+            seen["previous_read"] = time.monotonic()
+            return super().probe(context)
+
+    def opener() -> Store:
+        seen["opener_called"] = time.monotonic()
+        time.sleep(0.3)  # a slow store: the probe must not have waited for it to start
+        return Store.open(url)
+
+    report = run_scan(inventory, opener, registry={"fake": Recording})
+    assert [o.status for o in report.outcomes] == ["ok"]
+    assert seen["probe_started"] < seen["opener_called"] + 0.3  # type: ignore[operator]
+    assert seen["previous_read"] >= seen["opener_called"] + 0.3  # type: ignore[operator]
+    previous = seen["previous"]
+    assert previous is not None and [a.path for a in previous.assets] == ["public.c"]  # type: ignore[attr-defined]
+    assert previous.probed_at < datetime.now(UTC)  # type: ignore[attr-defined]
+
+
+def test_a_store_that_cannot_open_stops_the_scan_at_once(write_inventory) -> None:
+    import time
+
+    import pytest
+
+    from scanner.errors import StoreError
+
+    path = write_inventory("""
+        version: 1
+        sources: [{id: stuck, connector: fake, hang: true, timeout: 60s}]
+    """)
+
+    def opener() -> Store:
+        raise StoreError("cannot open the state store sqlite:///nowhere: disk on fire")
+
+    began = time.monotonic()
+    with pytest.raises(StoreError, match="disk on fire"):
+        run_scan(load_inventory([path], env={}), opener)
+    assert time.monotonic() - began < 5
+
+
+def test_a_scan_loads_only_the_connectors_it_uses(write_inventory, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write_inventory("version: 1\nsources: [{id: a, connector: fake, tables: [t]}]\n")
+    code = ("import sys; from scanner.cli import main\n"
+            "try:\n    main(sys.argv[1:], standalone_mode=False)\nfinally:\n"
+            "    print(sorted(m for m in sys.modules if m.startswith('connectors.')))")
+    out = subprocess.run([sys.executable, "-c", code, "-c", str(path), "--state",
+                          f"sqlite:///{tmp_path / 's.db'}", "scan", "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['connectors.fake']"
