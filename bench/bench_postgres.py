@@ -49,10 +49,8 @@ conn.execute(pg.member_query(server[0][2])).fetchall()
 relations = conn.execute(pg.RELATIONS_SQL).fetchall()
 oids = [r[0] for r in relations if not r[4]]
 schemas = sorted({r[1] for r in relations if not r[4]})
-columns = conn.execute(pg.COLUMNS_SQL, (oids,)).fetchall()
-with_acl = sorted({r[0] for r in columns if r[5]})
-rows = len(columns)
-for query, params in ((pg.RELATION_ACL_SQL, (oids,)), (pg.COLUMN_ACL_SQL, (with_acl,)),
+rows = 0
+for query, params in ((pg.COLUMNS_SQL, (oids,)), (pg.RELATION_ACL_SQL, (oids,)), (pg.COLUMN_ACL_SQL, (oids,)),
                       (pg.SCHEMAS_SQL, (schemas,)), (pg.COUNTERS_SQL, (oids,))):
     rows += len(conn.execute(query, params).fetchall())
 print(rows)

@@ -110,10 +110,8 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
 """
 
-# The last column says whether the column has privileges of its own (see COLUMN_ACL_SQL).
 COLUMNS_SQL = """
-SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, d.description,
-       a.attacl IS NOT NULL
+SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, d.description
 FROM unnest(%s::oid[]) AS w(oid)
 JOIN pg_attribute a ON a.attrelid = w.oid
 LEFT JOIN pg_description d
@@ -135,8 +133,10 @@ GROUP BY c.oid, x.grantee
 # Run only for the relations whose columns carry privileges (most have none).
 COLUMN_ACL_SQL = """
 SELECT a.attrelid, a.attname, x.grantee, x.privilege_type, x.is_grantable
-FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) x
-WHERE a.attrelid = ANY(%s::oid[]) AND a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
+FROM unnest(%s::oid[]) AS w(oid)
+JOIN pg_attribute a ON a.attrelid = w.oid
+CROSS JOIN LATERAL aclexplode(a.attacl) x
+WHERE a.attacl IS NOT NULL AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
@@ -387,9 +387,12 @@ class _Probe:
         self.notes: list[str] = []
         self.partial = False
 
-    def fetch(self, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    def check_cancelled(self) -> None:
         if self.context.cancelled.is_set():
             raise ProbeError("PostgreSQL probe cancelled by the scan", retryable=True, reason=REASON_TIMEOUT)
+
+    def fetch(self, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+        self.check_cancelled()
         return self.conn.execute(query, params).fetchall()
 
     def run(self) -> SourceSnapshot:
@@ -422,21 +425,24 @@ class _Probe:
         counter_oids = asset_oids + [p.oid for rel in assets_rel for p in partitions.get(rel.oid, ())]
         schema_names = sorted({rel.schema for rel in assets_rel})
 
-        columns: dict[int, list[Column]] = defaultdict(list)
-        with_column_acl: set[int] = set()
-        for attrelid, name, type_name, notnull, comment, has_acl in self.fetch(COLUMNS_SQL, (asset_oids,)):
-            columns[attrelid].append(Column(name, type_name, not notnull, comment))
-            if has_acl:
-                with_column_acl.add(attrelid)
-        relation_acl = self.fetch(RELATION_ACL_SQL, (asset_oids,))
-        column_acl = self.fetch(COLUMN_ACL_SQL, (sorted(with_column_acl),)) if with_column_acl else []
-        schema_rows = self.fetch(SCHEMAS_SQL, (schema_names,))
-        counters: dict[int, tuple[int, int]] = {}
+        # The rest depends only on the assets: send it in one pipeline, so the server runs the
+        # next query while we turn the columns into objects.
+        queries = [(COLUMNS_SQL, (asset_oids,)), (RELATION_ACL_SQL, (asset_oids,)),
+                   (COLUMN_ACL_SQL, (asset_oids,)), (SCHEMAS_SQL, (schema_names,))]
         if track_counts == "on":
-            counters = {oid: (changes, live) for oid, changes, live in self.fetch(COUNTERS_SQL, (counter_oids,))}
+            queries.append((COUNTERS_SQL, (counter_oids,)))
         else:
             self.notes.append("track_counts is off: PostgreSQL keeps no change counters, so freshness "
                               "without freshness.column is unknown")
+        self.check_cancelled()
+        columns: dict[int, list[Column]] = defaultdict(list)
+        with self.conn.pipeline():
+            cursors = [self.conn.cursor().execute(query, params) for query, params in queries]
+            for attrelid, name, type_name, notnull, comment in cursors[0].fetchall():
+                columns[attrelid].append(Column(name, type_name, not notnull, comment))
+            relation_acl, column_acl, schema_rows = (cursor.fetchall() for cursor in cursors[1:4])
+            counters = {oid: (changes, live) for oid, changes, live in
+                        (cursors[4].fetchall() if len(cursors) > 4 else ())}
 
         schema_comments = {row[0]: row[6] for row in schema_rows}
         totals = self._totals(assets_rel, partitions, counters)
