@@ -1,8 +1,11 @@
 """The connector contract and its discovery through the `ctxscan.connectors` entry points.
 
-The core never imports a connector by name: ours are registered in pyproject.toml exactly
-like a third party's. Each entry point is loaded on its own; one that fails to load or does
-not honour the contract is reported once on stderr and skipped.
+Ours are registered in pyproject.toml exactly like a third party's, and the core also knows
+them (`BUILTIN_CONNECTORS`), so that a scan of built-in kinds needs no entry-point discovery:
+importing importlib.metadata and reading every installed distribution costs more than the
+rest of parsing an inventory. Each connector is loaded on its own, the first time it is
+asked for; one that fails to load or does not honour the contract is reported once on
+stderr and skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +21,17 @@ from typing import Any, ClassVar
 from scanner.model import SourceSnapshot
 
 ENTRY_POINT_GROUP = "ctxscan.connectors"
+# The same as our entry points in pyproject.toml (tests/connectors/test_contract.py checks).
+BUILTIN_CONNECTORS = {
+    "bigquery": "connectors.bigquery:BigQueryConnector",
+    "fake": "connectors.fake:FakeConnector",
+    "files": "connectors.files:FilesConnector",
+    "mysql": "connectors.mysql:MysqlConnector",
+    "postgres": "connectors.postgres:PostgresConnector",
+    "s3": "connectors.s3:S3Connector",
+    "sql": "connectors.sql:SqlConnector",
+    "sqlite": "connectors.sqlite:SqliteConnector",
+}
 log = logging.getLogger("ctxscan.plugins")
 
 
@@ -167,27 +181,57 @@ def _check(name: str, candidate: object) -> str | None:
     return None
 
 
-class ConnectorRegistry(Mapping[str, type[Connector]]):
-    """The installed connectors by kind, each entry point loaded the first time it is asked for.
+@dataclass(frozen=True)
+class _Builtin:
+    """One of `BUILTIN_CONNECTORS`, loadable like an entry point."""
 
-    A scan of PostgreSQL sources loads the postgres connector alone; listing the registry
-    (iterating it) loads every one. Broken plugins are reported once and skipped.
+    name: str
+    value: str
+
+    def load(self) -> Any:
+        import importlib
+
+        module, _, attribute = self.value.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+class ConnectorRegistry(Mapping[str, type[Connector]]):
+    """The installed connectors by kind, each loaded the first time it is asked for.
+
+    A scan of PostgreSQL sources loads the postgres connector alone. Entry points are
+    discovered when a kind is not built in, or when the registry is listed (iterated); a
+    plugin registered under a built-in kind is then reported and skipped.
     """
 
     def __init__(self) -> None:
+        self._entries: dict[str, list[Any]] = {
+            name: [_Builtin(name, value)] for name, value in BUILTIN_CONNECTORS.items()}
+        self._discovered = False
+        self._loaded: dict[str, type[Connector] | None] = {}
+
+    def _discover(self) -> None:
+        if self._discovered:
+            return
         from importlib.metadata import entry_points
 
-        self._entries: dict[str, list[Any]] = {}
         for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            self._entries.setdefault(entry.name, []).append(entry)
-        self._loaded: dict[str, type[Connector] | None] = {}
+            if BUILTIN_CONNECTORS.get(entry.name) != entry.value:  # ours are already here
+                self._entries.setdefault(entry.name, []).append(entry)
+                self._loaded.pop(entry.name, None)
+        self._discovered = True
 
     def _load(self, name: str) -> type[Connector] | None:
         with _lock:
             if name in self._loaded:
                 return self._loaded[name]
+            if name not in BUILTIN_CONNECTORS:
+                self._discover()
             found: type[Connector] | None = None
             for entry in self._entries.get(name, ()):
+                if found is not None:
+                    log.warning("connector plugin %r (%s) is registered under a kind already taken; "
+                                "skipped", name, entry.value)
+                    continue
                 try:
                     loaded = entry.load()
                 except Exception as exc:  # a broken plugin must not break ctxscan
@@ -198,9 +242,6 @@ class ConnectorRegistry(Mapping[str, type[Connector]]):
                 if problem:
                     _load_errors[name] = problem
                     log.warning("connector plugin %r (%s) %s; skipped", name, entry.value, problem)
-                    continue
-                if found is not None:
-                    log.warning("connector plugin %r registered twice; keeping the first", name)
                     continue
                 found = loaded
             self._loaded[name] = found
@@ -213,7 +254,9 @@ class ConnectorRegistry(Mapping[str, type[Connector]]):
         return found
 
     def __iter__(self) -> Iterator[str]:
-        return iter([name for name in self._entries if self._load(name) is not None])
+        with _lock:
+            self._discover()
+        return iter([name for name in sorted(self._entries) if self._load(name) is not None])
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from scanner.errors import ProbeError, UsageError
 from scanner.inventory import Inventory
 from scanner.model import SourceSnapshot, utcnow
 from scanner.plugins import Connector, ProbeContext, SourceConfig, connectors
 from scanner.redact import redact_settings, redact_text
-from scanner.store import FindingChanges, Store
+
+if TYPE_CHECKING:
+    from scanner.store import FindingChanges, Store
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class SourceOutcome:
     reason: str | None = None
 
 
+def _finding_changes() -> FindingChanges:
+    from scanner.store import FindingChanges
+
+    return FindingChanges()
+
+
 @dataclass
 class ScanReport:
     """A finished scan: its id, each source's outcome and what the findings did."""
@@ -45,7 +54,7 @@ class ScanReport:
     started_at: datetime
     finished_at: datetime
     outcomes: list[SourceOutcome] = field(default_factory=list)
-    changes: FindingChanges = field(default_factory=FindingChanges)
+    changes: FindingChanges = field(default_factory=_finding_changes)
 
     @property
     def status(self) -> str:
@@ -57,6 +66,7 @@ class ScanReport:
 
 
 Progress = Callable[[str, SourceOutcome | None], None]
+
 
 
 def select_sources(inventory: Inventory, source_ids: Sequence[str] | None) -> list[SourceConfig]:
@@ -137,10 +147,9 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
 
     `store` may be a callable that opens it: the probes start first, and the store is opened
     and the previous snapshots decoded while they run (a connector that reads
-    `ProbeContext.previous` waits for it there).
+    `ProbeContext.previous` waits for it there). The store and the rules are imported only
+    then too, so that their import also overlaps the probes' waits on their servers.
     """
-    from scanner.rules import build_context, evaluate
-
     sources = select_sources(inventory, source_ids)
     registry = connectors() if registry is None else registry
     started = now()
@@ -186,6 +195,8 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
 
     for source in sources:
         pool.submit(task_for(source))
+    from scanner.rules import build_context, evaluate
+
     try:
         store = store() if callable(store) else store
         longest = max((s.timeout or inventory.defaults.timeout for s in sources), default=60.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.plugins import ENTRY_POINT_GROUP, Connector, Setting, connectors, load_errors
+from scanner.plugins import BUILTIN_CONNECTORS, ENTRY_POINT_GROUP, Connector, Setting, connectors, load_errors
 
 TESTS = Path(__file__).resolve().parent
 SDKS = ("boto3", "botocore", "google.cloud", "psycopg", "pymysql", "sqlalchemy")
@@ -22,6 +22,12 @@ SDKS = ("boto3", "botocore", "google.cloud", "psycopg", "pymysql", "sqlalchemy")
 def test_every_registered_connector_loads() -> None:
     assert load_errors() == {}
     assert {"files", "sqlite", "fake"} <= set(connectors())
+
+
+def test_the_core_knows_our_entry_points() -> None:
+    """BUILTIN_CONNECTORS (which spares a scan the entry-point discovery) is pyproject.toml's list."""
+    ours = {e.name: e.value for e in entry_points(group=ENTRY_POINT_GROUP) if e.value.startswith("connectors.")}
+    assert BUILTIN_CONNECTORS == ours
 
 
 @pytest.mark.parametrize("kind", sorted(connectors()))
@@ -73,7 +79,8 @@ def test_a_broken_plugin_is_reported_once_and_skipped(tmp_path: Path) -> None:
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[ctxscan.connectors]\nbroken = thirdparty_missing:Nope\nnotaconnector = json:dumps\n")
+        "[ctxscan.connectors]\nbroken = thirdparty_missing:Nope\nnotaconnector = json:dumps\n"
+        "files = thirdparty_missing:Files\n")
     code = ("import logging, sys; logging.basicConfig(level=logging.WARNING)\n"
             f"sys.path.insert(0, {str(tmp_path)!r})\n"
             "from scanner.plugins import connectors, load_errors\n"
@@ -85,3 +92,5 @@ def test_a_broken_plugin_is_reported_once_and_skipped(tmp_path: Path) -> None:
     assert lines[-2] == "['broken', 'notaconnector']" and lines[-1] == "True"
     assert proc.stderr.count("'broken'") == 1
     assert "is not a subclass" in proc.stderr
+    # A plugin under a built-in kind is reported and skipped; ours keeps working.
+    assert "'files' (thirdparty_missing:Files) is registered under a kind already taken" in proc.stderr
