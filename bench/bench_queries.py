@@ -58,14 +58,17 @@ def main() -> None:
 
     # A change to the inventory file's bytes is a cache miss: touch nothing, but time the first
     # call after dropping the cache (a fresh store state makes a new key).
-    from scanner.store import Store, default_state_url
+    import sqlite3
 
-    store = Store.open(default_state_url([str(config)]))
-    with store.engine.begin() as conn:
-        from scanner.store import graph_cache
+    from scanner.graph import sqlite_file
+    from scanner.store import default_state_url
 
-        conn.execute(graph_cache.delete())
-    store.close()
+    path = sqlite_file(default_state_url([str(config)]))
+    assert path is not None, "the benchmark estate keeps its state in SQLite"
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("DELETE FROM graph_cache")
+    connection.close()
     cold = timed([*ctxscan, "feeds", "src03"], estate, env)
 
     cases = [

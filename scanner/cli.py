@@ -58,7 +58,7 @@ class App:
     def state_url(self) -> str:
         if self.state:
             return self.state
-        from scanner.store import default_state_url
+        from scanner.locations import default_state_url
 
         return default_state_url(self.config_paths(), self.inventory().state)
 
@@ -86,7 +86,8 @@ def common_options(func: F) -> F:
                         callback=set_config, is_eager=True,
                         help="Inventory file or folder (repeatable); default ctxscan.yaml or $CTXSCAN_CONFIG.")(func)
     func = click.option("--state", expose_value=False, callback=set_state, is_eager=True,
-                        help="State store SQLAlchemy URL; default SQLite next to the inventory.")(func)
+                        help="State store: a SQLite path or sqlite:/// URL, or a postgresql:// URL; "
+                             "default SQLite next to the inventory.")(func)
     return func
 
 
@@ -245,9 +246,7 @@ def open_findings(app: App) -> list[Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> None:
     """Probe sources, store what they hold, and evaluate findings."""
-    from scanner.output import SEVERITY_COLOURS, table
     from scanner.scan import run_scan
-    from scanner.store import SEVERITY_RANK
 
     app = _app()
     inventory = app.inventory()
@@ -259,6 +258,9 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> Non
 
     # The store opens while the probes run (run_scan calls app.store once they have started).
     report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress)
+    from scanner.output import SEVERITY_COLOURS, table
+    from scanner.store import SEVERITY_RANK
+
     current = open_findings(app)
     if as_json:
         payload = scan_to_json(report)
@@ -540,7 +542,8 @@ def query_graph(app: App) -> Any:
     estate): the cache key is a fingerprint of the inventory files and the environment
     variables they use, plus the store's state.
     """
-    from scanner.graph import config_fingerprint, declared_state, quick_cached_graph, state_url
+    from scanner.graph import config_fingerprint, declared_state, quick_cached_graph
+    from scanner.locations import as_state_url, default_state_url
 
     paths = app.config_paths()
     fingerprint = config_fingerprint(paths)
@@ -548,11 +551,9 @@ def query_graph(app: App) -> Any:
     if fingerprint is not None and app.state is None and not os.environ.get("CTXSCAN_STATE"):
         known, declared = declared_state(paths)
         if known:
-            guessed = app.state = state_url(paths, declared)
+            guessed = app.state = default_state_url(paths, declared)
     url = app.state or os.environ.get("CTXSCAN_STATE")
     if url:
-        from scanner.locations import as_state_url
-
         url = as_state_url(url)
     if fingerprint is not None and url:
         quick = quick_cached_graph(url, fingerprint)
@@ -560,7 +561,6 @@ def query_graph(app: App) -> Any:
             return quick
 
     from scanner.graph import cache_key, encode_graph, graph_from_store, load_cached
-    from scanner.store import default_state_url
 
     store = app.store()
     key = cache_key(fingerprint, store.state_key()) if fingerprint else None
@@ -575,11 +575,11 @@ def query_graph(app: App) -> Any:
         key = cache_key(fingerprint, store.state_key()) if fingerprint else None
     graph = graph_from_store(inventory, store, open_findings(app))
     if key is not None:
-        import sqlalchemy
+        from scanner.errors import StoreError
 
         try:
             store.cache_put(key, encode_graph(graph))
-        except sqlalchemy.exc.SQLAlchemyError:
+        except StoreError:
             pass  # a read-only store, or another process caching the same graph: answer anyway
     return graph
 

@@ -299,7 +299,7 @@ class Daemon:
         self.dispatcher: Dispatcher = Dispatcher(store, targets, retry_initial=self.options.retry_initial,
                                                  retry_max=self.options.retry_max,
                                                  hook=self._notification_hook)
-        self._store_secrets = [s for s in (store.engine.url.password,) if isinstance(s, str) and s]
+        self._store_secrets = list(store.secrets)
         REDACTOR.secrets = inventory_secrets(inventory, targets) + self._store_secrets
         for target in targets:  # a series at 0 from the start, so increase() alerts work
             self.metrics.notification_failures.labels(target.name)
@@ -442,7 +442,7 @@ class Daemon:
                                coalesce=True, max_instances=1, misfire_grace_time=None)
         self.scheduler.start()
         log.info("daemon started: %d sources, %d notification targets, state %s",
-                 len(self.inventory.sources), len(self.dispatcher.targets), _store_name(self.store),
+                 len(self.inventory.sources), len(self.dispatcher.targets), self.store.display_url,
                  extra={"sources": len(self.inventory.sources)})
 
     def _start_server(self) -> None:
@@ -730,9 +730,3 @@ class Daemon:
         if self.server is not None:
             self.server.stop()
         log.info("stopped", extra={"clean": finished})
-
-
-def _store_name(store: Store) -> str:
-    from scanner.redact import redact_url
-
-    return redact_url(str(store.engine.url.render_as_string(hide_password=True)))

@@ -43,7 +43,7 @@ class ProbeError(CtxscanError):
 
 
 class StoreError(CtxscanError):
-    """The state store cannot be opened or is from a newer ctxscan."""
+    """The state store cannot be opened, is from a newer ctxscan, or failed an operation."""
 
 
 class UsageError(CtxscanError):

@@ -904,13 +904,6 @@ def declared_state(paths: Sequence[str], env: Mapping[str, str] | None = None) -
     return True, value
 
 
-def state_url(paths: Sequence[str], declared: str | None, env: Mapping[str, str] | None = None) -> str:
-    """`scanner.store.default_state_url`, reached without importing the store (SQLAlchemy)."""
-    from scanner.locations import default_state_url
-
-    return default_state_url(paths, declared, env)
-
-
 def sqlite_file(url: str) -> str | None:
     """The file of a plain `sqlite:///PATH` URL, else None."""
     if not url.startswith("sqlite:///") or "?" in url:
@@ -919,25 +912,19 @@ def sqlite_file(url: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
-# `Store.state_key`, in plain SQL; tests/test_graph.py checks that the two agree.
-_STATE_KEY_SQL = (
-    "SELECT (SELECT max(id) FROM source_results), (SELECT max(last_seen) FROM findings), "
-    "(SELECT count(*) FROM findings WHERE status = 'open')"
-)
-
-
 def sqlite_state_key(connection: Any) -> str:
-    """`Store.state_key()` over a sqlite3 connection."""
-    last_result, last_seen, count = connection.execute(_STATE_KEY_SQL).fetchone()
-    return f"{last_result or 0}:{last_seen or ''}:{count or 0}"
+    """`Store.state_key()` over a bare sqlite3 connection."""
+    from scanner.store import STATE_KEY_SQL, state_key_of
+
+    return state_key_of(connection.execute(STATE_KEY_SQL).fetchone())
 
 
 def quick_cached_graph(url: str, fingerprint: str, today: date | None = None) -> LiteGraph | None:
-    """The cached graph of a SQLite store, read with the standard library alone.
+    """The cached graph of a SQLite store, read without opening the Store.
 
-    Importing SQLAlchemy costs more than the rest of a warm query; on a cache hit we only
-    need two reads, so they are done with sqlite3, read-only. None on a miss or any doubt,
-    and the caller goes through the Store.
+    On a cache hit a query needs two reads: they are done over one read-only sqlite3
+    connection, with no schema check and no write lock. None on a miss or any doubt, and the
+    caller goes through the Store.
     """
     import sqlite3
     from urllib.parse import quote

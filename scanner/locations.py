@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def as_state_url(value: str, base: Path | None = None) -> str:
-    """A state store given as a SQLAlchemy URL, or as a plain path meaning a SQLite file."""
+    """A state store as a sqlite:/// or postgresql:// URL, or a plain path meaning a SQLite file."""
     if "://" in value:
         return value
     path = Path(value).expanduser()

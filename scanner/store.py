@@ -1,7 +1,9 @@
 """The state store: every scan, every source's snapshot, and findings with their lifecycle.
 
-SQLAlchemy Core over SQLite (default, WAL) or PostgreSQL (shared by a team). The schema is
-versioned and migrates itself on open. Each source's result is written in its own short
+SQLite (default, WAL) through the standard library, or PostgreSQL (shared by a team) through
+SQLAlchemy, imported only for that backend: its import alone costs more than a warm query.
+Both run the same SQL text with `:name` parameters. The schema is declared once below,
+versioned, and migrates itself on open. Each source's result is written in its own short
 transaction as soon as it arrives, so a crash in the middle of a scan keeps what came before.
 No secret is stored: settings are redacted before they get here.
 """
@@ -9,15 +11,17 @@ No secret is stored: settings are redacted before they get here.
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from typing import Any, Protocol
+from urllib.parse import unquote
 
 from scanner.errors import StoreError
 from scanner.locations import default_state_url  # noqa: F401 (re-exported: scanner.store's API)
@@ -25,64 +29,392 @@ from scanner.model import Finding, SourceSnapshot, decode_snapshot, encode_snaps
 from scanner.redact import printable, redact_text, secrets_in_text
 
 SCHEMA_VERSION = 4
-metadata = sa.MetaData()
+FINDINGS_LOCK_KEY = "lock:findings"
 
-meta = sa.Table(
-    "ctxscan_meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-scans = sa.Table(
-    "scans", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("started_at", sa.String(40), nullable=False),
-    sa.Column("finished_at", sa.String(40)),
-    sa.Column("status", sa.String(16), nullable=False),   # running, ok, partial, failed, interrupted
-    sa.Column("trigger", sa.String(16), nullable=False),  # cli, daemon, demo
-    sa.Column("inventory_digest", sa.String(64)),
-    sa.Column("sources", sa.Text, nullable=False),        # JSON list of source ids asked for
-)
-source_results = sa.Table(
-    "source_results", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("scan_id", sa.Integer, sa.ForeignKey("scans.id"), nullable=False, index=True),
-    sa.Column("source_id", sa.String(200), nullable=False, index=True),
-    sa.Column("connector", sa.String(64), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),   # ok, failed, timeout
-    sa.Column("reason", sa.String(32)),
-    sa.Column("error", sa.Text),
-    sa.Column("duration", sa.Float, nullable=False),
-    sa.Column("probed_at", sa.String(40), nullable=False),
-    sa.Column("asset_count", sa.Integer),
-    sa.Column("settings", sa.Text),                        # redacted
-    sa.Column("snapshot", sa.LargeBinary),                 # zlib(JSON); null when the probe failed
-)
-findings = sa.Table(
-    "findings", metadata,
-    sa.Column("fingerprint", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False, index=True),
-    sa.Column("subkind", sa.String(32)),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),  # open, resolved
-    sa.Column("source", sa.String(200)),
-    sa.Column("asset", sa.Text),
-    sa.Column("workflow", sa.String(200)),
-    sa.Column("principal", sa.Text),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("remediation", sa.Text),
-    sa.Column("evidence", sa.Text),
-    sa.Column("first_seen", sa.String(40), nullable=False),
-    sa.Column("last_seen", sa.String(40), nullable=False),
-    sa.Column("resolved_at", sa.String(40)),
-    sa.Column("times_opened", sa.Integer, nullable=False, default=1),
-    sa.Column("last_scan_id", sa.Integer),
-)
-graph_cache = sa.Table(
-    "graph_cache", metadata,
-    sa.Column("key", sa.String(128), primary_key=True),
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-)
+
+# -- the schema ---------------------------------------------------------------------------
+# Column types are logical: string(N), text, integer, float, blob, and serial (an integer key
+# the database numbers), then optionally `not null` and `references table(column)`. Primary
+# key columns are always NOT NULL. Stores made by earlier versions, through SQLAlchemy, have
+# exactly these tables, types and index names (tests/fixtures/store_v4.sql).
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: Mapping[str, str]
+    primary_key: tuple[str, ...]
+    indexes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_META = _Table("ctxscan_meta", {"key": "string(64)", "value": "text not null"}, ("key",))
+_SCANS = _Table("scans", {
+    "id": "serial",
+    "started_at": "string(40) not null",
+    "finished_at": "string(40)",
+    "status": "string(16) not null",   # running, ok, partial, failed, interrupted
+    "trigger": "string(16) not null",  # cli, daemon, demo
+    "inventory_digest": "string(64)",
+    "sources": "text not null",        # JSON list of source ids asked for
+}, ("id",))
+_SOURCE_RESULTS = _Table("source_results", {
+    "id": "serial",
+    "scan_id": "integer not null references scans(id)",
+    "source_id": "string(200) not null",
+    "connector": "string(64) not null",
+    "status": "string(16) not null",   # ok, failed, timeout
+    "reason": "string(32)",
+    "error": "text",
+    "duration": "float not null",
+    "probed_at": "string(40) not null",
+    "asset_count": "integer",
+    "settings": "text",                # redacted
+    "snapshot": "blob",                # zlib(JSON); null when the probe failed
+}, ("id",), {
+    "ix_source_results_scan_id": ("scan_id",),
+    "ix_source_results_source_id": ("source_id",),
+    # The newest results of a source are looked up on every scan and query (migration 4):
+    # a daemon's growing history must not slow each lookup down.
+    "ix_source_results_latest": ("source_id", "status", "id"),
+})
+_FINDINGS = _Table("findings", {
+    "fingerprint": "string(64)",
+    "kind": "string(32) not null",
+    "subkind": "string(32)",
+    "severity": "string(16) not null",
+    "status": "string(16) not null",   # open, resolved
+    "source": "string(200)",
+    "asset": "text",
+    "workflow": "string(200)",
+    "principal": "text",
+    "message": "text not null",
+    "remediation": "text",
+    "evidence": "text",
+    "first_seen": "string(40) not null",
+    "last_seen": "string(40) not null",
+    "resolved_at": "string(40)",
+    "times_opened": "integer not null",
+    "last_scan_id": "integer",
+}, ("fingerprint",), {"ix_findings_kind": ("kind",), "ix_findings_status": ("status",)})
+_GRAPH_CACHE = _Table("graph_cache", {
+    "key": "string(128)", "created_at": "string(40) not null", "data": "blob not null",
+}, ("key",))
+# The daemon's tables (migration 3). `scheduler_state` keeps each source's last run so a
+# restarted daemon knows what is due. `notify_ledger` remembers, per notification target, the
+# last state of each finding it was told about, so nothing is sent twice for the same state,
+# also across restarts. `notify_outbox` holds every message until its target accepts it, so a
+# target that is down never slows a scan and gets what it missed when it comes back. Targets
+# are keyed by a hash: a webhook URL is a secret and is never stored.
+_SCHEDULER_STATE = _Table("scheduler_state", {
+    "source_id": "string(200)",
+    "schedule": "string(120)",
+    "last_started_at": "string(40)",
+    "last_finished_at": "string(40)",
+    "last_status": "string(16)",
+    "last_success_at": "string(40)",
+    "last_scan_id": "integer",
+    "last_duration": "float",
+    "next_run_at": "string(40)",
+}, ("source_id",))
+_NOTIFY_LEDGER = _Table("notify_ledger", {
+    "target": "string(64)",
+    "fingerprint": "string(64)",
+    "status": "string(16) not null",   # open, resolved
+    "severity": "string(16) not null",
+    "times_opened": "integer not null",
+    "event": "string(16) not null",    # the last event queued, or '-'
+    "updated_at": "string(40) not null",
+}, ("target", "fingerprint"))
+_NOTIFY_OUTBOX = _Table("notify_outbox", {
+    "id": "serial",
+    "target": "string(64) not null",
+    "fingerprint": "string(64) not null",
+    "event": "string(16) not null",    # opened, reopened, escalated, resolved
+    "payload": "text not null",        # JSON; findings are already redacted
+    "created_at": "string(40) not null",
+    "status": "string(16) not null",   # pending, delivered, dropped
+    "attempts": "integer not null",
+    "last_attempt_at": "string(40)",
+    "delivered_at": "string(40)",
+    "last_error": "text",
+}, ("id",), {"ix_notify_outbox_target_status": ("target", "status", "id")})
+
+_COLUMN = re.compile(r"(?P<type>\w+)(?:\((?P<size>\d+)\))?(?P<not_null> not null)?"
+                     r"(?: references (?P<table>\w+)\((?P<column>\w+)\))?")
+_TYPES = {
+    "sqlite": {"string": "VARCHAR({})", "text": "TEXT", "integer": "INTEGER", "float": "FLOAT",
+               "blob": "BLOB", "serial": "INTEGER"},  # INTEGER PRIMARY KEY is SQLite's rowid
+    "postgresql": {"string": "VARCHAR({})", "text": "TEXT", "integer": "INTEGER", "float": "FLOAT",
+                   "blob": "BYTEA", "serial": "SERIAL"},
+}
+
+
+def _ddl(table: _Table, dialect: str) -> list[str]:
+    """CREATE TABLE and CREATE INDEX statements for one table, each IF NOT EXISTS."""
+    lines, foreign_keys = [], []
+    for name, spec in table.columns.items():
+        column = _COLUMN.fullmatch(spec)
+        assert column is not None, f"{table.name}.{name}: {spec!r}"
+        not_null = column["not_null"] or column["type"] == "serial" or name in table.primary_key
+        lines.append(f'"{name}" {_TYPES[dialect][column["type"]].format(column["size"])}'
+                     + (" NOT NULL" if not_null else ""))
+        if column["table"]:
+            foreign_keys.append(f'FOREIGN KEY ("{name}") '
+                                f'REFERENCES "{column["table"]}" ("{column["column"]}")')
+    lines.append(f"PRIMARY KEY ({_names(table.primary_key)})")
+    statements = [f'CREATE TABLE IF NOT EXISTS "{table.name}" (\n\t' + ",\n\t".join(lines + foreign_keys)
+                  + "\n)"]
+    statements += [f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table.name}" ({_names(columns)})'
+                   for index, columns in table.indexes.items()]
+    return statements
+
+
+def _names(columns: Iterable[str]) -> str:
+    return ", ".join(f'"{name}"' for name in columns)
+
+
+def _placeholders(names: Iterable[str]) -> str:
+    return ", ".join(f":{name}" for name in names)
+
+
+def _assignments(names: Iterable[str]) -> str:
+    return ", ".join(f'"{name}" = :{name}' for name in names)
+
+
+def _insert_sql(table: _Table, names: Iterable[str]) -> str:
+    names = list(names)
+    return f'INSERT INTO "{table.name}" ({_names(names)}) VALUES ({_placeholders(names)})'
+
+
+def _in(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """`(:name_0, :name_1, ...)` and its parameters: an IN list both backends run."""
+    params = {f"{name}_{i}": value for i, value in enumerate(values)}
+    return f"({_placeholders(params) or 'NULL'})", params
+
+
+# -- the two backends ---------------------------------------------------------------------
+class _Connection(Protocol):
+    """One connection, inside or outside a transaction: `rows` returns dicts, `run` the rowcount."""
+
+    dialect: str
+
+    def rows(self, sql: str, /, **params: Any) -> list[dict[str, Any]]: ...
+
+    def run(self, sql: str, /, **params: Any) -> int: ...
+
+
+class _Database(Protocol):
+    errors: tuple[type[Exception], ...]  # what the driver raises: each becomes a StoreError
+
+    def connect(self) -> AbstractContextManager[_Connection]: ...
+
+    def begin(self) -> AbstractContextManager[_Connection]: ...
+
+    def close(self) -> None: ...
+
+
+def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
+
+
+class _SQLiteConnection:
+    dialect = "sqlite"
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    def rows(self, sql: str, /, **params: Any) -> list[dict[str, Any]]:
+        return self._connection.execute(sql, params).fetchall()
+
+    def run(self, sql: str, /, **params: Any) -> int:
+        return self._connection.execute(sql, params).rowcount
+
+
+class _SQLite:
+    """sqlite3 in autocommit mode with explicit transactions, and a pool of idle connections:
+    the daemon's jobs and the probe pool use the store from several threads at once."""
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._prepared = False
+        # An in-memory database lives in its one connection: operations take turns on it.
+        self._turn: AbstractContextManager[Any] = threading.Lock() if path == ":memory:" else nullcontext()
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self._prepared and self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        try:
+            if not self._prepared:
+                connection.execute("PRAGMA journal_mode=WAL")  # kept in the file: once is enough
+            for pragma in ("synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+                connection.execute(f"PRAGMA {pragma}")
+        except sqlite3.Error:
+            connection.close()
+            raise
+        self._prepared = True
+        connection.row_factory = _dict_row
+        return connection
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._turn:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            connection = connection or self._connect()
+            try:
+                yield connection
+            finally:
+                if connection.in_transaction:  # the block failed, or its COMMIT did
+                    connection.rollback()
+                with self._lock:
+                    self._idle.append(connection)
+
+    @contextmanager
+    def connect(self) -> Iterator[_Connection]:
+        with self._connection() as connection:
+            yield _SQLiteConnection(connection)
+
+    @contextmanager
+    def begin(self) -> Iterator[_Connection]:
+        # A deferred BEGIN, as before: blocks that write first wait on busy_timeout for the write
+        # lock; the migration reads first and retries when another process migrated meanwhile.
+        with self._connection() as connection:
+            connection.execute("BEGIN")
+            yield _SQLiteConnection(connection)
+            connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+class _SQLAlchemyConnection:
+    dialect = "postgresql"
+
+    def __init__(self, connection: Any, text: Callable[[str], Any]) -> None:
+        self._connection = connection
+        self._text = text
+
+    def rows(self, sql: str, /, **params: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._connection.execute(self._text(sql), params).mappings()]
+
+    def run(self, sql: str, /, **params: Any) -> int:
+        return int(self._connection.execute(self._text(sql), params).rowcount)
+
+
+class _PostgreSQL:
+    """PostgreSQL through SQLAlchemy's engine (its pool, pre-ping and error wrapping)."""
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy
+
+        if url.startswith("postgresql://"):  # the driver ctxscan installs, not SQLAlchemy's default
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        self.errors: tuple[type[Exception], ...] = (sqlalchemy.exc.SQLAlchemyError,)
+        self._text = sqlalchemy.text
+        try:
+            self._engine = sqlalchemy.create_engine(
+                url, connect_args={"connect_timeout": 10, "application_name": "ctxscan-state"},
+                pool_pre_ping=True)
+        except sqlalchemy.exc.ArgumentError as exc:
+            raise ValueError(str(exc)) from None
+
+    @contextmanager
+    def connect(self) -> Iterator[_Connection]:
+        with self._engine.connect() as connection:
+            yield _SQLAlchemyConnection(connection, self._text)
+
+    @contextmanager
+    def begin(self) -> Iterator[_Connection]:
+        with self._engine.begin() as connection:
+            yield _SQLAlchemyConnection(connection, self._text)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+_SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?://(?:/(?P<path>[^?]*))?")
+
+
+def _database(url: str) -> _Database:
+    """The backend of a state URL; ValueError when the URL is malformed."""
+    if url.startswith("postgresql"):
+        return _PostgreSQL(url)
+    if url.startswith("sqlite"):
+        match = _SQLITE_URL.fullmatch(url)
+        if match is None:
+            raise ValueError("expected sqlite:///RELATIVE/PATH or sqlite:////ABSOLUTE/PATH, without options")
+        return _SQLite(unquote(match["path"] or "") or ":memory:")
+    raise StoreError("the state store runs on SQLite or PostgreSQL; got "
+                     + redact_text(url, secrets_in_text(url)))
+
+
+def _detail(exc: BaseException) -> str:
+    """The first line of a driver's error (SQLAlchemy wraps it in `orig`)."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+# -- migrations ---------------------------------------------------------------------------
+def _create(conn: _Connection, *tables: _Table) -> None:
+    for table in tables:
+        for statement in _ddl(table, conn.dialect):
+            conn.run(statement)
+
+
+def _check_columns(table: _Table, names: Iterable[str]) -> None:
+    unknown = sorted(set(names) - set(table.columns))
+    if unknown:
+        raise ValueError(f"{table.name} has no column {', '.join(unknown)}")
+
+
+def _upsert(conn: _Connection, table: _Table, keys: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    _check_columns(table, [*keys, *values])
+    where = " AND ".join(f'"{name}" = :{name}' for name in keys)
+    if not conn.run(f'UPDATE "{table.name}" SET {_assignments(values)} WHERE {where}', **keys, **values):
+        conn.run(_insert_sql(table, [*keys, *values]), **keys, **values)
+
+
+def _migrate_3(conn: _Connection) -> None:
+    _create(conn, _SCHEDULER_STATE, _NOTIFY_LEDGER, _NOTIFY_OUTBOX)
+    if not conn.rows('SELECT "key" FROM ctxscan_meta WHERE "key" = :key', key=FINDINGS_LOCK_KEY):
+        conn.run(_insert_sql(_META, ["key", "value"]), key=FINDINGS_LOCK_KEY, value="0")
+
+
+# Each migration takes a connection inside a transaction and brings the schema to its version.
+MIGRATIONS: dict[int, Callable[[_Connection], None]] = {
+    1: lambda conn: _create(conn, _META, _SCANS, _SOURCE_RESULTS, _FINDINGS),
+    2: lambda conn: _create(conn, _GRAPH_CACHE),
+    3: _migrate_3,
+    4: lambda conn: _create(conn, _SOURCE_RESULTS),  # a store made before 4 gets ix_source_results_latest
+}
+
+
+# What `Store.state_key` reads; the graph's fast path runs it over a bare sqlite3 connection.
+STATE_KEY_SQL = ("SELECT (SELECT max(id) FROM source_results) AS last_result, "
+                 "(SELECT max(last_seen) FROM findings) AS last_seen, "
+                 "(SELECT count(*) FROM findings WHERE status = 'open') AS open_count")
+
+
+def state_key_of(row: Iterable[Any]) -> str:
+    """The state key from the row of STATE_KEY_SQL."""
+    last_result, last_seen, open_count = row
+    return f"{last_result or 0}:{last_seen or ''}:{open_count or 0}"
+
+
+def _lock_findings(conn: _Connection) -> None:
+    """Serialise findings syncs across threads and processes for the rest of the transaction.
+
+    Writing a row first makes SQLite take its write lock before the findings are read (and
+    wait on busy_timeout rather than fail on a stale snapshot), and makes PostgreSQL hold a
+    row lock, so two syncs never both open the same finding.
+    """
+    conn.run('UPDATE ctxscan_meta SET value = value WHERE "key" = :key', key=FINDINGS_LOCK_KEY)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -99,19 +431,6 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-# Each migration takes a connection inside a transaction and brings the schema to its version.
-def _migrate_1(conn: Connection) -> None:
-    for table in (meta, scans, source_results, findings):
-        table.create(conn, checkfirst=True)
-
-
-def _migrate_2(conn: Connection) -> None:
-    graph_cache.create(conn, checkfirst=True)
-
-
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1, 2: _migrate_2}
 
 
 @dataclass(frozen=True)
@@ -218,174 +537,169 @@ SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 class Store:
     """The state store; open it with `Store.open(url)`."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, url: str, database: _Database) -> None:
+        self.url = url  # as given: it may hold a password, so show `display_url`
+        self.secrets = secrets_in_text(url)  # the URL's password in each of its forms, for redaction
+        self.display_url = redact_text(url, self.secrets)
+        self._database = database
 
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect, create or migrate the schema, and mark scans a crash left running."""
+        secrets = secrets_in_text(url)
         try:
-            if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1] if "///" in url else ""
-                if path and path != ":memory:":
-                    Path(path).parent.mkdir(parents=True, exist_ok=True)
-                engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-                @sa.event.listens_for(engine, "connect")
-                def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                    cursor = dbapi_conn.cursor()
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute("PRAGMA synchronous=NORMAL")
-                    cursor.execute("PRAGMA busy_timeout=30000")
-                    cursor.execute("PRAGMA foreign_keys=ON")
-                    cursor.close()
-            else:
-                connect_args: dict[str, Any] = {}
-                if url.startswith("postgresql"):
-                    connect_args = {"connect_timeout": 10, "application_name": "ctxscan-state"}
-                engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-            store = cls(engine)
-            store._migrate()
-            return store
-        except StoreError:
-            raise
-        except sa.exc.ArgumentError as exc:
-            secrets = secrets_in_text(url)
+            database = _database(url)
+        except ValueError as exc:
             raise StoreError(redact_text(f"invalid state store URL {url!r}: {exc}", secrets)) from None
-        except (sa.exc.SQLAlchemyError, OSError) as exc:
-            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            secrets = secrets_in_text(url)
-            raise StoreError(redact_text(f"cannot open the state store {url}: {detail}", secrets)) from None
+        store = cls(url, database)
+        try:
+            store._migrate()
+        except database.errors + (OSError,) as exc:
+            database.close()
+            message = f"cannot open the state store {url}: {_detail(exc)}"
+            raise StoreError(redact_text(message, secrets)) from None
+        return store
 
     def close(self) -> None:
         """Release connections."""
-        self.engine.dispose()
+        self._database.close()
+
+    @contextmanager
+    def _session(self, write: bool) -> Iterator[_Connection]:
+        """A connection (write: a transaction), turning the driver's errors into StoreError."""
+        try:
+            with self._database.begin() if write else self._database.connect() as conn:
+                yield conn
+        except self._database.errors as exc:
+            message = f"state store {self.display_url}: {_detail(exc)}"
+            raise StoreError(redact_text(message, self.secrets)) from None
+
+    def _read(self) -> AbstractContextManager[_Connection]:
+        return self._session(write=False)
+
+    def _write(self) -> AbstractContextManager[_Connection]:
+        return self._session(write=True)
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> None:
         # Two processes may open a new store at once: PostgreSQL serialises migrations with
-        # an advisory lock; on SQLite the loser of the race sees "already exists" and retries,
-        # finding the schema the winner made.
+        # an advisory lock; on SQLite the loser of the race finds the database changed under
+        # its read and retries, finding the schema the winner made.
         for attempt in range(5):
             try:
                 self._migrate_once()
                 return
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            except self._database.errors:
                 if attempt == 4:
                     raise
                 time.sleep(0.1 * (attempt + 1))
 
     def _migrate_once(self) -> None:
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('ctxscan-migrate'))"))
-            meta.create(conn, checkfirst=True)
-            row = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).first()
-            current = int(row[0]) if row else 0
+        with self._database.begin() as conn:
+            if conn.dialect == "postgresql":
+                conn.rows("SELECT pg_advisory_xact_lock(hashtext('ctxscan-migrate'))")
+            _create(conn, _META)
+            rows = conn.rows("SELECT value FROM ctxscan_meta WHERE \"key\" = 'schema_version'")
+            current = int(rows[0]["value"]) if rows else 0
             if current > SCHEMA_VERSION:
                 raise StoreError(f"the state store has schema version {current}, newer than this "
                                  f"ctxscan ({SCHEMA_VERSION}); upgrade ctxscan or use another --state")
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[version](conn)
             if current != SCHEMA_VERSION:
-                if row:
-                    conn.execute(meta.update().where(meta.c.key == "schema_version")
-                                 .values(value=str(SCHEMA_VERSION)))
-                else:
-                    conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                _upsert(conn, _META, {"key": "schema_version"}, {"value": str(SCHEMA_VERSION)})
 
     def schema_version(self) -> int:
         """The schema version the store is at."""
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+        with self._read() as conn:
+            rows = conn.rows("SELECT value FROM ctxscan_meta WHERE \"key\" = 'schema_version'")
+        return int(rows[0]["value"])
 
     # -- scans ----------------------------------------------------------------------------
     def begin_scan(self, source_ids: Sequence[str], trigger: str = "cli",
                    inventory_digest: str | None = None, now: datetime | None = None) -> int:
         """Record a scan as running and return its id."""
-        with self.engine.begin() as conn:
-            result = conn.execute(scans.insert().values(
-                started_at=_iso(now or utcnow()), status="running", trigger=trigger,
-                inventory_digest=inventory_digest, sources=json.dumps(list(source_ids))))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        values = dict(started_at=_iso(now or utcnow()), status="running", trigger=trigger,
+                      inventory_digest=inventory_digest, sources=json.dumps(list(source_ids)))
+        with self._write() as conn:
+            return int(conn.rows(_insert_sql(_SCANS, values) + " RETURNING id", **values)[0]["id"])
 
     def finish_scan(self, scan_id: int, status: str, now: datetime | None = None) -> None:
         """Mark a scan finished with its overall status."""
-        with self.engine.begin() as conn:
-            conn.execute(scans.update().where(scans.c.id == scan_id)
-                         .values(status=status, finished_at=_iso(now or utcnow())))
+        with self._write() as conn:
+            conn.run("UPDATE scans SET status = :status, finished_at = :finished_at WHERE id = :id",
+                     status=status, finished_at=_iso(now or utcnow()), id=scan_id)
 
     def mark_interrupted(self, older_than: datetime | None = None) -> int:
         """Scans left `running` by a crash become `interrupted`; returns how many."""
-        query = scans.update().where(scans.c.status == "running")
+        sql = "UPDATE scans SET status = 'interrupted' WHERE status = 'running'"
         if older_than is not None:
-            query = query.where(scans.c.started_at < _iso(older_than))
-        with self.engine.begin() as conn:
-            return int(conn.execute(query.values(status="interrupted")).rowcount or 0)
+            sql += " AND started_at < :older_than"
+        with self._write() as conn:
+            return conn.run(sql, older_than=_iso(older_than))
 
     def record_result(self, scan_id: int, source_id: str, connector: str, status: str,
                       duration: float, probed_at: datetime, snapshot: SourceSnapshot | None = None,
                       error: str | None = None, reason: str | None = None,
                       settings: Mapping[str, Any] | None = None) -> int:
         """Store one source's outcome in its own transaction."""
-        blob = None
-        if snapshot is not None:
-            blob = encode_snapshot(snapshot)
-        with self.engine.begin() as conn:
-            result = conn.execute(source_results.insert().values(
-                scan_id=scan_id, source_id=source_id, connector=connector, status=status,
-                reason=reason, error=error, duration=duration, probed_at=_iso(probed_at),
-                asset_count=len(snapshot.assets) if snapshot else None,
-                settings=json.dumps(settings or {}, default=str), snapshot=blob))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        values = dict(
+            scan_id=scan_id, source_id=source_id, connector=connector, status=status, reason=reason,
+            error=error, duration=duration, probed_at=_iso(probed_at),
+            asset_count=len(snapshot.assets) if snapshot else None,
+            settings=json.dumps(settings or {}, default=str),
+            snapshot=encode_snapshot(snapshot) if snapshot is not None else None)
+        with self._write() as conn:
+            return int(conn.rows(_insert_sql(_SOURCE_RESULTS, values) + " RETURNING id", **values)[0]["id"])
 
     def scans(self, limit: int = 20) -> list[ScanRecord]:
         """The newest scans first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(scans).order_by(scans.c.id.desc()).limit(limit)).all()
-        return [ScanRecord(r.id, parse_time(r.started_at) or utcnow(), parse_time(r.finished_at),
-                           r.status, r.trigger, tuple(json.loads(r.sources))) for r in rows]
+        with self._read() as conn:
+            rows = conn.rows("SELECT * FROM scans ORDER BY id DESC LIMIT :limit", limit=limit)
+        return [ScanRecord(r["id"], parse_time(r["started_at"]) or utcnow(), parse_time(r["finished_at"]),
+                           r["status"], r["trigger"], tuple(json.loads(r["sources"]))) for r in rows]
 
     def results(self, scan_id: int) -> list[SourceResult]:
         """Each source's outcome in one scan."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(*_result_columns()).where(source_results.c.scan_id == scan_id)
-                                .order_by(source_results.c.id)).all()
+        with self._read() as conn:
+            rows = conn.rows(f"SELECT {_RESULT_COLUMNS} FROM source_results WHERE scan_id = :scan_id "
+                             "ORDER BY id", scan_id=scan_id)
         return [_result(r) for r in rows]
 
     def latest_results(self, source_ids: Iterable[str] | None = None) -> dict[str, SourceResult]:
         """The newest outcome of each source, whatever it was."""
-        newest = sa.select(sa.func.max(source_results.c.id)).group_by(source_results.c.source_id)
-        query = sa.select(*_result_columns()).where(source_results.c.id.in_(newest))
+        sql = (f"SELECT {_RESULT_COLUMNS} FROM source_results "
+               "WHERE id IN (SELECT max(id) FROM source_results GROUP BY source_id)")
+        params: dict[str, Any] = {}
         if source_ids is not None:
-            query = query.where(source_results.c.source_id.in_(list(source_ids)))
-        with self.engine.connect() as conn:
-            return {r.source_id: _result(r) for r in conn.execute(query)}
+            wanted, params = _in("source", source_ids)
+            sql += f" AND source_id IN {wanted}"
+        with self._read() as conn:
+            return {r["source_id"]: _result(r) for r in conn.rows(sql, **params)}
 
     def latest_snapshots(self, source_ids: Iterable[str] | None = None) -> dict[str, SourceSnapshot]:
         """The newest successful snapshot of each source."""
-        newest = (sa.select(sa.func.max(source_results.c.id))
-                  .where(source_results.c.status == "ok").group_by(source_results.c.source_id))
-        query = sa.select(source_results.c.source_id, source_results.c.snapshot).where(
-            source_results.c.id.in_(newest))
+        sql = ("SELECT source_id, snapshot FROM source_results WHERE id IN "
+               "(SELECT max(id) FROM source_results WHERE status = 'ok' GROUP BY source_id)")
+        params: dict[str, Any] = {}
         if source_ids is not None:
-            query = query.where(source_results.c.source_id.in_(list(source_ids)))
-        with self.engine.connect() as conn:
-            return {r.source_id: _decode(r.snapshot) for r in conn.execute(query) if r.snapshot}
+            wanted, params = _in("source", source_ids)
+            sql += f" AND source_id IN {wanted}"
+        with self._read() as conn:
+            rows = conn.rows(sql, **params)
+        return {r["source_id"]: decode_snapshot(r["snapshot"]) for r in rows if r["snapshot"]}
 
     def recent_snapshot_ids(self, source_ids: Iterable[str], limit: int = 2) -> dict[str, list[int]]:
         """The ids of each source's newest successful results, newest first; no blob is read."""
-        rank = sa.func.row_number().over(partition_by=source_results.c.source_id,
-                                         order_by=source_results.c.id.desc()).label("rank")
-        inner = (sa.select(source_results.c.source_id, source_results.c.id, rank)
-                 .where(source_results.c.status == "ok",
-                        source_results.c.source_id.in_(list(source_ids))).subquery())
-        query = sa.select(inner.c.source_id, inner.c.id).where(inner.c.rank <= limit).order_by(
-            inner.c.source_id, inner.c.id.desc())
+        wanted, params = _in("source", source_ids)
+        sql = ("SELECT source_id, id FROM (SELECT source_id, id, row_number() OVER "
+               "(PARTITION BY source_id ORDER BY id DESC) AS newness FROM source_results "
+               f"WHERE status = 'ok' AND source_id IN {wanted}) AS ranked "
+               "WHERE newness <= :limit ORDER BY source_id, id DESC")
         found: dict[str, list[int]] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                found.setdefault(row.source_id, []).append(int(row.id))
+        with self._read() as conn:
+            for row in conn.rows(sql, limit=limit, **params):
+                found.setdefault(row["source_id"], []).append(int(row["id"]))
         return found
 
     def snapshots_by_id(self, result_ids: Iterable[int]) -> dict[int, SourceSnapshot]:
@@ -393,26 +707,23 @@ class Store:
         ids = list(result_ids)
         if not ids:
             return {}
-        query = sa.select(source_results.c.id, source_results.c.snapshot).where(source_results.c.id.in_(ids))
-        with self.engine.connect() as conn:
-            return {int(r.id): _decode(r.snapshot) for r in conn.execute(query) if r.snapshot}
+        wanted, params = _in("id", ids)
+        with self._read() as conn:
+            rows = conn.rows(f"SELECT id, snapshot FROM source_results WHERE id IN {wanted}", **params)
+        return {int(r["id"]): decode_snapshot(r["snapshot"]) for r in rows if r["snapshot"]}
 
     def snapshot_history(self, source_id: str, limit: int = 2) -> list[SourceSnapshot]:
         """The newest successful snapshots of one source, newest first."""
-        query = (sa.select(source_results.c.snapshot)
-                 .where(source_results.c.source_id == source_id, source_results.c.status == "ok")
-                 .order_by(source_results.c.id.desc()).limit(limit))
-        with self.engine.connect() as conn:
-            return [_decode(r.snapshot) for r in conn.execute(query) if r.snapshot]
+        with self._read() as conn:
+            rows = conn.rows("SELECT snapshot FROM source_results WHERE source_id = :source_id "
+                             "AND status = 'ok' ORDER BY id DESC LIMIT :limit",
+                             source_id=source_id, limit=limit)
+        return [decode_snapshot(r["snapshot"]) for r in rows if r["snapshot"]]
 
     def state_key(self) -> str:
         """Changes whenever a source result or a finding is written: keys caches."""
-        with self.engine.connect() as conn:
-            last_result = conn.execute(sa.select(sa.func.max(source_results.c.id))).scalar() or 0
-            last_seen = conn.execute(sa.select(sa.func.max(findings.c.last_seen))).scalar() or ""
-            count = conn.execute(sa.select(sa.func.count()).select_from(findings)
-                                 .where(findings.c.status == "open")).scalar() or 0
-        return f"{last_result}:{last_seen}:{count}"
+        with self._read() as conn:
+            return state_key_of(conn.rows(STATE_KEY_SQL)[0].values())
 
     # -- findings -------------------------------------------------------------------------
     def sync_findings(self, current: Iterable[Finding] | Callable[[], Iterable[Finding]],
@@ -425,10 +736,10 @@ class Store:
         """
         now_text = _iso(now or utcnow()) or ""
         changes = FindingChanges()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             _lock_findings(conn)  # the daemon's jobs and a CLI scan may sync at the same time
             firing = {f.fingerprint: f for f in (current() if callable(current) else current)}
-            stored = {r.fingerprint: r for r in conn.execute(sa.select(findings))}
+            stored = {r["fingerprint"]: r for r in conn.rows("SELECT * FROM findings")}
             for fingerprint, finding in firing.items():
                 values = dict(
                     kind=finding.kind, subkind=finding.subkind, severity=finding.severity,
@@ -440,26 +751,27 @@ class Store:
                 )
                 old = stored.get(fingerprint)
                 if old is None:
-                    conn.execute(findings.insert().values(fingerprint=fingerprint, first_seen=now_text,
-                                                          times_opened=1, **values))
+                    row = dict(fingerprint=fingerprint, first_seen=now_text, times_opened=1, **values)
+                    conn.run(_insert_sql(_FINDINGS, row), **row)
                     changes.opened.append(_finding_from_values(fingerprint, now_text, 1, values))
                     continue
-                times = old.times_opened
-                if old.status == "resolved":
+                times = old["times_opened"]
+                if old["status"] == "resolved":
                     times += 1
-                conn.execute(findings.update().where(findings.c.fingerprint == fingerprint)
-                             .values(times_opened=times, **values))
-                record = _finding_from_values(fingerprint, old.first_seen, times, values)
-                if old.status == "resolved":
+                conn.run(f"UPDATE findings SET times_opened = :times_opened, {_assignments(values)} "
+                         "WHERE fingerprint = :fingerprint",
+                         fingerprint=fingerprint, times_opened=times, **values)
+                record = _finding_from_values(fingerprint, old["first_seen"], times, values)
+                if old["status"] == "resolved":
                     changes.reopened.append(record)
-                elif SEVERITY_RANK.get(finding.severity, 0) > SEVERITY_RANK.get(old.severity, 0):
+                elif SEVERITY_RANK.get(finding.severity, 0) > SEVERITY_RANK.get(old["severity"], 0):
                     changes.escalated.append(record)
                 else:
                     changes.still_open += 1
             for fingerprint, old in stored.items():
-                if old.status == "open" and fingerprint not in firing:
-                    conn.execute(findings.update().where(findings.c.fingerprint == fingerprint)
-                                 .values(status="resolved", resolved_at=now_text))
+                if old["status"] == "open" and fingerprint not in firing:
+                    conn.run("UPDATE findings SET status = 'resolved', resolved_at = :now "
+                             "WHERE fingerprint = :fingerprint", now=now_text, fingerprint=fingerprint)
                     resolved = _stored_finding(old)
                     changes.resolved.append(StoredFinding(**{
                         **resolved.__dict__, "status": "resolved", "resolved_at": parse_time(now_text)}))
@@ -467,11 +779,9 @@ class Store:
 
     def findings(self, status: str | None = "open") -> list[StoredFinding]:
         """Stored findings, most severe first; `status=None` for all."""
-        query = sa.select(findings)
-        if status is not None:
-            query = query.where(findings.c.status == status)
-        with self.engine.connect() as conn:
-            rows = [_stored_finding(r) for r in conn.execute(query)]
+        sql = "SELECT * FROM findings" + (" WHERE status = :status" if status is not None else "")
+        with self._read() as conn:
+            rows = [_stored_finding(r) for r in conn.rows(sql, status=status)]
         rows.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.kind, f.source or "",
                                  f.asset or "", f.workflow or "", f.fingerprint))
         return rows
@@ -479,145 +789,137 @@ class Store:
     # -- caches ---------------------------------------------------------------------------
     def cache_get(self, key: str) -> bytes | None:
         """A cached blob, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(graph_cache.c.data).where(graph_cache.c.key == key)).first()
-        return bytes(row[0]) if row else None
+        with self._read() as conn:
+            rows = conn.rows('SELECT data FROM graph_cache WHERE "key" = :key', key=key)
+        return bytes(rows[0]["data"]) if rows else None
 
     def cache_put(self, key: str, data: bytes, keep: int = 3) -> None:
         """Store a blob under `key`, keeping only the newest few entries."""
-        with self.engine.begin() as conn:
-            conn.execute(graph_cache.delete().where(graph_cache.c.key == key))
-            conn.execute(graph_cache.insert().values(key=key, created_at=_iso(utcnow()), data=data))
-            old = conn.execute(sa.select(graph_cache.c.key).order_by(graph_cache.c.created_at.desc())
-                               .offset(keep)).scalars().all()
-            if old:
-                conn.execute(graph_cache.delete().where(graph_cache.c.key.in_(old)))
+        with self._write() as conn:
+            conn.run('DELETE FROM graph_cache WHERE "key" = :key', key=key)
+            conn.run(_insert_sql(_GRAPH_CACHE, ["key", "created_at", "data"]),
+                     key=key, created_at=_iso(utcnow()), data=data)
+            conn.run('DELETE FROM graph_cache WHERE "key" NOT IN '
+                     '(SELECT "key" FROM graph_cache ORDER BY created_at DESC LIMIT :keep)', keep=keep)
 
     # -- daemon: scheduler state, notification ledger and outbox (migration 3) -------------
-    # The tables and records are at the end of this module, in the daemon's section.
+    # The records are at the end of this module, in the daemon's section.
     def schedule_states(self) -> dict[str, ScheduleState]:
         """What the daemon remembers of each source's schedule: last run, success, next run."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(scheduler_state)).all()
-        return {r.source_id: ScheduleState(
-            source_id=r.source_id, schedule=r.schedule, last_started_at=parse_time(r.last_started_at),
-            last_finished_at=parse_time(r.last_finished_at), last_status=r.last_status,
-            last_success_at=parse_time(r.last_success_at), last_scan_id=r.last_scan_id,
-            last_duration=r.last_duration, next_run_at=parse_time(r.next_run_at)) for r in rows}
+        with self._read() as conn:
+            rows = conn.rows("SELECT * FROM scheduler_state")
+        return {r["source_id"]: ScheduleState(
+            source_id=r["source_id"], schedule=r["schedule"],
+            last_started_at=parse_time(r["last_started_at"]),
+            last_finished_at=parse_time(r["last_finished_at"]), last_status=r["last_status"],
+            last_success_at=parse_time(r["last_success_at"]), last_scan_id=r["last_scan_id"],
+            last_duration=r["last_duration"], next_run_at=parse_time(r["next_run_at"])) for r in rows}
 
     def record_schedule(self, source_id: str, **values: Any) -> None:
         """Update one source's scheduler state (columns of `scheduler_state`; datetimes allowed)."""
         stored = {key: _iso(value) if isinstance(value, datetime) else value for key, value in values.items()}
-        with self.engine.begin() as conn:
-            _upsert(conn, scheduler_state, {"source_id": source_id}, stored)
+        with self._write() as conn:
+            _upsert(conn, _SCHEDULER_STATE, {"source_id": source_id}, stored)
 
     def notification_ledger(self, target: str) -> dict[str, LedgerEntry]:
         """The last state of each finding that a notification target was told about."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(notify_ledger).where(notify_ledger.c.target == target)).all()
-        return {r.fingerprint: LedgerEntry(r.fingerprint, r.status, r.severity, r.times_opened, r.event,
-                                           parse_time(r.updated_at) or utcnow()) for r in rows}
+        with self._read() as conn:
+            rows = conn.rows("SELECT * FROM notify_ledger WHERE target = :target", target=target)
+        return {r["fingerprint"]: LedgerEntry(
+            r["fingerprint"], r["status"], r["severity"], r["times_opened"], r["event"],
+            parse_time(r["updated_at"]) or utcnow()) for r in rows}
 
     def enqueue_notifications(self, target: str, items: Sequence[PlannedNotification],
                               now: datetime | None = None) -> int:
         """Move the ledger and queue the messages in one transaction; returns how many were queued."""
         now_text = _iso(now or utcnow())
         queued = 0
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for item in items:
-                _upsert(conn, notify_ledger, {"target": target, "fingerprint": item.fingerprint},
+                _upsert(conn, _NOTIFY_LEDGER, {"target": target, "fingerprint": item.fingerprint},
                         {"status": item.status, "severity": item.severity,
                          "times_opened": item.times_opened, "event": item.event or "-",
                          "updated_at": now_text})
                 if item.event is not None and item.payload is not None:
-                    conn.execute(notify_outbox.insert().values(
-                        target=target, fingerprint=item.fingerprint, event=item.event,
-                        payload=json.dumps(item.payload, sort_keys=True, default=str),
-                        created_at=now_text, status="pending", attempts=0))
+                    message = dict(target=target, fingerprint=item.fingerprint, event=item.event,
+                                   payload=json.dumps(item.payload, sort_keys=True, default=str),
+                                   created_at=now_text, status="pending", attempts=0)
+                    conn.run(_insert_sql(_NOTIFY_OUTBOX, message), **message)
                     queued += 1
         return queued
 
     def pending_notifications(self, target: str, limit: int = 50) -> list[OutboxEntry]:
         """Undelivered messages of one target, oldest first."""
-        query = (sa.select(notify_outbox)
-                 .where(notify_outbox.c.target == target, notify_outbox.c.status == "pending")
-                 .order_by(notify_outbox.c.id).limit(limit))
-        with self.engine.connect() as conn:
-            return [_outbox_entry(r) for r in conn.execute(query)]
+        with self._read() as conn:
+            rows = conn.rows("SELECT * FROM notify_outbox WHERE target = :target AND status = 'pending' "
+                             "ORDER BY id LIMIT :limit", target=target, limit=limit)
+        return [_outbox_entry(r) for r in rows]
 
     def outbox(self, target: str | None = None, limit: int = 1000) -> list[OutboxEntry]:
         """Messages of every status, newest first (for inspection and tests)."""
-        query = sa.select(notify_outbox).order_by(notify_outbox.c.id.desc()).limit(limit)
-        if target is not None:
-            query = query.where(notify_outbox.c.target == target)
-        with self.engine.connect() as conn:
-            return [_outbox_entry(r) for r in conn.execute(query)]
+        where = " WHERE target = :target" if target is not None else ""
+        with self._read() as conn:
+            rows = conn.rows(f"SELECT * FROM notify_outbox{where} ORDER BY id DESC LIMIT :limit",
+                             target=target, limit=limit)
+        return [_outbox_entry(r) for r in rows]
 
     def mark_notification(self, outbox_id: int, delivered: bool, error: str | None = None,
                           now: datetime | None = None) -> None:
         """Record one delivery attempt: delivered, or failed with a (redacted) error."""
-        now_text = _iso(now or utcnow())
-        values: dict[str, Any] = {"attempts": notify_outbox.c.attempts + 1, "last_attempt_at": now_text}
-        if delivered:
-            values.update(status="delivered", delivered_at=now_text, last_error=None)
-        else:
-            values.update(last_error=(error or "failed")[:500])
-        with self.engine.begin() as conn:
-            conn.execute(notify_outbox.update().where(notify_outbox.c.id == outbox_id).values(**values))
+        outcome = ("status = 'delivered', delivered_at = :now, last_error = NULL" if delivered
+                   else "last_error = :error")
+        with self._write() as conn:
+            conn.run(f"UPDATE notify_outbox SET attempts = attempts + 1, last_attempt_at = :now, {outcome} "
+                     "WHERE id = :id", id=outbox_id, now=_iso(now or utcnow()),
+                     error=(error or "failed")[:500])
 
     def outbox_counts(self) -> dict[str, dict[str, int]]:
         """Messages per target and status: {target: {"pending": n, "delivered": n, ...}}."""
-        query = (sa.select(notify_outbox.c.target, notify_outbox.c.status, sa.func.count())
-                 .group_by(notify_outbox.c.target, notify_outbox.c.status))
         counts: dict[str, dict[str, int]] = {}
-        with self.engine.connect() as conn:
-            for target, status, count in conn.execute(query):
-                counts.setdefault(target, {})[status] = int(count)
+        with self._read() as conn:
+            rows = conn.rows("SELECT target, status, count(*) AS messages FROM notify_outbox "
+                             "GROUP BY target, status")
+        for row in rows:
+            counts.setdefault(row["target"], {})[row["status"]] = int(row["messages"])
         return counts
 
     def prune_outbox(self, delivered_before: datetime, pending_before: datetime) -> tuple[int, int]:
         """Delete old delivered messages and give up on very old pending ones; returns both counts."""
-        with self.engine.begin() as conn:
-            deleted = conn.execute(notify_outbox.delete().where(
-                notify_outbox.c.status.in_(("delivered", "dropped")),
-                notify_outbox.c.created_at < _iso(delivered_before))).rowcount or 0
-            dropped = conn.execute(notify_outbox.update().where(
-                notify_outbox.c.status == "pending", notify_outbox.c.created_at < _iso(pending_before))
-                .values(status="dropped", last_error="gave up: undelivered for too long")).rowcount or 0
-        return int(deleted), int(dropped)
+        with self._write() as conn:
+            deleted = conn.run("DELETE FROM notify_outbox WHERE status IN ('delivered', 'dropped') "
+                               "AND created_at < :before", before=_iso(delivered_before))
+            dropped = conn.run("UPDATE notify_outbox SET status = 'dropped', "
+                               "last_error = 'gave up: undelivered for too long' "
+                               "WHERE status = 'pending' AND created_at < :before",
+                               before=_iso(pending_before))
+        return deleted, dropped
 
     def interrupt_scans(self, trigger: str, started_since: datetime) -> int:
         """Mark `running` scans of one trigger started since a time as interrupted (a stop abandoned them)."""
-        query = (scans.update().where(scans.c.status == "running", scans.c.trigger == trigger,
-                                      scans.c.started_at >= _iso(started_since))
-                 .values(status="interrupted", finished_at=_iso(utcnow())))
-        with self.engine.begin() as conn:
-            return int(conn.execute(query).rowcount or 0)
+        with self._write() as conn:
+            return conn.run("UPDATE scans SET status = 'interrupted', finished_at = :now "
+                            "WHERE status = 'running' AND \"trigger\" = :trigger AND started_at >= :since",
+                            now=_iso(utcnow()), trigger=trigger, since=_iso(started_since))
 
 
-def _result_columns() -> list[sa.ColumnElement[Any]]:
-    c = source_results.c
-    return [c.id, c.scan_id, c.source_id, c.connector, c.status, c.reason, c.error, c.duration,
-            c.probed_at, c.asset_count]
+_RESULT_COLUMNS = "id, scan_id, source_id, connector, status, reason, error, duration, probed_at, asset_count"
 
 
-def _result(row: Any) -> SourceResult:
-    return SourceResult(row.id, row.scan_id, row.source_id, row.connector, row.status, row.reason,
-                        row.error, row.duration, parse_time(row.probed_at) or utcnow(), row.asset_count)
+def _result(row: Mapping[str, Any]) -> SourceResult:
+    return SourceResult(row["id"], row["scan_id"], row["source_id"], row["connector"], row["status"],
+                        row["reason"], row["error"], row["duration"],
+                        parse_time(row["probed_at"]) or utcnow(), row["asset_count"])
 
 
-def _decode(blob: bytes) -> SourceSnapshot:
-    return decode_snapshot(blob)
-
-
-def _stored_finding(row: Any) -> StoredFinding:
+def _stored_finding(row: Mapping[str, Any]) -> StoredFinding:
     return StoredFinding(
-        fingerprint=row.fingerprint, kind=row.kind, subkind=row.subkind, severity=row.severity,
-        status=row.status, source=row.source, asset=row.asset, workflow=row.workflow,
-        principal=row.principal, message=row.message, remediation=row.remediation or "",
-        evidence=json.loads(row.evidence or "{}"),
-        first_seen=parse_time(row.first_seen) or utcnow(), last_seen=parse_time(row.last_seen) or utcnow(),
-        resolved_at=parse_time(row.resolved_at), times_opened=row.times_opened or 1,
+        fingerprint=row["fingerprint"], kind=row["kind"], subkind=row["subkind"], severity=row["severity"],
+        status=row["status"], source=row["source"], asset=row["asset"], workflow=row["workflow"],
+        principal=row["principal"], message=row["message"], remediation=row["remediation"] or "",
+        evidence=json.loads(row["evidence"] or "{}"),
+        first_seen=parse_time(row["first_seen"]) or utcnow(),
+        last_seen=parse_time(row["last_seen"]) or utcnow(),
+        resolved_at=parse_time(row["resolved_at"]), times_opened=row["times_opened"] or 1,
     )
 
 
@@ -632,94 +934,9 @@ def _finding_from_values(fingerprint: str, first_seen: str, times: int,
         resolved_at=None, times_opened=times,
     )
 
-
 # ---------------------------------------------------------------------------------------
-# Daemon section (migration 3): scheduler state, the notification ledger and the outbox.
-#
-# `scheduler_state` keeps each source's last run so a restarted daemon knows what is due.
-# `notify_ledger` remembers, per notification target, the last state of each finding it was
-# told about, so nothing is sent twice for the same state, also across restarts.
-# `notify_outbox` holds every message until its target accepts it, so a target that is down
-# never slows a scan and gets what it missed when it comes back. Targets are keyed by a hash:
-# a webhook URL is a secret and is never stored.
-
-scheduler_state = sa.Table(
-    "scheduler_state", metadata,
-    sa.Column("source_id", sa.String(200), primary_key=True),
-    sa.Column("schedule", sa.String(120)),
-    sa.Column("last_started_at", sa.String(40)),
-    sa.Column("last_finished_at", sa.String(40)),
-    sa.Column("last_status", sa.String(16)),
-    sa.Column("last_success_at", sa.String(40)),
-    sa.Column("last_scan_id", sa.Integer),
-    sa.Column("last_duration", sa.Float),
-    sa.Column("next_run_at", sa.String(40)),
-)
-notify_ledger = sa.Table(
-    "notify_ledger", metadata,
-    sa.Column("target", sa.String(64), primary_key=True),
-    sa.Column("fingerprint", sa.String(64), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False),     # open, resolved
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("times_opened", sa.Integer, nullable=False),
-    sa.Column("event", sa.String(16), nullable=False),      # the last event queued, or '-'
-    sa.Column("updated_at", sa.String(40), nullable=False),
-)
-notify_outbox = sa.Table(
-    "notify_outbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("target", sa.String(64), nullable=False),
-    sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("event", sa.String(16), nullable=False),      # opened, reopened, escalated, resolved
-    sa.Column("payload", sa.Text, nullable=False),          # JSON; findings are already redacted
-    sa.Column("created_at", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),     # pending, delivered, dropped
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_attempt_at", sa.String(40)),
-    sa.Column("delivered_at", sa.String(40)),
-    sa.Column("last_error", sa.Text),
-    sa.Index("ix_notify_outbox_target_status", "target", "status", "id"),
-)
-FINDINGS_LOCK_KEY = "lock:findings"
-
-
-def _migrate_3(conn: Connection) -> None:
-    for table in (scheduler_state, notify_ledger, notify_outbox):
-        table.create(conn, checkfirst=True)
-    if conn.execute(sa.select(meta.c.key).where(meta.c.key == FINDINGS_LOCK_KEY)).first() is None:
-        conn.execute(meta.insert().values(key=FINDINGS_LOCK_KEY, value="0"))
-
-
-MIGRATIONS[3] = _migrate_3
-
-# The newest results of a source are looked up on every scan and query: index them so that
-# a daemon's growing history does not slow each lookup down.
-latest_results_index = sa.Index("ix_source_results_latest", source_results.c.source_id,
-                                source_results.c.status, source_results.c.id)
-
-
-def _migrate_4(conn: Connection) -> None:
-    latest_results_index.create(conn, checkfirst=True)
-
-
-MIGRATIONS[4] = _migrate_4
-
-
-def _lock_findings(conn: Connection) -> None:
-    """Serialise findings syncs across threads and processes for the rest of the transaction.
-
-    Writing a row first makes SQLite take its write lock before the findings are read (and
-    wait on busy_timeout rather than fail on a stale snapshot), and makes PostgreSQL hold a
-    row lock, so two syncs never both open the same finding.
-    """
-    conn.execute(meta.update().where(meta.c.key == FINDINGS_LOCK_KEY).values(value=meta.c.value))
-
-
-def _upsert(conn: Connection, table: sa.Table, keys: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-    where = [table.c[name] == value for name, value in keys.items()]
-    if not conn.execute(table.update().where(*where).values(**values)).rowcount:
-        conn.execute(table.insert().values(**keys, **values))
-
+# Daemon section (migration 3): the records of the scheduler state, the notification ledger
+# and the outbox; their tables are declared with the others at the top of this module.
 
 @dataclass(frozen=True)
 class ScheduleState:
@@ -776,7 +993,7 @@ class OutboxEntry:
     delivered_at: datetime | None
 
 
-def _outbox_entry(row: Any) -> OutboxEntry:
-    return OutboxEntry(row.id, row.target, row.fingerprint, row.event, json.loads(row.payload),
-                       parse_time(row.created_at) or utcnow(), row.status, row.attempts or 0,
-                       row.last_error, parse_time(row.delivered_at))
+def _outbox_entry(row: Mapping[str, Any]) -> OutboxEntry:
+    return OutboxEntry(row["id"], row["target"], row["fingerprint"], row["event"], json.loads(row["payload"]),
+                       parse_time(row["created_at"]) or utcnow(), row["status"], row["attempts"] or 0,
+                       row["last_error"], parse_time(row["delivered_at"]))

@@ -22,7 +22,6 @@ from scanner.graph import (
     quick_cached_graph,
     slice_graph,
     sqlite_state_key,
-    state_url,
 )
 from tests.graph_support import NOW, scanned_estate, stored_finding, write_estate
 
@@ -229,17 +228,6 @@ def test_declared_state_is_read_without_parsing(tmp_path: Path, text: str, env: 
     assert declared_state([str(config)], env=env) == expected
 
 
-@pytest.mark.parametrize("declared, env", [
-    (None, {}), ("rel/state.db", {}), ("postgresql://h/db", {}), (None, {"CTXSCAN_STATE": "sqlite:////tmp/x.db"}),
-])
-def test_state_url_agrees_with_the_store(tmp_path: Path, declared: str | None, env: dict[str, str]) -> None:
-    from scanner.store import default_state_url
-
-    config = write_estate(tmp_path, "version: 1\n")
-    for paths in ([str(config)], [str(tmp_path)]):
-        assert state_url(paths, declared, env) == default_state_url(paths, declared, env)
-
-
 def test_cache_is_read_through_the_store_and_without_it(estate: tuple, graph: nx.MultiDiGraph) -> None:
     import sqlite3
 
@@ -253,7 +241,7 @@ def test_cache_is_read_through_the_store_and_without_it(estate: tuple, graph: nx
     store.cache_put(key, encode_graph(graph))
     cached = load_cached(store, key)
     assert cached is not None and cached.nodes["workflow:assistant"] == graph.nodes["workflow:assistant"]
-    url = str(store.engine.url)
+    url = store.url
     path = sqlite_file(url)
     assert path is not None
     with sqlite3.connect(path) as connection:
@@ -290,16 +278,18 @@ def test_queries_build_then_reuse_the_cache(tmp_path: Path, ctxscan) -> None:
     scanned_estate(tmp_path)[1].close()
     first = ctxscan("feeds", "crm", "--json", cwd=tmp_path)
     assert first.code == 0, first
-    from scanner.store import Store, default_state_url
+    import sqlite3
 
-    store = Store.open(default_state_url([str(tmp_path / "ctxscan.yaml")], env={}))
+    from scanner.graph import sqlite_file
+    from scanner.store import default_state_url
+
+    path = sqlite_file(default_state_url([str(tmp_path / "ctxscan.yaml")], env={}))
+    assert path is not None
+    connection = sqlite3.connect(path)
     try:
-        with store.engine.connect() as conn:
-            from scanner.store import graph_cache
-
-            keys = [row[0] for row in conn.execute(graph_cache.select())]
+        keys = [row[0] for row in connection.execute("SELECT key FROM graph_cache")]
     finally:
-        store.close()
+        connection.close()
     assert len(keys) == 1 and keys[0].startswith("graph:")
     second = ctxscan("feeds", "crm", "--json", cwd=tmp_path)
     assert second.code == 0 and json.loads(second.out) == json.loads(first.out)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from scanner.errors import StoreError
 from scanner.model import (
@@ -25,7 +26,9 @@ from scanner.model import (
     Principal,
     SourceSnapshot,
 )
-from scanner.store import SCHEMA_VERSION, Store
+from scanner.store import SCHEMA_VERSION, PlannedNotification, Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SNAPSHOT = SourceSnapshot(
@@ -66,14 +69,63 @@ def _round_trip(store: Store) -> None:
     assert stored.times_opened == 2 and stored.evidence == {"age": 5}
 
 
+def _daemon_round_trip(store: Store) -> None:
+    """The rest of the store: caches, scan ids, the scheduler state, the ledger and the outbox."""
+    key = store.state_key()
+    store.cache_put("graph:1", b"\x00blob")
+    assert store.cache_get("graph:1") == b"\x00blob" and store.cache_get("graph:2") is None
+    for n in range(2, 6):
+        store.cache_put(f"graph:{n}", b"more", keep=2)
+    assert store.cache_get("graph:1") is None and store.cache_get("graph:5") == b"more"
+    scan_id = store.begin_scan(["crm"], trigger="daemon", now=NOW)
+    first = store.record_result(scan_id, "crm", "fake", "ok", 0.2, NOW, snapshot=SNAPSHOT)
+    second = store.record_result(scan_id, "crm", "fake", "ok", 0.2, NOW, snapshot=SNAPSHOT)
+    assert store.state_key() != key
+    assert store.recent_snapshot_ids(["crm", "nothing"])["crm"][:2] == [second, first]
+    assert store.recent_snapshot_ids([]) == {}
+    assert store.snapshots_by_id([first, second]) == {first: SNAPSHOT, second: SNAPSHOT}
+    assert store.snapshot_history("crm", limit=1) == [SNAPSHOT]
+    assert set(store.latest_results(["crm"])) == {"crm"} and store.latest_snapshots([]) == {}
+    assert store.interrupt_scans("daemon", NOW - timedelta(minutes=1)) == 1
+    assert store.mark_interrupted() == 0
+    store.record_schedule("crm", schedule="every 1h", last_started_at=NOW, last_duration=0.2)
+    store.record_schedule("crm", last_status="ok", last_scan_id=scan_id)
+    state = store.schedule_states()["crm"]
+    assert (state.schedule, state.last_started_at, state.last_status, state.last_scan_id) == (
+        "every 1h", NOW, "ok", scan_id)
+    with pytest.raises(ValueError, match="no column"):
+        store.record_schedule("crm", **{"schedule = 'x'; --": 1})
+    items = [PlannedNotification("fp1", "open", "high", 1, "opened", {"n": 1}),
+             PlannedNotification("fp2", "open", "low", 1)]
+    assert store.enqueue_notifications("hook", items, NOW) == 1
+    assert set(store.notification_ledger("hook")) == {"fp1", "fp2"}
+    pending = store.pending_notifications("hook")
+    assert [(p.fingerprint, p.payload, p.attempts) for p in pending] == [("fp1", {"n": 1}, 0)]
+    store.mark_notification(pending[0].id, delivered=False, error="down", now=NOW)
+    store.mark_notification(pending[0].id, delivered=True, now=NOW)
+    entry = store.outbox("hook")[0]
+    assert (entry.status, entry.attempts, entry.last_error, entry.delivered_at) == ("delivered", 2, None, NOW)
+    assert store.outbox_counts()["hook"] == {"delivered": 1}
+    assert store.prune_outbox(NOW + timedelta(days=1), NOW) == (1, 0)
+
+
 def test_round_trip_sqlite(tmp_path: Path) -> None:
-    _round_trip(Store.open(f"sqlite:///{tmp_path / 'nested' / 'state.db'}"))
+    store = Store.open(f"sqlite:///{tmp_path / 'nested' / 'state.db'}")
+    _round_trip(store)
+    _daemon_round_trip(store)
+
+
+def test_round_trip_in_memory() -> None:
+    store = Store.open("sqlite:///:memory:")
+    _round_trip(store)
+    _daemon_round_trip(store)
 
 
 def test_round_trip_postgresql(pg_database: str) -> None:
     store = Store.open(pg_database)
     try:
         _round_trip(store)
+        _daemon_round_trip(store)
         # Opening again is a no-op migration.
         assert Store.open(pg_database).schema_version() == SCHEMA_VERSION
     finally:
@@ -83,9 +135,8 @@ def test_round_trip_postgresql(pg_database: str) -> None:
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     Store.open(url)
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE ctxscan_meta SET value = '999' WHERE key = 'schema_version'"))
+    with closing(sqlite3.connect(tmp_path / "state.db")) as connection, connection:
+        connection.execute("UPDATE ctxscan_meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="newer than this ctxscan"):
         Store.open(url)
 
@@ -154,11 +205,116 @@ def test_an_older_store_migrates_on_open(tmp_path: Path) -> None:
     scan_id = store.begin_scan(["crm"], now=NOW)
     store.record_result(scan_id, "crm", "fake", "ok", 0.1, NOW, snapshot=SNAPSHOT)
     store.close()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX ix_source_results_latest"))
-        conn.execute(sa.text("UPDATE ctxscan_meta SET value = '3' WHERE key = 'schema_version'"))
+    with closing(sqlite3.connect(tmp_path / "state.db")) as connection, connection:
+        connection.execute("DROP INDEX ix_source_results_latest")
+        connection.execute("UPDATE ctxscan_meta SET value = '3' WHERE key = 'schema_version'")
     reopened = Store.open(url)
     assert reopened.schema_version() == SCHEMA_VERSION
-    assert "ix_source_results_latest" in {i["name"] for i in sa.inspect(engine).get_indexes("source_results")}
+    with closing(sqlite3.connect(tmp_path / "state.db")) as connection:
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(source_results)")}
+    assert "ix_source_results_latest" in indexes
     assert reopened.latest_snapshots() == {"crm": SNAPSHOT}  # nothing stored was lost
+
+
+def _schema(path: Path) -> dict[str, object]:
+    """Each table's columns, primary key, foreign keys and indexes, as SQLite reports them."""
+    with closing(sqlite3.connect(path)) as connection:
+        tables = [row[0] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {table: {
+            "columns": connection.execute(f"PRAGMA table_info({table})").fetchall(),
+            "foreign_keys": connection.execute(f"PRAGMA foreign_key_list({table})").fetchall(),
+            "indexes": {row[1]: (row[2:], connection.execute(f"PRAGMA index_info({row[1]})").fetchall())
+                        for row in connection.execute(f"PRAGMA index_list({table})")},
+        } for table in tables}
+
+
+def _fixture_store(path: Path) -> str:
+    """A store as the SQLAlchemy-based ctxscan (schema 4) left it, with a few rows."""
+    with closing(sqlite3.connect(path)) as connection:
+        connection.executescript((FIXTURES / "store_v4.sql").read_text())
+    return f"sqlite:///{path}"
+
+
+def test_a_new_store_has_the_schema_earlier_versions_made(tmp_path: Path) -> None:
+    _fixture_store(tmp_path / "old.db")
+    Store.open(f"sqlite:///{tmp_path / 'new.db'}").close()
+    old, new = _schema(tmp_path / "old.db"), _schema(tmp_path / "new.db")
+    assert set(new) == {"ctxscan_meta", "scans", "source_results", "findings", "graph_cache",
+                        "scheduler_state", "notify_ledger", "notify_outbox"}
+    assert new == old
+    with closing(sqlite3.connect(tmp_path / "new.db")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        connection.execute("INSERT INTO scans (started_at, status, \"trigger\", sources) "
+                           "VALUES ('t', 's', 'c', '[]')")
+        assert connection.execute("SELECT rowid, id FROM scans").fetchall() == [(1, 1)]  # id is the rowid
+
+
+def test_a_store_made_by_an_earlier_version_opens_reads_and_writes(tmp_path: Path) -> None:
+    store = Store.open(_fixture_store(tmp_path / "state.db"))
+    assert store.schema_version() == SCHEMA_VERSION
+    assert [(s.id, s.status, s.sources) for s in store.scans()] == [(1, "partial", ("crm", "kb"))]
+    assert {r.source_id: r.status for r in store.results(1)} == {"crm": "ok", "kb": "failed"}
+    assert store.latest_snapshots()["crm"].assets[0].path == "public.customers"
+    assert [(f.fingerprint, f.first_seen, f.evidence) for f in store.findings()] == [("fp1", NOW, {"age": 5})]
+    assert store.schedule_states()["crm"].next_run_at == NOW + timedelta(hours=1)
+    assert [(m.id, m.status) for m in store.pending_notifications("t1")] == [(1, "pending")]
+    scan_id = store.begin_scan(["crm"], now=NOW + timedelta(hours=1))
+    assert scan_id == 2
+    assert store.record_result(scan_id, "crm", "fake", "ok", 0.3, NOW, snapshot=SNAPSHOT) == 3
+    changes = store.sync_findings([], NOW + timedelta(hours=1), scan_id)
+    assert [f.fingerprint for f in changes.resolved] == ["fp1"]
+    store.finish_scan(scan_id, "ok", NOW + timedelta(hours=1))
+    store.close()
+    reopened = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    assert reopened.latest_snapshots() == {"crm": SNAPSHOT} and reopened.findings() == []
+    _daemon_round_trip(reopened)
+
+
+# The store's work in a scan and in the daemon, in a process of its own: SQLAlchemy costs
+# ~0.2 s to import, and a SQLite store must never pay it.
+WITHOUT_SQLALCHEMY = """
+import sys
+from tests.test_store import _daemon_round_trip, _round_trip
+from scanner.store import Store
+store = Store.open(sys.argv[1])
+_round_trip(store)
+_daemon_round_trip(store)
+store.close()
+print(sorted(name for name in sys.modules if name.split(".")[0] == "sqlalchemy"))
+"""
+
+
+def test_a_sqlite_store_never_imports_sqlalchemy(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", WITHOUT_SQLALCHEMY, f"sqlite:///{tmp_path / 'state.db'}"],
+                            capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_scan_and_a_query_on_sqlite_never_import_sqlalchemy(write_inventory, tmp_path: Path) -> None:
+    path = write_inventory("version: 1\nsources: [{id: a, connector: fake, tables: [t1]}]\n")
+    env = {key: value for key, value in os.environ.items() if key != "CTXSCAN_STATE"}
+    for command in ("scan", "findings"):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "scanner", command,
+                                 "-c", str(path), "--state", f"sqlite:///{tmp_path / 'state.db'}"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode in (0, 1), result.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "sqlalchemy" not in imported, command
+
+
+def test_errors_are_one_line_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="runs on SQLite or PostgreSQL; got mysql://u:\\*\\*\\*@h/db"):
+        Store.open("mysql://u:s3cretpw@h/db")
+    with pytest.raises(StoreError, match="invalid state store URL"):
+        Store.open(f"sqlite:///{tmp_path / 'state.db'}?timeout=3")
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    with closing(sqlite3.connect(tmp_path / "state.db")) as connection:
+        connection.execute("DROP TABLE findings")
+    with pytest.raises(StoreError, match="no such table: findings") as raised:
+        store.findings()
+    assert "\n" not in str(raised.value)
+    with pytest.raises(StoreError, match="cannot open the state store"):
+        Store.open(f"sqlite:///{tmp_path / 'state.db' / 'below-a-file.db'}")
