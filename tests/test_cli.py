@@ -114,3 +114,16 @@ def test_readme_lists_every_setting_of_every_connector() -> None:
             continue
         listed = set(re.findall(r"`([a-z_]+)`", rows[name]))
         assert listed == {s.name for s in cls.settings}, name
+
+
+@pytest.mark.parametrize("command, collects", [("validate", False), ("daemon --once", True)])
+def test_only_the_daemon_keeps_the_cyclic_collector(write_inventory, tmp_path: Path, command: str,
+                                                     collects: bool) -> None:
+    """One-shot commands pause the collector (they exit soon); the daemon runs for months."""
+    path = write_inventory("version: 1\nsources: [{id: a, connector: fake, tables: [t]}]\n")
+    code = ("import gc, sys; from scanner.cli import main\n"
+            "try:\n    main(sys.argv[1:], standalone_mode=False)\nfinally:\n    print(gc.isenabled())")
+    args = ["-c", str(path), "--state", f"sqlite:///{tmp_path / 's.db'}", *command.split()]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(collects)
