@@ -130,7 +130,7 @@ WHERE c.oid = ANY(%s::oid[])
 GROUP BY c.oid, x.grantee
 """
 
-# Run only for the relations whose columns carry privileges (most have none).
+# Column privileges of the assets (most columns have none: `attacl IS NOT NULL` skips them).
 COLUMN_ACL_SQL = """
 SELECT a.attrelid, a.attname, x.grantee, x.privilege_type, x.is_grantable
 FROM unnest(%s::oid[]) AS w(oid)

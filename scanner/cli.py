@@ -165,7 +165,10 @@ def main(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def validate(as_json: bool) -> None:
     """Check the inventory file and print a one-screen summary."""
+    from scanner.plugins import load_errors
+
     inventory = _app().inventory()
+    load_errors()  # discovers every plugin: one that cannot load or claims a built-in kind is logged
     summary: dict[str, Any] = {
         "valid": True,
         "files": list(inventory.files),

@@ -226,8 +226,9 @@ def _parse_dt(value: str | None) -> datetime | None:
 def encode_snapshot(snapshot: SourceSnapshot) -> bytes:
     """A snapshot as the store keeps it: zlib-compressed JSON of `snapshot_to_dict`.
 
-    msgspec encodes a 5,000-table snapshot about seven times faster than the json module;
-    values JSON has no type for (a Decimal in properties, say) are stored as their str().
+    msgspec encodes a 5,000-table snapshot about seven times faster than the json module.
+    Property values JSON has no type for are stored as msgspec writes them (datetimes as
+    RFC 3339, bytes as base64, sets as lists) or, failing that, as their str() (a Decimal).
     """
     import msgspec.json
 

@@ -9,6 +9,7 @@ process exit). Results are stored one by one as they arrive.
 from __future__ import annotations
 
 import difflib
+import gc
 import queue
 import threading
 import time
@@ -177,12 +178,12 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
             return previous.get(source.id)
 
         def run() -> None:
-            if abandoned.is_set():
-                return
             began = time.monotonic()
             context = ProbeContext(now=now(), principals=frozenset(principals.get(source.id, ())),
                                    timeout=timeout, cancelled=cancelled, load_previous=load_previous)
             with lock:
+                if abandoned.is_set():
+                    return
                 running[source.id] = (began, timeout, context)
             if progress:
                 progress(f"probing {source.id} ({source.connector})", None)
@@ -195,9 +196,9 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
 
     for source in sources:
         pool.submit(task_for(source))
-    from scanner.rules import build_context, evaluate
-
     try:
+        from scanner.rules import build_context, evaluate
+
         store = store() if callable(store) else store
         longest = max((s.timeout or inventory.defaults.timeout for s in sources), default=60.0)
         store.mark_interrupted(older_than=started - timedelta(seconds=longest + 600))
@@ -207,14 +208,18 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
         previous.update((sid, stored_previous[ids[0]]) for sid, ids in recent_ids.items()
                         if ids[0] in stored_previous)
     except BaseException:  # no store, no scan: stop the probes that started
-        abandoned.set()
         with lock:
+            abandoned.set()
             for _, _, context in running.values():
                 context.cancelled.set()
         pool.shutdown()
         raise
     finally:
         ready.set()
+        # A probe's time limit runs from when it started or from now, whichever is later:
+        # waiting for the store (a PostgreSQL store, or SQLite behind a daemon's write) is not
+        # the probe's time.
+        store_ready = time.monotonic()
     # Snapshots held in memory by stored result id, so evaluation does not decode them again.
     known: dict[int, SourceSnapshot] = dict(stored_previous)
 
@@ -227,7 +232,7 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
             clock = time.monotonic()
             with lock:
                 overdue = [(sid, began, limit, ctx) for sid, (began, limit, ctx) in running.items()
-                           if sid not in outcomes and clock - began > limit]
+                           if sid not in outcomes and clock - max(began, store_ready) > limit]
             for sid, began, limit, ctx in overdue:
                 ctx.cancelled.set()
                 pool.replace_stuck_worker()
@@ -253,6 +258,12 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
         outcomes[source_id] = outcome
         if progress:
             progress(f"{source_id}: {outcome.status}", outcome)
+        if not gc.isenabled() and len(outcomes) < len(sources):
+            # A one-shot command pauses the cyclic collector (scanner.cli). Between sources,
+            # reclaim the cycles a probe left (SDK clients make some) and freeze what survives,
+            # so a long scan neither grows unbounded nor traverses any object twice.
+            gc.collect()
+            gc.freeze()
     pool.shutdown()
 
     finished = now()

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +200,8 @@ class _Connection(Protocol):
 
     def run(self, sql: str, /, **params: Any) -> int: ...
 
+    def insert(self, table: _Table, values: Mapping[str, Any]) -> int: ...
+
 
 class _Database(Protocol):
     errors: tuple[type[Exception], ...]  # what the driver raises: each becomes a StoreError
@@ -227,6 +229,10 @@ class _SQLiteConnection:
     def run(self, sql: str, /, **params: Any) -> int:
         return self._connection.execute(sql, params).rowcount
 
+    def insert(self, table: _Table, values: Mapping[str, Any]) -> int:
+        """Insert one row; its new `id` (lastrowid: RETURNING needs SQLite 3.35)."""
+        return int(self._connection.execute(_insert_sql(table, values), values).lastrowid or 0)
+
 
 class _SQLite:
     """sqlite3 in autocommit mode with explicit transactions, and a pool of idle connections:
@@ -239,8 +245,12 @@ class _SQLite:
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._prepared = False
-        # An in-memory database lives in its one connection: operations take turns on it.
-        self._turn: AbstractContextManager[Any] = threading.Lock() if path == ":memory:" else nullcontext()
+        self._closed = False
+        # An in-memory database lives in one connection that operations take turns on; a read
+        # nested in a write on the same thread (the rules read while findings sync) shares it.
+        self._shared: sqlite3.Connection | None = None
+        self._turn = threading.RLock()
+        self._depth = 0
 
     def _connect(self) -> sqlite3.Connection:
         if not self._prepared and self.path != ":memory:":
@@ -258,19 +268,42 @@ class _SQLite:
         connection.row_factory = _dict_row
         return connection
 
+    @staticmethod
+    def _settled(connection: sqlite3.Connection) -> bool:
+        """Roll back what a block left open (it failed, or its COMMIT did); False if that fails."""
+        try:
+            if connection.in_transaction:
+                connection.rollback()
+            return True
+        except sqlite3.Error:
+            return False
+
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        with self._turn:
+        if self.path == ":memory:":
+            with self._turn:
+                self._shared = self._shared or self._connect()
+                self._depth += 1
+                try:
+                    yield self._shared
+                finally:
+                    self._depth -= 1
+                    if not self._depth:
+                        self._settled(self._shared)
+            return
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        connection = connection or self._connect()
+        try:
+            yield connection
+        finally:
+            settled = self._settled(connection)
             with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            connection = connection or self._connect()
-            try:
-                yield connection
-            finally:
-                if connection.in_transaction:  # the block failed, or its COMMIT did
-                    connection.rollback()
-                with self._lock:
+                pooled = settled and not self._closed
+                if pooled:
                     self._idle.append(connection)
+            if not pooled:
+                connection.close()
 
     @contextmanager
     def connect(self) -> Iterator[_Connection]:
@@ -287,10 +320,16 @@ class _SQLite:
             connection.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the idle connections; one in use is closed when its block ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        with self._turn:
+            if self._shared is not None and not self._depth:
+                self._shared.close()
+                self._shared = None
 
 
 class _SQLAlchemyConnection:
@@ -305,6 +344,10 @@ class _SQLAlchemyConnection:
 
     def run(self, sql: str, /, **params: Any) -> int:
         return int(self._connection.execute(self._text(sql), params).rowcount)
+
+    def insert(self, table: _Table, values: Mapping[str, Any]) -> int:
+        """Insert one row; its new `id`."""
+        return int(self.rows(_insert_sql(table, values) + " RETURNING id", **values)[0]["id"])
 
 
 class _PostgreSQL:
@@ -545,19 +588,18 @@ class Store:
 
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connect, create or migrate the schema, and mark scans a crash left running."""
-        secrets = secrets_in_text(url)
+        """Connect, and create or migrate the schema."""
         try:
             database = _database(url)
         except ValueError as exc:
-            raise StoreError(redact_text(f"invalid state store URL {url!r}: {exc}", secrets)) from None
+            raise StoreError(redact_text(f"invalid state store URL {url!r}: {exc}", secrets_in_text(url))) from None
         store = cls(url, database)
         try:
             store._migrate()
         except database.errors + (OSError,) as exc:
             database.close()
             message = f"cannot open the state store {url}: {_detail(exc)}"
-            raise StoreError(redact_text(message, secrets)) from None
+            raise StoreError(redact_text(message, store.secrets)) from None
         return store
 
     def close(self) -> None:
@@ -622,7 +664,7 @@ class Store:
         values = dict(started_at=_iso(now or utcnow()), status="running", trigger=trigger,
                       inventory_digest=inventory_digest, sources=json.dumps(list(source_ids)))
         with self._write() as conn:
-            return int(conn.rows(_insert_sql(_SCANS, values) + " RETURNING id", **values)[0]["id"])
+            return conn.insert(_SCANS, values)
 
     def finish_scan(self, scan_id: int, status: str, now: datetime | None = None) -> None:
         """Mark a scan finished with its overall status."""
@@ -650,7 +692,7 @@ class Store:
             settings=json.dumps(settings or {}, default=str),
             snapshot=encode_snapshot(snapshot) if snapshot is not None else None)
         with self._write() as conn:
-            return int(conn.rows(_insert_sql(_SOURCE_RESULTS, values) + " RETURNING id", **values)[0]["id"])
+            return conn.insert(_SOURCE_RESULTS, values)
 
     def scans(self, limit: int = 20) -> list[ScanRecord]:
         """The newest scans first."""

@@ -147,24 +147,122 @@ def test_probes_run_while_the_store_opens(write_inventory, tmp_path: Path) -> No
 
 
 def test_a_store_that_cannot_open_stops_the_scan_at_once(write_inventory) -> None:
+    """The running probe is told to stop, and the queued one never starts."""
     import time
 
     import pytest
 
     from scanner.errors import StoreError
+    from scanner.plugins import ProbeContext, connectors
 
     path = write_inventory("""
         version: 1
-        sources: [{id: stuck, connector: fake, hang: true, timeout: 60s}]
+        defaults: {concurrency: 1}
+        sources:
+          - {id: stuck, connector: fake, hang: true, timeout: 60s}
+          - {id: queued, connector: fake, tables: [t]}
     """)
+    started: dict[str, ProbeContext] = {}
+    fake = connectors()["fake"]
+
+    class Recording(fake):  # type: ignore[misc, valid-type]
+        def probe(self, context: ProbeContext):
+            started[self.source.id] = context
+            return super().probe(context)
 
     def opener() -> Store:
+        time.sleep(0.2)  # the first probe is running by now
         raise StoreError("cannot open the state store sqlite:///nowhere: disk on fire")
 
     began = time.monotonic()
     with pytest.raises(StoreError, match="disk on fire"):
-        run_scan(load_inventory([path], env={}), opener)
+        run_scan(load_inventory([path], env={}), opener, registry={"fake": Recording})
     assert time.monotonic() - began < 5
+    assert started["stuck"].cancelled.is_set()
+    time.sleep(0.3)  # the hung probe notices the cancellation and its worker moves on
+    assert "queued" not in started
+
+
+def test_waiting_for_the_store_is_not_the_probes_time(write_inventory, tmp_path: Path) -> None:
+    """A probe that reads `previous` waits for a slow store; that wait does not time it out."""
+    import time
+
+    from scanner.plugins import ProbeContext, connectors
+
+    path = write_inventory("""
+        version: 1
+        sources: [{id: a, connector: fake, tables: [t], latency: 0.3, timeout: 1s}]
+    """)
+    fake = connectors()["fake"]
+
+    class ReadsPrevious(fake):  # type: ignore[misc, valid-type]
+        def probe(self, context: ProbeContext):
+            context.previous  # noqa: B018 (waits for the store)
+            return super().probe(context)
+
+    def opener() -> Store:
+        time.sleep(1.5)
+        return Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+
+    report = run_scan(load_inventory([path], env={}), opener, registry={"fake": ReadsPrevious})
+    assert [(o.status, o.error) for o in report.outcomes] == [("ok", None)]
+
+
+def test_an_in_memory_store_scans(write_inventory) -> None:
+    """sqlite:///:memory: is one connection: the rules read it while the findings sync writes."""
+    path = write_inventory("""
+        version: 1
+        sources: [{id: a, connector: fake, tables: ["t@30d"]}]
+        workflows: [{id: w, reads: [{asset: "a:t", max_age: 1d}]}]
+    """)
+    store = Store.open("sqlite:///:memory:")
+    report = run_scan(load_inventory([path], env={}), store)
+    assert report.status == "ok"
+    assert "stale" in {f.kind for f in store.findings("open")}
+
+
+def test_between_sources_a_paused_collector_still_reclaims_cycles(write_inventory) -> None:
+    """With the collector paused (as the CLI runs), a cycle one probe left is freed before the end."""
+    import gc
+    import time
+    import weakref
+
+    from scanner.plugins import ProbeContext, connectors
+
+    path = write_inventory("""
+        version: 1
+        defaults: {concurrency: 1}
+        sources: [{id: a, connector: fake, tables: [t]}, {id: b, connector: fake, tables: [u]}]
+    """)
+    fake = connectors()["fake"]
+    left: dict[str, weakref.ref] = {}
+    freed_while_b_ran: list[bool] = []
+
+    class Node:
+        pass
+
+    class LeavesACycle(fake):  # type: ignore[misc, valid-type]
+        def probe(self, context: ProbeContext):
+            if self.source.id == "b":  # the core collects once it has stored a's result
+                deadline = time.monotonic() + 5
+                while left["a"]() is not None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                freed_while_b_ran.append(left["a"]() is None)
+            cycle = Node()
+            cycle.self = cycle  # type: ignore[attr-defined]
+            left[self.source.id] = weakref.ref(cycle)
+            return super().probe(context)
+
+    gc.collect()
+    gc.disable()
+    try:
+        run_scan(load_inventory([path], env={}), Store.open("sqlite:///:memory:"),
+                 registry={"fake": LeavesACycle})
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    assert freed_while_b_ran == [True]
+    assert left["b"]() is not None  # after the last source nothing is collected: the CLI exits
 
 
 def test_a_scan_loads_only_the_connectors_it_uses(write_inventory, tmp_path: Path) -> None:

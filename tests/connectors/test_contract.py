@@ -6,6 +6,7 @@ module; the last test here makes sure each of ours has one.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -94,3 +95,11 @@ def test_a_broken_plugin_is_reported_once_and_skipped(tmp_path: Path) -> None:
     assert "is not a subclass" in proc.stderr
     # A plugin under a built-in kind is reported and skipped; ours keeps working.
     assert "'files' (thirdparty_missing:Files) is registered under a kind already taken" in proc.stderr
+    # `ctxscan validate` reads every entry point, so it reports them too.
+    inventory = tmp_path / "ctxscan.yaml"
+    inventory.write_text("version: 1\nsources: [{id: a, connector: files, path: .}]\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    validated = subprocess.run([sys.executable, "-m", "scanner", "validate", "-c", str(inventory)],
+                               capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr
+    assert "registered under a kind already taken" in validated.stderr and "'broken'" in validated.stderr
