@@ -60,10 +60,9 @@ def main() -> None:
     # call after dropping the cache (a fresh store state makes a new key).
     import sqlite3
 
-    from scanner.graph import sqlite_file
-    from scanner.store import default_state_url
+    from scanner.store import default_state_url, sqlite_path
 
-    path = sqlite_file(default_state_url([str(config)]))
+    path = sqlite_path(default_state_url([str(config)]))
     assert path is not None, "the benchmark estate keeps its state in SQLite"
     connection = sqlite3.connect(path)
     with connection:

@@ -80,6 +80,14 @@ class Limits:
         return self.deadline - time.monotonic()
 
 
+def source_url(source: SourceConfig) -> str:
+    """The source's `url` setting; a ProbeError when it is missing."""
+    url = source.settings.get("url")
+    if not url or not isinstance(url, str):
+        raise ProbeError(f"source {source.id}: setting url is missing", reason=REASON_ERROR)
+    return url
+
+
 def probe_limits(source: SourceConfig, context: ProbeContext) -> Limits:
     """Connect, statement and lock timeouts from the settings, bounded by the probe timeout."""
     budget = context.timeout if context.timeout and context.timeout > 0 else 60.0

@@ -30,6 +30,7 @@ from connectors._sqlcommon import (
     probe_error,
     probe_limits,
     qualified_path,
+    source_url,
 )
 from scanner.errors import ProbeError
 from scanner.model import (
@@ -190,9 +191,7 @@ class MysqlConnector(Connector):
     def probe(self, context: ProbeContext) -> SourceSnapshot:
         """Probe the server read-only and return its assets, freshness and access paths."""
         limits = probe_limits(self.source, context)
-        url = self.source.settings.get("url")
-        if not url or not isinstance(url, str):
-            raise ProbeError(f"source {self.source.id}: setting url is missing", reason=REASON_ERROR)
+        url = source_url(self.source)
         target = parse_url(url)
         phase = "cannot connect to MySQL"
         try:

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors._sqlcommon import (
     DEFAULT_MAX_GRANTS,
-    REASON_ERROR,
     REASON_TIMEOUT,
     BatchAborted,
     Limits,
@@ -31,6 +30,7 @@ from connectors._sqlcommon import (
     qualified_path,
     run_bisecting,
     runs_as_notes,
+    source_url,
     unknown_principals,
 )
 from scanner.errors import ProbeError
@@ -265,9 +265,7 @@ class PostgresConnector(Connector):
     def probe(self, context: ProbeContext) -> SourceSnapshot:
         """Probe the database read-only and return its assets, freshness and access paths."""
         limits = probe_limits(self.source, context)
-        url = self.source.settings.get("url")
-        if not url or not isinstance(url, str):
-            raise ProbeError(f"source {self.source.id}: setting url is missing", reason=REASON_ERROR)
+        url = source_url(self.source)
         watchdog: _Watchdog | None = None
         phase = "cannot connect to PostgreSQL"
         try:

@@ -25,6 +25,7 @@ from connectors._sqlcommon import (
     probe_error,
     probe_limits,
     qualified_path,
+    source_url,
 )
 from scanner.errors import ProbeError
 from scanner.model import METHOD_NONE, Asset, Column, DiscoveredOwner, FreshnessObservation, SourceSnapshot
@@ -61,9 +62,7 @@ class SqlConnector(Connector):
     def probe(self, context: ProbeContext) -> SourceSnapshot:
         """Reflect the database read-only and return its tables, views and columns."""
         limits = probe_limits(self.source, context)
-        url = self.source.settings.get("url")
-        if not url or not isinstance(url, str):
-            raise ProbeError(f"source {self.source.id}: setting url is missing", reason=REASON_ERROR)
+        url = source_url(self.source)
         phase = "cannot connect"
         try:
             engine = _engine(url, limits)

@@ -904,14 +904,6 @@ def declared_state(paths: Sequence[str], env: Mapping[str, str] | None = None) -
     return True, value
 
 
-def sqlite_file(url: str) -> str | None:
-    """The file of a plain `sqlite:///PATH` URL, else None."""
-    if not url.startswith("sqlite:///") or "?" in url:
-        return None
-    path = url[len("sqlite:///"):]
-    return path if path and path != ":memory:" else None
-
-
 def sqlite_state_key(connection: Any) -> str:
     """`Store.state_key()` over a bare sqlite3 connection."""
     from scanner.store import STATE_KEY_SQL, state_key_of
@@ -929,8 +921,13 @@ def quick_cached_graph(url: str, fingerprint: str, today: date | None = None) ->
     import sqlite3
     from urllib.parse import quote
 
-    path = sqlite_file(url)
-    if path is None or not Path(path).is_file():
+    from scanner.store import sqlite_path
+
+    try:
+        path = sqlite_path(url)
+    except ValueError:
+        return None
+    if path is None or path == ":memory:" or not Path(path).is_file():
         return None
     try:
         connection = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=5)

@@ -384,15 +384,26 @@ class _PostgreSQL:
 _SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?://(?:/(?P<path>[^?]*))?")
 
 
+def sqlite_path(url: str) -> str | None:
+    """The database file of a `sqlite:` state URL (`:memory:` for none); None for another scheme.
+
+    ValueError when a sqlite URL is malformed.
+    """
+    if not url.startswith("sqlite"):
+        return None
+    match = _SQLITE_URL.fullmatch(url)
+    if match is None:
+        raise ValueError("expected sqlite:///RELATIVE/PATH or sqlite:////ABSOLUTE/PATH, without options")
+    return unquote(match["path"] or "") or ":memory:"
+
+
 def _database(url: str) -> _Database:
     """The backend of a state URL; ValueError when the URL is malformed."""
     if url.startswith("postgresql"):
         return _PostgreSQL(url)
-    if url.startswith("sqlite"):
-        match = _SQLITE_URL.fullmatch(url)
-        if match is None:
-            raise ValueError("expected sqlite:///RELATIVE/PATH or sqlite:////ABSOLUTE/PATH, without options")
-        return _SQLite(unquote(match["path"] or "") or ":memory:")
+    path = sqlite_path(url)
+    if path is not None:
+        return _SQLite(path)
     raise StoreError("the state store runs on SQLite or PostgreSQL; got "
                      + redact_text(url, secrets_in_text(url)))
 

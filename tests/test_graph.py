@@ -231,7 +231,7 @@ def test_declared_state_is_read_without_parsing(tmp_path: Path, text: str, env: 
 def test_cache_is_read_through_the_store_and_without_it(estate: tuple, graph: nx.MultiDiGraph) -> None:
     import sqlite3
 
-    from scanner.graph import sqlite_file
+    from scanner.store import sqlite_path
 
     inventory, store, directory = estate
     fingerprint = config_fingerprint([str(directory / "ctxscan.yaml")])
@@ -242,7 +242,7 @@ def test_cache_is_read_through_the_store_and_without_it(estate: tuple, graph: nx
     cached = load_cached(store, key)
     assert cached is not None and cached.nodes["workflow:assistant"] == graph.nodes["workflow:assistant"]
     url = store.url
-    path = sqlite_file(url)
+    path = sqlite_path(url)
     assert path is not None
     with sqlite3.connect(path) as connection:
         assert sqlite_state_key(connection) == store.state_key()
@@ -280,10 +280,9 @@ def test_queries_build_then_reuse_the_cache(tmp_path: Path, ctxscan) -> None:
     assert first.code == 0, first
     import sqlite3
 
-    from scanner.graph import sqlite_file
-    from scanner.store import default_state_url
+    from scanner.store import default_state_url, sqlite_path
 
-    path = sqlite_file(default_state_url([str(tmp_path / "ctxscan.yaml")], env={}))
+    path = sqlite_path(default_state_url([str(tmp_path / "ctxscan.yaml")], env={}))
     assert path is not None
     connection = sqlite3.connect(path)
     try:

@@ -20,13 +20,10 @@ from connectors._sqlcommon import probe_limits, qualified_path
 from connectors.mysql import MysqlConnector, _connect, _Probe, parse_url
 from scanner.access import access_levels, access_paths
 from scanner.errors import ProbeError
-from scanner.inventory import load_inventory
-from scanner.model import Finding, SourceSnapshot
+from scanner.model import SourceSnapshot
 from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
-from scanner.rules import build_context, evaluate
-from scanner.scan import run_scan
-from scanner.store import Store
 from tests.connectors.contract import check_snapshot_contract
+from tests.connectors.scan_support import scan_findings
 
 if TYPE_CHECKING:
     from tests.connectors.dbservers import MysqlServer
@@ -301,25 +298,6 @@ def test_an_account_without_the_grant_tables_sees_its_own_privileges(mysql_serve
     assert all(g.principal in (r["bot"], r["reader"], r["analysts"], "PUBLIC") for g in snapshot.grants)
 
 
-def scan_findings(tmp_path: Path, url: str, runs_as: str, reads: list[str]) -> tuple[SourceSnapshot, list[Finding]]:
-    """Scan one mysql source for one workflow in-process and evaluate every rule."""
-    inventory_file = tmp_path / "ctxscan.yaml"
-    inventory_file.write_text(json.dumps({
-        "version": 1, "owners": [{"id": "data-eng"}],
-        "sources": [{"id": "shop", "connector": "mysql", "url": url, "owner": "data-eng"}],
-        "workflows": [{"id": "assistant", "owner": "data-eng", "stage": "production",
-                       "runs_as": {"shop": runs_as}, "reads": [f"shop:{r}" for r in reads]}],
-    }))
-    inventory = load_inventory([inventory_file], env={})
-    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        run_scan(inventory, store)
-        ctx = build_context(inventory, store, datetime.now(UTC))
-        return ctx.snapshots["shop"], evaluate(ctx)
-    finally:
-        store.close()
-
-
 def test_a_bare_user_name_resolves_to_its_one_account(mysql_server: MysqlServer, tmp_path: Path) -> None:
     """`runs_as: rev1_bot` (no @host) means the account rev1_bot@% when it is the only one."""
     s = mysql_server
@@ -337,7 +315,7 @@ def test_a_bare_user_name_resolves_to_its_one_account(mysql_server: MysqlServer,
     assert {p.chain for p in paths if p.privilege == "INSERT"} == {(user, account)}
 
     # Through the scan, the account's real write access is found rather than "no access".
-    _, findings = scan_findings(tmp_path, s.url(db), user, [f"{db}.t"])
+    _, findings = scan_findings(tmp_path, "mysql", "shop", s.url(db), user, [f"{db}.t"])
     writes = [f for f in findings if f.kind == "over_permissioned" and f.subkind == "write_access"]
     assert len(writes) == 1 and writes[0].principal == user and account in writes[0].message
     assert not [f for f in findings if f.subkind == "unknown_principal"]
@@ -360,7 +338,7 @@ def test_an_ambiguous_or_missing_account_is_unknown(mysql_server: MysqlServer, t
     assert len(ambiguous) == 1 and first in ambiguous[0] and second in ambiguous[0]
     assert any(repr(missing) in note and "does not exist" in note for note in snapshot.notes)
 
-    stored, findings = scan_findings(tmp_path, s.url(db), missing, [f"{db}.t"])
+    stored, findings = scan_findings(tmp_path, "mysql", "shop", s.url(db), missing, [f"{db}.t"])
     assert stored.state["unknown_principals"] == [missing]
     unknown = [f for f in findings if f.kind == "over_permissioned" and f.subkind == "unknown_principal"]
     assert len(unknown) == 1 and unknown[0].principal == missing and unknown[0].severity == "high"

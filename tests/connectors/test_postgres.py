@@ -21,13 +21,10 @@ from connectors._sqlcommon import probe_limits
 from connectors.postgres import PostgresConnector, _connect
 from scanner.access import access_levels, access_paths
 from scanner.errors import ProbeError
-from scanner.inventory import load_inventory
-from scanner.model import Finding, SourceSnapshot
+from scanner.model import SourceSnapshot
 from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
-from scanner.rules import build_context, evaluate
-from scanner.scan import run_scan
-from scanner.store import Store
 from tests.connectors.contract import check_snapshot_contract
+from tests.connectors.scan_support import scan_findings
 
 if TYPE_CHECKING:
     from tests.connectors.dbservers import PostgresServer
@@ -353,25 +350,6 @@ def test_grants_stay_bounded_but_keep_what_workflows_need(postgres_server: Postg
     assert any("left out to stay under 10 grants" in note for note in snapshot.notes)
 
 
-def scan_findings(tmp_path: Path, url: str, runs_as: str, reads: list[str]) -> tuple[SourceSnapshot, list[Finding]]:
-    """Scan one postgres source for one workflow in-process and evaluate every rule."""
-    inventory_file = tmp_path / "ctxscan.yaml"
-    inventory_file.write_text(json.dumps({
-        "version": 1, "owners": [{"id": "data-eng"}],
-        "sources": [{"id": "pg", "connector": "postgres", "url": url, "owner": "data-eng"}],
-        "workflows": [{"id": "assistant", "owner": "data-eng", "stage": "production",
-                       "runs_as": {"pg": runs_as}, "reads": [f"pg:{r}" for r in reads]}],
-    }))
-    inventory = load_inventory([inventory_file], env={})
-    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
-    try:
-        run_scan(inventory, store)
-        ctx = build_context(inventory, store, datetime.now(UTC))
-        return ctx.snapshots["pg"], evaluate(ctx)
-    finally:
-        store.close()
-
-
 def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: PostgresServer,
                                                              tmp_path: Path) -> None:
     """An app role that owns its database (so `public`, through pg_database_owner on 15+) and
@@ -401,7 +379,7 @@ def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: Pos
     paths = access_paths(snapshot, app, snapshot.asset("mine.t3"))  # type: ignore[arg-type]
     assert [(p.chain, p.access) for p in paths if p.privilege.startswith("OWNER")] == [((app,), "other")]
 
-    _, findings = scan_findings(tmp_path, s.url(db), app, ["public.t2"])
+    _, findings = scan_findings(tmp_path, "postgres", "pg", s.url(db), app, ["public.t2"])
     over = [f for f in findings if f.kind == "over_permissioned"]
     assert not [f for f in over if f.subkind == "write_access"], over
     undeclared = [f for f in over if f.subkind == "undeclared_read"]
@@ -418,7 +396,7 @@ def test_an_unknown_runs_as_role_is_recorded_and_found(postgres_server: Postgres
     known = probe(postgres_server.url(r["db"]), principals=(r["bot"],))
     assert known.state["unknown_principals"] == []
 
-    stored, findings = scan_findings(tmp_path, postgres_server.url(r["db"]), typo, ["app.kb"])
+    stored, findings = scan_findings(tmp_path, "postgres", "pg", postgres_server.url(r["db"]), typo, ["app.kb"])
     assert stored.state["unknown_principals"] == [typo]
     unknown = [f for f in findings if f.kind == "over_permissioned" and f.subkind == "unknown_principal"]
     assert len(unknown) == 1 and unknown[0].principal == typo and unknown[0].source == "pg"
