@@ -662,7 +662,8 @@ def depends(workflow_id: str, as_json: bool) -> None:
         click.echo()
         click.echo(table(
             ["asset", "read by", "method", "age", "sla", "freshness", "owner", "findings"],
-            [[a["id"], ", ".join(a["read_by"]), a["freshness"]["method"],
+            [[a["id"], ", ".join(a["read_by"]) or "upstream of " + (a.get("derived_path") or ["?"])[-1],
+              a["freshness"]["method"],
               format_duration(a["freshness"]["age_seconds"]), format_duration(a["sla_seconds"]),
               a["freshness_state"], a["owner"], _finding_counts(a["findings"])] for a in answer["assets"]],
             max_width=60))
@@ -705,7 +706,9 @@ def why(workflow_id: str, asset_id: str, as_json: bool) -> None:
         declared = answer["declared_access"]
         click.echo(f"{workflow_id} runs as {principal} in {source_id}; "
                    + (f"it declares {declared} access to {answer['asset']}" if declared
-                      else f"it does not declare a read of {answer['asset']}"))
+                      else f"it does not declare a read of {answer['asset']}")
+                   + (f" (it reads {answer['derived_path'][-1]}, derived from it via "
+                      f"{' -> '.join(answer['derived_path'])})" if answer.get("derived_path") else ""))
     if answer["paths"]:
         levels = ", ".join(answer["access"])
         count = len(answer["paths"])

@@ -52,6 +52,7 @@ EDGE_STYLES = {  # DOT attributes per edge type
     "grants": 'color="#d35400", style=dashed',
     "member_of": 'color="#2e86c1", style=dotted',
     "owns": 'color="#999999", style=dotted, arrowhead=odot',
+    "derived_from": 'color="#16a085", style=dashed',
 }
 DOT_SHAPES = {SOURCE: "cylinder", ASSET: "box", WORKFLOW: "box", PRINCIPAL: "hexagon", OWNER: "house"}
 
@@ -439,7 +440,7 @@ def _mermaid_text(text: str) -> str:
 MERMAID_SHAPES = {SOURCE: ('[("', '")]'), ASSET: ('["', '"]'), WORKFLOW: ('(["', '"])'),
                   PRINCIPAL: ('{{"', '"}}'), OWNER: ('>"', '"]')}
 MERMAID_ARROWS = {"contains": "---", "feeds": "==>", "runs_as": "-.->", "grants": "-.->",
-                  "member_of": "-.->", "owns": "-.->"}
+                  "member_of": "-.->", "owns": "-.->", "derived_from": "-.->"}
 
 
 def to_mermaid(graph: Any) -> str:

@@ -9,6 +9,7 @@ stable and readable: `source:crm`, `asset:crm:public.customers`, `workflow:suppo
     asset --feeds--> workflow             workflow --feeds--> workflow
     workflow --runs_as--> principal       principal --member_of--> principal
     principal --grants--> asset | source  (source for schema/dataset- and source-wide grants)
+    asset --derived_from--> asset         (the derived asset points at what it is built from)
 
 Node attributes carry what a reviewer needs: owner and where it came from, freshness (method,
 last change, age when scanned, effective SLA), stage, the open findings and a `status`
@@ -50,7 +51,8 @@ SOURCE, ASSET, WORKFLOW, PRINCIPAL, OWNER = "source", "asset", "workflow", "prin
 NODE_TYPES = (SOURCE, ASSET, WORKFLOW, PRINCIPAL, OWNER)
 CONTAINS, FEEDS, RUNS_AS, GRANTS, MEMBER_OF, OWNS = (
     "contains", "feeds", "runs_as", "grants", "member_of", "owns")
-EDGE_TYPES = (CONTAINS, FEEDS, RUNS_AS, GRANTS, MEMBER_OF, OWNS)
+DERIVED_FROM = "derived_from"
+EDGE_TYPES = (CONTAINS, FEEDS, RUNS_AS, GRANTS, MEMBER_OF, OWNS, DERIVED_FROM)
 
 # Node status, most urgent first; `attention` is any other open finding.
 STATUSES = ("stale", "over_permissioned", "unowned", "attention", "not_scanned", "healthy")
@@ -265,6 +267,7 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
 
     context = RuleContext(inventory=inventory, snapshots=snapshots, results=results,
                           now=max(as_of) if as_of else datetime.now().astimezone())
+    upstreams = _add_lineage(b, context)
     for node, attrs in b.nodes.items():
         if attrs["type"] != ASSET:
             continue
@@ -273,7 +276,8 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
         if sla is None:
             continue
         b.node(node, sla_seconds=_seconds(sla.max_age), sla_warn_seconds=_seconds(sla.warn_after),
-               sla_origin=sla.origin, sla_set_by=sla.set_by, sla_description=sla.describe())
+               sla_origin=sla.origin, sla_set_by=sla.set_by, sla_description=sla.describe(),
+               sla_via=list(sla.via) or None)
 
     _attach_findings(b, findings)
     valid_until = _valid_until(inventory, today)
@@ -289,12 +293,36 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
         "owners": sorted(n.split(":", 1)[1] for n in b.nodes if node_type(n) == OWNER),
         "valid_until": valid_until.isoformat() if valid_until else None,
     })
+    if upstreams:  # assets something is derived from: where `feeds` starts following lineage
+        graph.graph["derived_upstreams"] = upstreams
     order = sorted(b.nodes, key=sort_key)
     rank = {node: i for i, node in enumerate(order)}
     graph.add_nodes_from((node, b.nodes[node]) for node in order)
     graph.add_edges_from((u, v, kind, b.edges[(u, v, kind)])
                          for (u, v, kind) in sorted(b.edges, key=lambda e: (rank[e[0]], rank[e[1]], e[2])))
     return graph
+
+
+def _add_lineage(b: _Builder, context: Any) -> list[str]:
+    """The `derived_from` edges (derived asset -> upstream asset); the upstream nodes, sorted."""
+    upstreams = []
+    for (source_id, path), children in sorted(context.derived_children.items()):
+        upstream = asset_node(source_id, path)
+        if source_node(source_id) not in b.nodes:
+            continue
+        for child_source, child_path in children:
+            child = asset_node(child_source, child_path)
+            for node, sid, p in ((upstream, source_id, path), (child, child_source, child_path)):
+                if node not in b.nodes:  # named by lineage but not in the latest scan
+                    source_attrs = b.nodes[source_node(sid)]
+                    b.node(node, label=p, source=sid, path=p,
+                           scan_state="missing" if source_attrs.get("snapshot_at") else "not_scanned",
+                           owner=source_attrs.get("owner"),
+                           owner_provenance="source" if source_attrs.get("owner") else None)
+                    b.edge(source_node(sid), node, CONTAINS)
+            b.edge(child, upstream, DERIVED_FROM)
+        upstreams.append(upstream)
+    return upstreams
 
 
 def _add_asset(b: _Builder, source_id: str, snapshot: SourceSnapshot, asset: Asset,
@@ -521,6 +549,14 @@ def slice_graph(graph: Any, workflows: Sequence[str] = (), sources: Sequence[str
             if FEEDS in keys and node_type(asset) == ASSET:
                 keep.add(asset)
                 keep.add(source_node(split_node(asset)[1]))
+    # What kept assets are derived from (asset lineage), transitively.
+    lineage = [n for n in keep if node_type(n) == ASSET]
+    while lineage:
+        current = lineage.pop()
+        for upstream, keys in graph.succ[current].items():
+            if DERIVED_FROM in keys and upstream not in keep:
+                keep.update((upstream, source_node(split_node(upstream)[1])))
+                lineage.append(upstream)
     # Principals: what the kept workflows run as, the roles they inherit, and public ones.
     principals: set[str] = set()
     for workflow in kept_workflows:

@@ -34,7 +34,7 @@ OWNER_KEYS = ("id", "name", "contact", "description")
 SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "exclude",
                "freshness", "timeout", "environment", "assets", "description")
 FRESHNESS_KEYS = ("max_age", "warn_after", "column")
-ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after")
+ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from")
 WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
                  "environment", "description")
 READ_KEYS = ("asset", "max_age", "warn_after", "access", "columns", "approval")
@@ -508,6 +508,7 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
             max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
             warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
             line=check.doc.line(item_path),
+            derived_from=check.strings(entry.get("derived_from"), item_path + ("derived_from",)),
         ))
     timeout = check.duration(data.get("timeout"), path + ("timeout",))
     schedule = check.schedule(data.get("schedule"), path + ("schedule",))
@@ -639,6 +640,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     runs_as_checks: list[tuple[_Checker, tuple[Any, ...], str]] = []
     canonical: list[Any] = []
     workflow_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
+    source_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
 
     for file in files:
         doc, data = _parse_file(file, env, errors)
@@ -702,6 +704,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                 check.error(path + ("id",), f"duplicate source id {source.id!r} (first at {first.file}:{first.line})")
                 continue
             sources[source.id] = source
+            source_paths[source.id] = (check, path)
         for i, raw in enumerate(check.sequence(data.get("workflows"), ("workflows",))):
             path = ("workflows", i)
             workflow = _workflow(check, raw, path)
@@ -782,6 +785,16 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     if cycle:
         check, path = workflow_paths[cycle[0]]
         check.error(path + ("feeds",), f"cycle in feeds: {' -> '.join(cycle)}")
+    if any(o.derived_from for s in sources.values() for o in s.assets):
+        from scanner.lineage.assets import check_derived_from
+
+        read_paths: dict[str, set[str]] = {}
+        for workflow in workflows.values():
+            for read in workflow.reads:
+                read_paths.setdefault(read.source, set()).add(read.path)
+        for source_id, index, position, message in check_derived_from(sources, read_paths):
+            check, path = source_paths[source_id]
+            check.error(path + ("assets", index, "derived_from", position), message)
     # Owners not listed in `owners` are findings (`unowned`), not an invalid file.
     if errors:
         order = {str(f): i for i, f in enumerate(files)}

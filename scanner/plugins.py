@@ -66,6 +66,7 @@ class AssetOverride:
     max_age: float | None = None
     warn_after: float | None = None
     line: int | None = None
+    derived_from: tuple[str, ...] = ()   # asset ids this asset is built from (scanner.lineage)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 from scanner.errors import UsageError
 from scanner.graph import (
     ASSET,
+    DERIVED_FROM,
     FEEDS,
     RUNS_AS,
     SEVERITIES,
@@ -119,7 +120,9 @@ def feeds(graph: Any, target: str) -> dict[str, Any]:
     """Every workflow that `target` feeds, directly or through workflow-to-workflow feeds.
 
     Each has `direct` (it reads the target itself) and the `path` of node ids from the
-    target to it. JSON: {"target", "workflows": [{"id", "direct", "path"}]}.
+    target to it. Asset lineage counts: a workflow reading an asset `derived_from` the target
+    is fed by it, and its path goes through the derived assets.
+    JSON: {"target", "workflows": [{"id", "direct", "path"}]}.
     """
     kind, start, matches = resolve_target(graph, target)
     prefix = [start] if kind == SOURCE and start is not None else []
@@ -131,13 +134,18 @@ def feeds(graph: Any, target: str) -> dict[str, Any]:
             paths[reader] = [start, reader]
             direct.add(reader)
     else:
+        derived = _derived_assets(graph, matches)
         for workflow_id in graph.graph.get("workflows", ()):
             node = workflow_node(workflow_id)
-            readers = sorted(a for a, keys in graph.pred[node].items()
-                             if FEEDS in keys and node_type(a) == ASSET and matches(a))
+            reads = [a for a, keys in graph.pred[node].items() if FEEDS in keys and node_type(a) == ASSET]
+            readers = sorted(a for a in reads if matches(a))
             if readers:
                 paths[node] = prefix + [readers[0], node]
                 direct.add(node)
+                continue
+            through = sorted((derived[a] for a in reads if a in derived), key=lambda c: (len(c), c))
+            if through:
+                paths[node] = prefix + through[0] + [node]
     frontier = sorted(paths)
     while frontier:  # breadth first, so each path is a shortest one
         following: list[str] = []
@@ -152,6 +160,49 @@ def feeds(graph: Any, target: str) -> dict[str, Any]:
         "target": target,
         "workflows": [{"id": public_id(n), "direct": n in direct, "path": paths[n]} for n in ordered],
     }
+
+
+def _derived_assets(graph: Any, matches: Callable[[str], bool]) -> dict[str, list[str]]:
+    """Asset nodes derived (transitively) from an asset `matches` accepts, not themselves
+    matched, each with the shortest chain of asset nodes from a matched one to it."""
+    found: dict[str, list[str]] = {}
+    frontier = [[u] for u in graph.graph.get("derived_upstreams") or () if matches(u)]
+    seen = {chain[0] for chain in frontier}
+    while frontier:  # breadth first, so each chain is a shortest one
+        following = []
+        for chain in sorted(frontier):
+            for child, keys in sorted(graph.pred[chain[-1]].items()):
+                if DERIVED_FROM in keys and child not in seen:
+                    seen.add(child)
+                    found[child] = chain + [child]
+                    following.append(chain + [child])
+        frontier = following
+    return {node: chain for node, chain in found.items() if not matches(node)}
+
+
+def _read_through_lineage(graph: Any, workflow: str, asset: str) -> list[str] | None:
+    """The shortest chain of asset ids from `asset` to one the workflow reads that is derived from it."""
+    chains = _derived_assets(graph, lambda n: n == asset) if asset in set(
+        graph.graph.get("derived_upstreams") or ()) else {}
+    reads = [chain for node, chain in chains.items() if FEEDS in graph.succ[node].get(workflow, {})]
+    if not reads:
+        return None
+    return [public_id(n) for n in min(reads, key=lambda c: (len(c), c))]
+
+
+def _upstream_assets(graph: Any, node: str) -> list[tuple[str, list[str]]]:
+    """Assets a node is derived from, transitively: (asset, chain from it to `node`)."""
+    found: dict[str, list[str]] = {}
+    frontier = [[node]]
+    while frontier:
+        following = []
+        for chain in frontier:
+            for parent, keys in sorted(graph.succ[chain[0]].items()):
+                if DERIVED_FROM in keys and parent not in found and parent != node:
+                    found[parent] = [parent] + chain
+                    following.append([parent] + chain)
+        frontier = following
+    return sorted(found.items())
 
 
 # ---------------------------------------------------------------------------------------
@@ -208,9 +259,16 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
                 readers.setdefault(asset, []).append(public_id(wf))
                 if wf == node:
                     access[asset] = keys[FEEDS].get("access", "read")
+    # What the assets read are derived from (asset lineage): upstream asset -> chain of
+    # asset ids from it to the asset a workflow reads.
+    lineage: dict[str, list[str]] = {}
+    for asset in sorted(readers):
+        for origin, chain in _upstream_assets(graph, asset):
+            if origin not in readers and (origin not in lineage or len(chain) < len(lineage[origin])):
+                lineage[origin] = [public_id(n) for n in chain]
     assets = []
     source_ids: set[str] = set()
-    for asset in sorted(readers):
+    for asset in sorted(set(readers) | set(lineage)):
         attrs = graph.nodes[asset]
         _, source_id, path = split_node(asset)
         source_ids.add(source_id)
@@ -229,7 +287,8 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
             "source": source_id,
             "path": path,
             "direct": asset in access,
-            "read_by": readers[asset],
+            "read_by": readers.get(asset, []),
+            "derived_path": lineage.get(asset),
             "access": access.get(asset),
             "freshness": {
                 "method": attrs.get("freshness_method", "none"),
@@ -320,6 +379,8 @@ def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str) -> dict[str,
         "source": source_id,
         "principal": principal,
         "declared_access": declared.get("access", "read") if declared else None,
+        # When the workflow reads something built from the asset: the asset ids from it to that.
+        "derived_path": None if declared else _read_through_lineage(graph, node, asset_node(source_id, path)),
         "access": [],
         "can_read": False,
         "can_write": False,

@@ -156,8 +156,37 @@ class RuleContext:
         return list(seen.values())
 
     def affected_by_asset(self, source_id: str, path: str) -> list[WorkflowConfig]:
-        """Workflows an asset reaches: its direct readers and everything they feed."""
-        return self.with_downstream(w for w, _ in self.asset_readers(source_id, path))
+        """Workflows an asset reaches: its direct readers, the readers of every asset derived
+        from it (`derived_from`, transitively), and everything they feed."""
+        readers = [w for w, _ in self.asset_readers(source_id, path)]
+        readers += [w for w, _, _ in self.derived_readers(source_id, path)]
+        return self.with_downstream(readers)
+
+    @cached_property
+    def derived_children(self) -> Mapping[tuple[str, str], list[tuple[str, str]]]:
+        """(source, path) -> the assets declared `derived_from` it directly."""
+        if not any(o.derived_from for s in self.inventory.sources.values() for o in s.assets):
+            return {}
+        from scanner.lineage.assets import derived_children
+
+        return derived_children(self.inventory.sources, self.assets_by_path)
+
+    def derived_assets(self, source_id: str, path: str) -> Mapping[tuple[str, str], tuple[str, ...]]:
+        """Every asset derived from this one, transitively, with the chain of asset ids to it."""
+        if not self.derived_children:
+            return {}
+        from scanner.lineage.assets import downstream_assets
+
+        return downstream_assets(self.derived_children, (source_id, path))
+
+    def derived_readers(self, source_id: str,
+                        path: str) -> list[tuple[WorkflowConfig, ReadDeclaration, tuple[str, ...]]]:
+        """(workflow, read, chain of asset ids) for each read of an asset derived from this one."""
+        result = []
+        for (derived_source, derived_path), chain in self.derived_assets(source_id, path).items():
+            for workflow, read in self.asset_readers(derived_source, derived_path):
+                result.append((workflow, read, chain))
+        return result
 
     def affected_by_source(self, source_id: str) -> list[WorkflowConfig]:
         """Workflows a source reaches: those declaring a read from it and everything they feed."""

@@ -20,6 +20,12 @@ workflow reads falls back to its override, else its source's `freshness.max_age`
 The warning level is the `warn_after` that comes with the winning requirement, else the
 override's, else the source's, when it is shorter than the SLA.
 
+Requirements also flow upstream through asset lineage (`derived_from`, see
+`scanner.lineage.assets`): a workflow that reads an asset derived from this one, directly or
+through a chain of derived assets, needs this one as fresh as it needs the derived asset
+(its own read's `max_age`, or what it needs through `feeds`), with origin `derived` and the
+chain of assets in `via`. The upstream asset's own direct readers still speak for themselves.
+
 A stale asset (past its SLA) blocks the readiness of every workflow that reads it directly
 (it is past its one SLA) and of each downstream workflow whose own requirement its age
 breaks, the one that set the SLA among them (`blocked_workflows`).
@@ -37,10 +43,11 @@ from scanner.rules.base import RuleContext
 
 ORIGIN_READ = "read"              # a direct read's max_age
 ORIGIN_DOWNSTREAM = "downstream"  # a workflow fed transitively
+ORIGIN_DERIVED = "derived"        # a workflow reading an asset derived from this one
 ORIGIN_ASSET = "asset"            # the source's per-asset override
 ORIGIN_SOURCE = "source"          # the source's freshness.max_age (or defaults.max_age)
 # At equal max_age: a workflow's own read first, then downstream, then the source's settings.
-_ORIGIN_RANK = {ORIGIN_READ: 0, ORIGIN_DOWNSTREAM: 1, ORIGIN_ASSET: 2, ORIGIN_SOURCE: 3}
+_ORIGIN_RANK = {ORIGIN_READ: 0, ORIGIN_DOWNSTREAM: 1, ORIGIN_DERIVED: 2, ORIGIN_ASSET: 3, ORIGIN_SOURCE: 4}
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,13 @@ class EffectiveSla:
     origin: str
     set_by: str | None = None          # the workflow whose declaration won, if any
     path: tuple[str, ...] = ()         # reader -> ... -> set_by, through feeds
+    via: tuple[str, ...] = ()          # this asset -> ... -> the derived asset the reader reads
 
     def describe(self) -> str:
         """`workflow B (fed via A -> B)`, `workflow A`, `the asset override`, `source crm`."""
+        if self.origin == ORIGIN_DERIVED:
+            fed = f", fed via {' -> '.join(self.path)}" if len(self.path) > 1 else ""
+            return f"workflow {self.set_by} (derived via {' -> '.join(self.via)}{fed})"
         if self.origin == ORIGIN_DOWNSTREAM:
             return f"workflow {self.set_by} (fed via {' -> '.join(self.path)})"
         if self.origin == ORIGIN_READ:
@@ -73,11 +84,12 @@ class Requirement:
     warn_after: float | None
     origin: str                        # read, downstream, or asset/source for a read without max_age
     path: tuple[str, ...]              # (workflow,) for a reader; reader -> ... -> workflow otherwise
+    via: tuple[str, ...] = ()          # for `derived`: this asset -> ... -> the asset read
 
     @property
     def direct(self) -> bool:
         """Whether the workflow reads the asset itself."""
-        return self.origin != ORIGIN_DOWNSTREAM
+        return self.origin not in (ORIGIN_DOWNSTREAM, ORIGIN_DERIVED)
 
 
 def asset_override(source: SourceConfig, path: str) -> AssetOverride | None:
@@ -113,7 +125,31 @@ def _fallback(source: SourceConfig, path: str) -> tuple[float | None, list[float
 
 def requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
     """What each workflow the asset reaches needs of it: one entry per workflow that asks
-    anything (a max_age or a warning level), direct readers first, each part by workflow id."""
+    anything (a max_age or a warning level), direct readers first, then downstream, then
+    through derived assets, each part by workflow id."""
+    own = _own_requirements(ctx, source_id, path)
+    derived = ctx.derived_assets(source_id, path)
+    if not derived:
+        return own
+    asked = {n.workflow for n in own}
+    through: dict[str, Requirement] = {}
+    for (derived_source, derived_path), chain in sorted(derived.items()):
+        for need in _own_requirements(ctx, derived_source, derived_path):
+            # The workflows' own words flow upstream; a source's default SLA stays with its assets.
+            if need.workflow in asked or need.max_age is None or \
+                    need.origin not in (ORIGIN_READ, ORIGIN_DOWNSTREAM):
+                continue
+            known = through.get(need.workflow)
+            rank = (need.max_age, len(chain) + len(need.path), chain, need.path)
+            if known is None or known.max_age is None or \
+                    rank < (known.max_age, len(known.via) + len(known.path), known.via, known.path):
+                through[need.workflow] = Requirement(need.workflow, need.max_age, need.warn_after,
+                                                     ORIGIN_DERIVED, need.path, chain)
+    return own + [through[w] for w in sorted(through)]
+
+
+def _own_requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
+    """`requirements` without lineage: the asset's readers and the workflows they feed."""
     source = ctx.inventory.sources.get(source_id)
     if source is None:
         return []
@@ -167,8 +203,9 @@ def effective_sla(ctx: RuleContext, source_id: str, path: str) -> EffectiveSla |
     bounded = [n for n in needs if n.max_age is not None]
     if bounded:
         best = min(bounded, key=lambda n: (n.max_age, _ORIGIN_RANK[n.origin], len(n.path), n.workflow))
-        if best.origin in (ORIGIN_READ, ORIGIN_DOWNSTREAM):
-            return EffectiveSla(best.max_age, best.warn_after, best.origin, best.workflow, best.path)
+        if best.origin in (ORIGIN_READ, ORIGIN_DOWNSTREAM, ORIGIN_DERIVED):
+            return EffectiveSla(best.max_age, best.warn_after, best.origin, best.workflow, best.path,
+                                best.via)
         # Readers without max_age: the source's own SLA, which no workflow set; the
         # strictest warning level any of them declares comes with it.
         warns = [n.warn_after for n in bounded if n.origin == best.origin and n.max_age == best.max_age
@@ -188,7 +225,8 @@ def effective_sla(ctx: RuleContext, source_id: str, path: str) -> EffectiveSla |
 
 def blocked_workflows(ctx: RuleContext, source_id: str, path: str, age: float) -> list[str]:
     """The workflows whose context an asset this old breaks, once it is past its SLA: every
-    direct reader, and each downstream workflow whose own requirement the age exceeds."""
+    direct reader, and each downstream workflow (through feeds or derived assets) whose own
+    requirement the age exceeds."""
     readers = {w.id for w, _ in ctx.asset_readers(source_id, path)}
     breached = {n.workflow for n in requirements(ctx, source_id, path)
                 if not n.direct and n.max_age is not None and age > n.max_age}

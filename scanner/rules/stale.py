@@ -36,7 +36,8 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
             continue
         as_of = min(ctx.now, snapshot.probed_at)
         for asset in snapshot.assets:
-            if not ctx.asset_readers(source_id, asset.path):
+            derived = ctx.derived_readers(source_id, asset.path)
+            if not ctx.asset_readers(source_id, asset.path) and not derived:
                 continue  # feeds no workflow: its age matters to nobody this inventory knows
             freshness = asset.freshness
             youngest = freshness.newest_age_seconds(as_of)
@@ -85,6 +86,20 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
                 # workflow whose own need it breaks; a warning blocks nobody
                 "blocks": blocked_workflows(ctx, source_id, asset.path, youngest) if level is None else [],
             }
+            if sla.via:
+                evidence["sla_via"] = list(sla.via)
+            if derived:
+                # Workflows that read something built from this asset, and the lineage path.
+                paths: dict[str, list[str]] = {}
+                for workflow, _, chain in derived:
+                    candidate = [*chain, workflow.id]
+                    if workflow.id not in paths or (len(candidate), candidate) < (len(paths[workflow.id]),
+                                                                                   paths[workflow.id]):
+                        paths[workflow.id] = candidate
+                evidence["derived_readers"] = [{"workflow": w, "path": paths[w]} for w in sorted(paths)]
+                if not sla.via:
+                    first = min(paths.values(), key=lambda p: (len(p), p))
+                    message += f"; read through lineage by {first[-1]} ({' -> '.join(first[:-1])})"
             if freshness.caveat:
                 evidence["caveat"] = freshness.caveat
             if freshness.detail:
