@@ -1,22 +1,38 @@
-"""Effective access: what a principal can do to an asset, and every path that grants it.
+"""Access: what a principal can do to an asset, at three levels, and every path that grants it.
 
-Connectors report raw facts (grants, memberships, privileged principals); this module
-turns them into access paths the same way for every system: the principal itself, every
-role it inherits through membership chains, and the public principals; grants whose scope
-covers the asset (the asset, a column of it, its container, the whole source); and
-privileged principals, which can do everything.
+Connectors report raw facts (grants, memberships with their INHERIT/SET/ADMIN options,
+principals with attributes); this module turns them into access the same way for every system.
+The principal acts as some role (an *actor*):
+
+- `effective`: as itself, now: its own grants, those of every role it inherits through
+  INHERIT memberships, and the public principals' grants. A role attribute that gives all
+  access (superuser) counts only for the principal itself, or for an inherited role whose
+  attribute the system lets members inherit (`Principal.inherited`).
+- `via_set_role`: after SET ROLE to any role it is a member of, INHERIT or not (NOINHERIT
+  memberships are traversed only here); SET ROLE to a superuser role makes it superuser.
+- `escalation`: what it could grant itself: roles (CREATEROLE, ADMIN OPTION), privileges on
+  what it owns (an owner after REVOKE ALL), USAGE on a container it owns.
+
+Where the system requires it (`SourceSnapshot.container_usage`: PostgreSQL schemas), an asset
+privilege counts only when the same actor also holds USAGE on the asset's container; a grant
+without it is reported as a blocked path. The verdicts are cumulative: what is effective is
+also possible via SET ROLE, and both are possible by escalation.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from scanner.model import (
     ACCESS_ADMIN,
+    ACCESS_ALTER,
     ACCESS_READ,
     ACCESS_WRITE,
+    GRANT_OPTION_SUFFIX,
+    PRIVILEGE_OWNER,
+    PRIVILEGE_USAGE,
     PUBLIC_PRINCIPALS,
     SCOPE_ASSET,
     SCOPE_COLUMN,
@@ -24,8 +40,18 @@ from scanner.model import (
     SCOPE_SOURCE,
     Asset,
     Grant,
+    Principal,
     SourceSnapshot,
 )
+
+LEVEL_EFFECTIVE = "effective"
+LEVEL_SET_ROLE = "via_set_role"
+LEVEL_ESCALATION = "escalation"
+LEVELS = (LEVEL_EFFECTIVE, LEVEL_SET_ROLE, LEVEL_ESCALATION)
+_RANK = {level: rank for rank, level in enumerate(LEVELS)}
+# The data verdicts: each is given by its own access level or by admin (all of them).
+DATA_ACCESS = (ACCESS_READ, ACCESS_WRITE, ACCESS_ALTER)
+_GIVES = {ACCESS_READ: ACCESS_READ, ACCESS_WRITE: ACCESS_WRITE, ACCESS_ALTER: ACCESS_ALTER}
 
 
 @dataclass(frozen=True)
@@ -35,42 +61,101 @@ class AccessPath:
     principal: str
     chain: tuple[str, ...]            # principal, role, role..., the grantee
     privilege: str
-    access: str                       # read, write, admin, other
+    access: str                       # read, write, alter, admin, other
     scope: str
     via: str
     public: bool = False
     columns: tuple[str, ...] = ()
-    privileged: bool = False          # the grantee is superuser-like: all access
+    privileged: bool = False          # the acting role has all access (superuser-like)
+    level: str = LEVEL_EFFECTIVE
+    step: str = ""                    # "SET ROLE finance_writer", "CREATEROLE: can grant itself ..."
+    blocked: str = ""                 # why this grant gives nothing ("no USAGE on schema hr")
 
     def describe(self) -> str:
         """One line: `support_bot -> analysts -> SELECT on public.customers (GRANT ...)`."""
         chain = " -> ".join(self.chain)
         what = "all privileges (privileged principal)" if self.privileged else self.privilege
         cols = f" ({', '.join(self.columns)})" if self.columns else ""
-        return f"{chain}: {what}{cols} [{self.scope}] {self.via}".rstrip()
+        text = f"{chain}: {what}{cols} [{self.scope}] {self.via}".rstrip()
+        if self.step:
+            text += f"; after {self.step}" if self.level == LEVEL_SET_ROLE else f"; escalation: {self.step}"
+        if self.blocked:
+            text += f"; gives nothing: {self.blocked}"
+        return text
+
+    @property
+    def gives(self) -> frozenset[str]:
+        """The data verdicts (read, write, alter) this path gives, unless blocked."""
+        if self.blocked:
+            return frozenset()
+        if self.access == ACCESS_ADMIN:
+            return frozenset(DATA_ACCESS)
+        return frozenset({self.access}) & frozenset(DATA_ACCESS)
 
 
-def role_chains(snapshot: SourceSnapshot, principal: str) -> dict[str, tuple[str, ...]]:
-    """Every role a principal acts as (itself included), with the shortest chain to it.
+@dataclass(frozen=True)
+class AccessReport:
+    """A principal's access to one asset: the paths of each level and the cumulative verdicts."""
 
-    Membership is followed only where it inherits; public principals are reachable by anyone.
-    """
-    edges: dict[str, list[str]] = {}
-    for membership in snapshot.memberships:
-        if membership.inherit:
-            edges.setdefault(membership.member, []).append(membership.role)
-    chains: dict[str, tuple[str, ...]] = {principal: (principal,)}
-    todo = deque([principal])
-    while todo:
-        current = todo.popleft()
-        for role in sorted(edges.get(current, ())):
-            if role not in chains:
-                chains[role] = chains[current] + (role,)
-                todo.append(role)
-    for public in sorted(PUBLIC_PRINCIPALS & snapshot.grantees):
-        if public not in chains:
-            chains[public] = (principal, public)
-    return chains
+    principal: str
+    asset: str
+    effective: tuple[AccessPath, ...] = ()
+    via_set_role: tuple[AccessPath, ...] = ()     # paths that need SET ROLE (not already effective)
+    escalation: tuple[AccessPath, ...] = ()       # what it could grant itself, when that adds access
+    # Per level, the verdicts (read, write, alter) it reaches at that level or below.
+    verdicts: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Per level, whether it reaches the asset's container (USAGE) at that level or below.
+    container_reachable: Mapping[str, bool] = field(default_factory=dict)
+
+    def can(self, access: str, level: str = LEVEL_EFFECTIVE) -> bool:
+        """Whether it can `access` (read, write, alter) at `level` or below."""
+        return access in self.verdicts.get(level, frozenset())
+
+    @property
+    def can_read(self) -> bool:
+        return self.can(ACCESS_READ)
+
+    @property
+    def can_write(self) -> bool:
+        return self.can(ACCESS_WRITE)
+
+    @property
+    def can_alter(self) -> bool:
+        return self.can(ACCESS_ALTER)
+
+    def level_of(self, access: str) -> str | None:
+        """The lowest level at which it can `access`, or None."""
+        return next((level for level in LEVELS if self.can(access, level)), None)
+
+    def paths_giving(self, access: str) -> list[AccessPath]:
+        """The paths of the lowest level that give `access` (empty if none does)."""
+        level = self.level_of(access)
+        if level is None:
+            return []
+        every = self.effective + self.via_set_role + self.escalation
+        found = [p for p in every if p.level == level and access in p.gives]
+        return found or [p for p in every if p.level == level and not p.blocked]
+
+
+@dataclass
+class _Actor:
+    """A role the principal can act as: current_user after its step."""
+
+    role: str
+    level: str
+    chain: tuple[str, ...]
+    step: str
+    closure: dict[str, tuple[str, ...]]   # roles whose privileges it uses, chain from `role`
+    all_access: str | None                # the role that gives it every privilege
+
+
+def _join(actor: _Actor, role: str) -> tuple[str, ...]:
+    """The chain from the principal through the actor to a role it uses."""
+    return actor.chain + actor.closure[role][1:] if actor.chain else actor.closure[role]
+
+
+def _is_owner(grant: Grant) -> bool:
+    return grant.privilege == PRIVILEGE_OWNER or grant.privilege.startswith(PRIVILEGE_OWNER + " ")
 
 
 def grant_covers(grant: Grant, asset: Asset) -> bool:
@@ -84,40 +169,310 @@ def grant_covers(grant: Grant, asset: Asset) -> bool:
     return False
 
 
+class PrincipalAccess:
+    """One principal's actors in one snapshot, built once and asked about many assets.
+
+    `principal=None` asks what anyone can do: only the public principals' grants.
+    """
+
+    def __init__(self, snapshot: SourceSnapshot, principal: str | None) -> None:
+        self.snapshot = snapshot
+        self.principal = principal if principal is not None else "PUBLIC"
+        self.principals: dict[str, Principal] = {p.name: p for p in snapshot.principals}
+        self.inherit_edges: dict[str, list[str]] = {}
+        self.set_edges: dict[str, list[str]] = {}
+        self.admin_edges: dict[str, list[str]] = {}
+        for m in snapshot.memberships:
+            if m.inherit:
+                self.inherit_edges.setdefault(m.member, []).append(m.role)
+            if m.can_set:
+                self.set_edges.setdefault(m.member, []).append(m.role)
+            if m.admin:
+                self.admin_edges.setdefault(m.member, []).append(m.role)
+        self.publics = sorted(PUBLIC_PRINCIPALS & snapshot.grantees)
+        self.actors: list[_Actor] = []
+        if principal is None:
+            self.actors.append(_Actor(self.principal, LEVEL_EFFECTIVE, (), "",
+                                      {p: (p,) for p in self.publics}, None))
+        else:
+            self._build(principal)
+        # Grants by what they cover, and for each grantee the actors that use it.
+        self.by_target: dict[tuple[str, str], list[Grant]] = {}
+        for grant in snapshot.grants:
+            key = ("*", "") if grant.scope == SCOPE_SOURCE else (grant.scope, grant.target)
+            if grant.scope == SCOPE_COLUMN:
+                key = (SCOPE_ASSET, grant.target)
+            self.by_target.setdefault(key, []).append(grant)
+        self.holders: dict[str, list[int]] = {}
+        for index, actor in enumerate(self.actors):
+            for role in actor.closure:
+                self.holders.setdefault(role, []).append(index)
+
+    # -- actors ------------------------------------------------------------------------
+
+    def _closure(self, role: str) -> dict[str, tuple[str, ...]]:
+        chains: dict[str, tuple[str, ...]] = {role: (role,)}
+        todo = deque([role])
+        while todo:
+            current = todo.popleft()
+            for parent in sorted(self.inherit_edges.get(current, ())):
+                if parent not in chains:
+                    chains[parent] = chains[current] + (parent,)
+                    todo.append(parent)
+        for public in self.publics:
+            chains.setdefault(public, (role, public))
+        return chains
+
+    def _all_access(self, role: str, closure: Mapping[str, tuple[str, ...]]) -> str | None:
+        own = self.principals.get(role)
+        if own is not None and own.has_all_access:
+            return role
+        for name in sorted(closure, key=lambda n: (len(closure[n]), n)):
+            other = self.principals.get(name)
+            if name != role and other is not None and other.has_all_access and other.inherited:
+                return name
+        return None
+
+    def _add(self, role: str, level: str, chain: tuple[str, ...], step: str, known: dict[str, _Actor]) -> bool:
+        if role in known:
+            return False
+        closure = self._closure(role)
+        actor = _Actor(role, level, chain, step, closure, self._all_access(role, closure))
+        known[role] = actor
+        self.actors.append(actor)
+        return True
+
+    def _set_role_reach(self, start: str, chain: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+        """Roles reachable from `start` through memberships SET ROLE may use, shortest first."""
+        chains: dict[str, tuple[str, ...]] = {start: chain}
+        order: list[tuple[str, tuple[str, ...]]] = []
+        todo = deque([start])
+        while todo:
+            current = todo.popleft()
+            for parent in sorted(self.set_edges.get(current, ())):
+                if parent not in chains:
+                    chains[parent] = chains[current] + (parent,)
+                    order.append((parent, chains[parent]))
+                    todo.append(parent)
+        return order
+
+    def _build(self, principal: str) -> None:
+        known: dict[str, _Actor] = {}
+        self._add(principal, LEVEL_EFFECTIVE, (principal,), "", known)
+        for role, chain in self._set_role_reach(principal, (principal,)):
+            self._add(role, LEVEL_SET_ROLE, chain, f"SET ROLE {role}", known)
+        # Escalation: roles some actor can grant the principal, to a fixpoint.
+        done = 0
+        while done < len(self.actors):
+            actor = self.actors[done]
+            done += 1
+            for role, reason in self._grantable(actor):
+                if role in known:
+                    continue
+                chain = (principal, role)
+                self._add(role, LEVEL_ESCALATION, chain, reason, known)
+                for further, further_chain in self._set_role_reach(role, chain):
+                    self._add(further, LEVEL_ESCALATION, further_chain, f"{reason}, then SET ROLE {further}", known)
+
+    def _grantable(self, actor: _Actor) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        own = self.principals.get(actor.role)
+        if own is not None and own.grants_itself:
+            label = own.grants_itself_reason or "can grant roles"
+            if "*" in own.grants_itself:
+                names = [p.name for p in self.snapshot.principals if not p.has_all_access
+                         and p.properties.get("grantable", True) is not False and p.name not in PUBLIC_PRINCIPALS]
+            else:
+                names = list(own.grants_itself)
+            out.extend((name, f"{label}: can grant itself {name}") for name in sorted(names))
+        for role in actor.closure:
+            for target in sorted(self.admin_edges.get(role, ())):
+                out.append((target, f"ADMIN OPTION on {target}: can grant itself {target}"))
+        return out
+
+    @property
+    def set_role_targets(self) -> list[str]:
+        """The roles it can SET ROLE to (not itself)."""
+        return [a.role for a in self.actors if a.level == LEVEL_SET_ROLE]
+
+    def privileged_actors(self) -> list[_Actor]:
+        """Actors with all access, lowest level first."""
+        return [a for a in self.actors if a.all_access is not None]
+
+    # -- one asset ---------------------------------------------------------------------
+
+    def _covering(self, asset: Asset) -> list[Grant]:
+        found = list(self.by_target.get(("*", ""), ()))
+        found += self.by_target.get((SCOPE_ASSET, asset.path), ())
+        if asset.container is not None:
+            found += self.by_target.get((SCOPE_CONTAINER, asset.container), ())
+        return found
+
+    def report(self, asset: Asset) -> AccessReport:
+        """Every level's paths and verdicts for one asset."""
+        needs_usage = self.snapshot.container_usage and asset.container is not None
+        covering = self._covering(asset)
+        held: dict[int, list[Grant]] = {}
+        for grant in covering:
+            for index in self.holders.get(grant.principal, ()):
+                held.setdefault(index, []).append(grant)
+        # Per actor: usage, and the verdicts of its grants.
+        usage: dict[int, bool] = {}
+        gives: dict[int, set[str]] = {}
+        transfer: set[str] = set()          # verdicts some actor can grant anyone (owner, grant option)
+        transfer_usage = False
+        for index, actor in enumerate(self.actors):
+            grants = held.get(index, ())
+            usage[index] = actor.all_access is not None or not needs_usage or any(
+                g.privilege == PRIVILEGE_USAGE and g.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) for g in grants)
+            got: set[str] = set()
+            for g in grants:
+                if g.access == ACCESS_ADMIN:
+                    got |= set(DATA_ACCESS)
+                elif g.access in _GIVES:
+                    got.add(g.access)
+                if g.scope in (SCOPE_ASSET, SCOPE_COLUMN) and _is_owner(g):
+                    transfer |= {ACCESS_READ, ACCESS_WRITE}
+                elif g.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) and (
+                        _is_owner(g) or g.privilege == PRIVILEGE_USAGE + GRANT_OPTION_SUFFIX):
+                    transfer_usage = True
+                elif g.privilege.endswith(GRANT_OPTION_SUFFIX) and g.scope in (SCOPE_ASSET, SCOPE_COLUMN, SCOPE_SOURCE):
+                    base = g.privilege[: -len(GRANT_OPTION_SUFFIX)]
+                    transfer |= {access for privilege, access in _BASE_ACCESS.items() if privilege == base}
+            if actor.all_access is not None:
+                got |= set(DATA_ACCESS)
+            gives[index] = got
+        verdicts: dict[str, frozenset[str]] = {}
+        reachable: dict[str, bool] = {}
+        so_far: set[str] = set()
+        reach = False
+        for level in LEVELS:
+            for index, actor in enumerate(self.actors):
+                if _RANK[actor.level] > _RANK[level]:
+                    continue
+                if usage[index]:
+                    so_far |= gives[index]
+                    reach = reach or needs_usage
+                if level == LEVEL_ESCALATION:
+                    if usage[index] or transfer_usage:
+                        so_far |= transfer | gives[index]
+                        reach = reach or needs_usage
+            verdicts[level] = frozenset(so_far)
+            reachable[level] = reach
+        paths = self._paths(asset, held, usage, needs_usage)
+        effective = tuple(p for p in paths if p.level == LEVEL_EFFECTIVE)
+        set_role = tuple(p for p in paths if p.level == LEVEL_SET_ROLE)
+        escalation: tuple[AccessPath, ...] = ()
+        if verdicts[LEVEL_ESCALATION] - verdicts[LEVEL_SET_ROLE]:
+            escalation = tuple(p for p in paths if p.level == LEVEL_ESCALATION)
+            escalation += self._transfer_paths(asset, held, transfer, transfer_usage)
+        return AccessReport(self.principal, asset.path, effective, set_role, escalation, verdicts, reachable)
+
+    def _paths(self, asset: Asset, held: Mapping[int, list[Grant]], usage: Mapping[int, bool],
+               needs_usage: bool) -> list[AccessPath]:
+        paths: list[AccessPath] = []
+        seen: set[tuple[object, ...]] = set()
+        order = sorted(range(len(self.actors)), key=lambda i: (_RANK[self.actors[i].level], len(self.actors[i].chain)))
+        for index in order:
+            actor = self.actors[index]
+            upper = actor.level != LEVEL_EFFECTIVE
+            if actor.all_access is not None:
+                holder = self.principals[actor.all_access]
+                chain = _join(actor, actor.all_access)
+                key: tuple[object, ...] = ("all", actor.all_access)
+                if key not in seen:
+                    seen.add(key)
+                    paths.append(AccessPath(self.principal, chain, "ALL", ACCESS_ADMIN, SCOPE_SOURCE,
+                                            f"privileged: {', '.join(holder.attributes) or 'yes'}",
+                                            privileged=True, level=actor.level, step=actor.step))
+            for grant in held.get(index, ()):
+                key = (grant.principal, grant.privilege, grant.scope, grant.target, grant.columns, grant.via)
+                blocked = ""
+                gives_data = grant.access in (ACCESS_READ, ACCESS_WRITE, ACCESS_ALTER, ACCESS_ADMIN)
+                if gives_data and needs_usage and not usage[index]:
+                    blocked = f"no USAGE on {asset.container}"
+                if key in seen or (upper and (blocked or not gives_data)):
+                    continue
+                seen.add(key)
+                chain = _join(actor, grant.principal)
+                paths.append(AccessPath(self.principal, chain, grant.privilege, grant.access, grant.scope,
+                                        grant.via, grant.public or grant.principal in PUBLIC_PRINCIPALS,
+                                        grant.columns, level=actor.level, step=actor.step, blocked=blocked))
+        paths.sort(key=lambda p: (_RANK[p.level], len(p.chain), p.chain, p.access, p.privilege, p.scope, p.via))
+        return paths
+
+    def _transfer_paths(self, asset: Asset, held: Mapping[int, list[Grant]], transfer: set[str],
+                        transfer_usage: bool) -> tuple[AccessPath, ...]:
+        out: list[AccessPath] = []
+        seen: set[tuple[str, str]] = set()
+        for index, actor in enumerate(self.actors):
+            for grant in held.get(index, ()):
+                if (grant.principal, grant.privilege) in seen:
+                    continue
+                chain = _join(actor, grant.principal)
+                owner = _is_owner(grant)
+                if grant.scope in (SCOPE_ASSET, SCOPE_COLUMN) and owner:
+                    step = f"owner of {asset.path}: can grant itself every privilege on it back"
+                    access = ACCESS_ADMIN
+                elif grant.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) and transfer_usage and (
+                        owner or grant.privilege == PRIVILEGE_USAGE + GRANT_OPTION_SUFFIX):
+                    step = f"can grant itself USAGE on {asset.container}"
+                    access = "other"
+                elif grant.privilege.endswith(GRANT_OPTION_SUFFIX) and transfer:
+                    step = f"holds {grant.privilege}: can grant it to itself"
+                    access = "other"
+                else:
+                    continue
+                seen.add((grant.principal, grant.privilege))
+                if actor.level != LEVEL_EFFECTIVE:
+                    step = f"{actor.step}, then {step}"
+                out.append(AccessPath(self.principal, chain, grant.privilege, access, grant.scope, grant.via,
+                                      level=LEVEL_ESCALATION, step=step))
+        return tuple(out)
+
+
+# What each privilege with a grant option can be passed on as (PostgreSQL's and SQL's words).
+_BASE_ACCESS = {"SELECT": ACCESS_READ, "INSERT": ACCESS_WRITE, "UPDATE": ACCESS_WRITE,
+                "DELETE": ACCESS_WRITE, "TRUNCATE": ACCESS_WRITE}
+
+
+def access_report(snapshot: SourceSnapshot, principal: str, asset: Asset) -> AccessReport:
+    """A principal's access to one asset at all three levels."""
+    return PrincipalAccess(snapshot, principal).report(asset)
+
+
+def public_report(snapshot: SourceSnapshot, asset: Asset) -> AccessReport:
+    """What anyone (the public principals) can do to an asset, schema USAGE included."""
+    return PrincipalAccess(snapshot, None).report(asset)
+
+
+def role_chains(snapshot: SourceSnapshot, principal: str) -> dict[str, tuple[str, ...]]:
+    """Every role a principal acts as effectively (itself included), with the shortest chain to it.
+
+    Membership is followed only where it inherits; public principals are reachable by anyone.
+    """
+    return PrincipalAccess(snapshot, principal).actors[0].closure
+
+
 def access_paths(snapshot: SourceSnapshot, principal: str, asset: Asset) -> list[AccessPath]:
-    """Every path from `principal` to `asset` in one snapshot, sorted for stable output."""
-    chains = role_chains(snapshot, principal)
-    privileged = {p.name for p in snapshot.principals if p.privileged}
-    paths: list[AccessPath] = []
-    for role, chain in chains.items():
-        if role in privileged:
-            attributes = next((p.attributes for p in snapshot.principals if p.name == role), ())
-            paths.append(AccessPath(principal, chain, "ALL", ACCESS_ADMIN, SCOPE_SOURCE,
-                                    f"privileged: {', '.join(attributes) or 'yes'}", privileged=True))
-    for grant in snapshot.grants:
-        grantee_chain = chains.get(grant.principal)
-        if grantee_chain is None or not grant_covers(grant, asset):
-            continue
-        paths.append(AccessPath(principal, grantee_chain, grant.privilege, grant.access, grant.scope,
-                                grant.via, grant.public or grant.principal in PUBLIC_PRINCIPALS,
-                                grant.columns))
-    paths.sort(key=lambda p: (len(p.chain), p.chain, p.access, p.privilege, p.scope, p.via))
-    return paths
+    """The effective paths from `principal` to `asset` (blocked ones included, marked), sorted."""
+    return list(access_report(snapshot, principal, asset).effective)
 
 
 def access_levels(paths: Iterable[AccessPath]) -> set[str]:
-    """The coarse levels (read, write, admin) that a set of paths gives; admin implies all."""
-    levels = {p.access for p in paths}
+    """The coarse levels (read, write, alter, admin) that effective, unblocked paths give;
+    admin implies all."""
+    levels = {p.access for p in paths if not p.blocked and p.level == LEVEL_EFFECTIVE}
     if ACCESS_ADMIN in levels:
-        levels |= {ACCESS_READ, ACCESS_WRITE}
+        levels |= set(DATA_ACCESS)
     return levels
 
 
 def can_write(paths: Iterable[AccessPath]) -> bool:
-    """Whether any path lets the principal change the asset."""
+    """Whether any effective path lets the principal change the asset's data."""
     return bool(access_levels(paths) & {ACCESS_WRITE, ACCESS_ADMIN})
 
 
 def can_read(paths: Iterable[AccessPath]) -> bool:
-    """Whether any path lets the principal read the asset (whole or some columns)."""
+    """Whether any effective path lets the principal read the asset (whole or some columns)."""
     return bool(access_levels(paths) & {ACCESS_READ, ACCESS_ADMIN})

@@ -27,7 +27,15 @@ ACCESS_READ = "read"
 ACCESS_WRITE = "write"
 ACCESS_ADMIN = "admin"
 ACCESS_OTHER = "other"
-ACCESS_LEVELS = (ACCESS_READ, ACCESS_WRITE, ACCESS_ADMIN, ACCESS_OTHER)
+# Change the asset's definition (ALTER, DROP, CREATE in it), not its data.
+ACCESS_ALTER = "alter"
+ACCESS_LEVELS = (ACCESS_READ, ACCESS_WRITE, ACCESS_ADMIN, ACCESS_OTHER, ACCESS_ALTER)
+
+# Vendor privilege words the access model reads: USAGE on a container (with
+# `SourceSnapshot.container_usage`) and ownership, which can grant itself back what was revoked.
+PRIVILEGE_USAGE = "USAGE"
+PRIVILEGE_OWNER = "OWNER"
+GRANT_OPTION_SUFFIX = " WITH GRANT OPTION"
 
 # What a grant applies to.
 SCOPE_ASSET = "asset"        # one asset, `target` is the asset path
@@ -123,15 +131,35 @@ class Principal:
     attributes: tuple[str, ...] = ()
     privileged: bool = False
     properties: Mapping[str, Any] = field(default_factory=dict)
+    # Whether `privileged` means every privilege on every asset (superuser, global ALL); None
+    # means "as privileged says". PostgreSQL's BYPASSRLS and CREATEROLE are privileged (a
+    # finding) but give no table access.
+    all_access: bool | None = None
+    # Whether members that inherit from it get its all access too. PostgreSQL role attributes
+    # are never inherited: a member of a superuser role is superuser only after SET ROLE.
+    inherited: bool = True
+    # Roles it can make itself a member of while acting as itself (PostgreSQL CREATEROLE before
+    # 16: every role but superusers); "*" means every principal without all access whose
+    # properties do not say `grantable: false`. The reason names the attribute.
+    grants_itself: tuple[str, ...] = ()
+    grants_itself_reason: str = ""
+
+    @property
+    def has_all_access(self) -> bool:
+        """Whether acting as this principal gives every privilege on every asset."""
+        return self.privileged if self.all_access is None else self.all_access
 
 
 @dataclass(frozen=True)
 class Membership:
-    """`member` is a member of `role`; with `inherit` it uses the role's privileges."""
+    """`member` is a member of `role`; with `inherit` it uses the role's privileges as itself,
+    without it only after SET ROLE (when `can_set`); with `admin` it can grant `role` on."""
 
     member: str
     role: str
     inherit: bool = True
+    admin: bool = False
+    can_set: bool = True
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,9 @@ class SourceSnapshot:
     notes: tuple[str, ...] = ()
     # Whether the connector reports access at all; False means "unknown", never "none".
     reports_grants: bool = True
+    # Whether an asset is reachable only with USAGE on its container besides the asset
+    # privilege (PostgreSQL schemas); USAGE is a container- or source-scoped grant.
+    container_usage: bool = False
     # Connector state carried to the next probe (change counters, stats reset time...).
     state: Mapping[str, Any] = field(default_factory=dict)
 
@@ -276,10 +307,15 @@ def snapshot_to_dict(snapshot: SourceSnapshot) -> dict[str, Any]:
         ],
         "principals": [
             {"name": p.name, "kind": p.kind, "attributes": list(p.attributes),
-             "privileged": p.privileged, "properties": dict(p.properties)}
+             "privileged": p.privileged, "properties": dict(p.properties),
+             **({"all_access": p.all_access} if p.all_access is not None else {}),
+             **({"inherited": False} if not p.inherited else {}),
+             **({"grants_itself": list(p.grants_itself), "grants_itself_reason": p.grants_itself_reason}
+                if p.grants_itself else {})}
             for p in snapshot.principals
         ],
-        "memberships": [[m.member, m.role, m.inherit] for m in snapshot.memberships],
+        "container_usage": snapshot.container_usage,
+        "memberships": [[m.member, m.role, m.inherit, m.admin, m.can_set] for m in snapshot.memberships],
         "grants": [
             [g.principal, g.privilege, g.target, g.scope, g.access, list(g.columns), g.public, g.via]
             for g in snapshot.grants
@@ -321,10 +357,15 @@ def snapshot_from_dict(data: Mapping[str, Any]) -> SourceSnapshot:
         assets=tuple(assets),
         principals=tuple(
             Principal(p["name"], p.get("kind", "role"), tuple(p.get("attributes", ())),
-                      bool(p.get("privileged")), p.get("properties") or {})
+                      bool(p.get("privileged")), p.get("properties") or {}, p.get("all_access"),
+                      bool(p.get("inherited", True)), tuple(p.get("grants_itself", ())),
+                      p.get("grants_itself_reason", ""))
             for p in data.get("principals", ())
         ),
-        memberships=tuple(Membership(m[0], m[1], bool(m[2])) for m in data.get("memberships", ())),
+        memberships=tuple(Membership(m[0], m[1], bool(m[2]), bool(m[3]) if len(m) > 3 else False,
+                                     bool(m[4]) if len(m) > 4 else True)
+                          for m in data.get("memberships", ())),
+        container_usage=bool(data.get("container_usage", False)),
         grants=tuple(
             Grant(g[0], g[1], g[2], g[3], g[4], tuple(g[5]), bool(g[6]), g[7])
             for g in data.get("grants", ())

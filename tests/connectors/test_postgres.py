@@ -368,7 +368,7 @@ def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: Pos
     snapshot = probe(s.url(db), principals=(app,))
     assert levels(snapshot, app, "public.t2") == set()
     assert levels(snapshot, app, "mine.t3") == set()
-    assert levels(snapshot, app, "public.own") == {"read", "write", "admin"}  # owning the table still counts
+    assert levels(snapshot, app, "public.own") == {"read", "write", "alter", "admin"}  # owning the table still counts
     schema_owner = {(g.principal, g.target, g.access, g.privilege) for g in snapshot.grants
                     if g.scope == "container" and g.privilege.startswith("OWNER")}
     assert (app, "mine", "other", "OWNER (schema: can drop objects in it)") in schema_owner
