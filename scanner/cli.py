@@ -510,7 +510,7 @@ def _exit_promptly(code: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a workflow shown is not ready.")
 def readiness(workflow_id: str | None, as_json: bool, strict: bool) -> None:
-    """The production-readiness card of each workflow (or one): six checks, each with its reason."""
+    """The production-readiness card of each workflow (or one): seven checks, each with its reason."""
     import difflib
 
     from scanner.errors import UsageError

@@ -25,14 +25,17 @@ from scanner.plugins import AssetOverride, FreshnessConfig, SourceConfig, connec
 
 STAGES = ("poc", "pilot", "production")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
-NOTIFY_TYPES = ("log", "file", "webhook")
+NOTIFY_TYPES = ("log", "file", "webhook", "owners")
+# Where an owner can be reached: the delivering types of `notify:`.
+CONTACT_TYPES = ("log", "file", "webhook")
 DEFAULT_CONFIG = "ctxscan.yaml"
 
 TOP_KEYS = ("version", "state", "defaults", "owners", "sources", "workflows", "notify", "accept")
 DEFAULTS_KEYS = ("schedule", "timeout", "max_age", "warn_after", "concurrency")
-OWNER_KEYS = ("id", "name", "contact", "description")
+OWNER_KEYS = ("id", "name", "contact", "contacts", "description")
+CONTACT_KEYS = ("type", "url", "path", "timeout")
 SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "exclude",
-               "freshness", "timeout", "environment", "assets", "description")
+               "freshness", "timeout", "environment", "assets", "description", "same_as")
 FRESHNESS_KEYS = ("max_age", "warn_after", "column")
 ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from")
 WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
@@ -40,7 +43,8 @@ WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluatio
 READ_KEYS = ("asset", "max_age", "warn_after", "access", "columns", "approval")
 EVALUATION_KEYS = ("suite", "signal", "description")
 ROLLOUT_KEYS = ("fallback", "rollback_owner", "approval", "description")
-NOTIFY_KEYS = ("type", "url", "path", "min_severity", "timeout", "owners")
+NOTIFY_KEYS = ("type", "url", "path", "min_severity", "timeout", "owners", "fallback", "escalate_after",
+               "escalate_to", "digest")
 ACCEPT_KEYS = ("fingerprint", "kind", "source", "asset", "workflow", "principal", "reason", "expires")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # ${NAME} or ${NAME:-default}; $${NAME} is the literal text ${NAME}.
@@ -56,6 +60,8 @@ class Owner:
     contact: str | None = None
     file: str | None = None
     line: int | None = None
+    # Where `notify: [{type: owners}]` reaches this owner.
+    contacts: tuple[NotifyConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,13 @@ class NotifyConfig:
     min_severity: str = "info"
     timeout: float = 5.0
     owners: tuple[str, ...] = ()
+    # `type: owners` routes each finding to its owner's `contacts`; these hear the rest.
+    fallback: tuple[NotifyConfig, ...] = ()
+    # Re-send a critical or high finding still open and unaccepted after this many seconds.
+    escalate_after: float | None = None
+    escalate_to: tuple[NotifyConfig, ...] = ()
+    # Group what this target hears into one message per period (seconds).
+    digest: float | None = None
 
 
 @dataclass(frozen=True)
@@ -530,6 +543,8 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         description=check.string(data.get("description"), path + ("description",)),
         file=check.doc.file,
         line=check.doc.line(path),
+        same_as=check.identifier(data.get("same_as"), path + ("same_as",)) if data.get("same_as") is not None
+        else None,
     )
 
 
@@ -594,6 +609,50 @@ def _workflow(check: _Checker, raw: Any, path: tuple[Any, ...]) -> WorkflowConfi
         description=check.string(data.get("description"), path + ("description",)),
         file=check.doc.file,
         line=check.doc.line(path),
+    )
+
+
+def _notify_target(check: _Checker, raw: Any, path: tuple[Any, ...],
+                   types: tuple[str, ...]) -> NotifyConfig | None:
+    """One notification target: a `notify:` entry, a fallback or escalation target, or an
+    owner's contact (`types` says which types the place allows)."""
+    entry = check.mapping(raw, path)
+    if entry is None:
+        if raw is None:
+            check.error(path, f"expected a target mapping with a type ({', '.join(types)})")
+        return None
+    routing = types == NOTIFY_TYPES
+    check.keys(entry, NOTIFY_KEYS if routing else
+               [k for k in NOTIFY_KEYS if k not in ("fallback", "escalate_after", "escalate_to")], path)
+    kind = check.choice(entry.get("type"), types, path + ("type",), "log")
+    if entry.get("type") is None:
+        check.error(path + ("type",), f"is required ({', '.join(types)})")
+    url = check.string(entry.get("url"), path + ("url",), required=kind == "webhook")
+    if kind == "webhook" and url is not None and not re.match(r"^https?://[^/\s?#]+", url):
+        # The URL itself is a secret (it often carries a token): never echo it.
+        check.error(path + ("url",), "a webhook URL must be http:// or https:// with a host "
+                    "(is its environment variable empty?)")
+    file_path = check.string(entry.get("path"), path + ("path",), required=kind == "file")
+    nested: dict[str, tuple[NotifyConfig, ...]] = {}
+    for key in ("fallback", "escalate_to"):
+        items = check.sequence(entry.get(key), path + (key,)) if routing else []
+        nested[key] = tuple(target for j, item in enumerate(items)
+                            if (target := _notify_target(check, item, path + (key, j), CONTACT_TYPES)))
+    escalate_after = check.duration(entry.get("escalate_after"), path + ("escalate_after",)) if routing else None
+    if escalate_after is not None and not nested["escalate_to"]:
+        check.error(path + ("escalate_after",), "needs escalate_to: the targets that hear escalations")
+    if nested["escalate_to"] and escalate_after is None:
+        check.error(path + ("escalate_to",), "needs escalate_after: how long a finding stays open first")
+    for key in ("fallback", "escalate_after", "escalate_to"):
+        if routing and kind != "owners" and entry.get(key) is not None:
+            check.error(path + (key,), "only a target of type owners routes findings (type: owners)")
+    return NotifyConfig(
+        type=kind, url=url, path=file_path,
+        min_severity=check.choice(entry.get("min_severity"), SEVERITIES, path + ("min_severity",), "info"),
+        timeout=check.duration(entry.get("timeout"), path + ("timeout",)) or 5.0,
+        owners=check.strings(entry.get("owners"), path + ("owners",)),
+        fallback=nested["fallback"], escalate_after=escalate_after, escalate_to=nested["escalate_to"],
+        digest=check.duration(entry.get("digest"), path + ("digest",)),
     )
 
 
@@ -691,9 +750,12 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                 check.error(path + ("id",), f"duplicate owner id {owner_id!r} (first at "
                             f"{owners[owner_id].file}:{owners[owner_id].line})")
                 continue
+            contacts = tuple(
+                contact for j, item in enumerate(check.sequence(entry.get("contacts"), path + ("contacts",)))
+                if (contact := _notify_target(check, item, path + ("contacts", j), CONTACT_TYPES)) is not None)
             owners[owner_id] = Owner(owner_id, check.string(entry.get("name"), path + ("name",)),
                                      check.string(entry.get("contact"), path + ("contact",)),
-                                     doc.file, doc.line(path))
+                                     doc.file, doc.line(path), contacts=contacts)
         for i, raw in enumerate(check.sequence(data.get("sources"), ("sources",))):
             path = ("sources", i)
             source = _source(check, raw, path, defaults, known)
@@ -724,26 +786,9 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             for source_id in workflow.runs_as:
                 runs_as_checks.append((check, path + ("runs_as", source_id), source_id))
         for i, raw in enumerate(check.sequence(data.get("notify"), ("notify",))):
-            path = ("notify", i)
-            entry = check.mapping(raw, path)
-            if entry is None:
-                continue
-            check.keys(entry, NOTIFY_KEYS, path)
-            kind = check.choice(entry.get("type"), NOTIFY_TYPES, path + ("type",), "log")
-            if entry.get("type") is None:
-                check.error(path + ("type",), f"is required ({', '.join(NOTIFY_TYPES)})")
-            url = check.string(entry.get("url"), path + ("url",), required=kind == "webhook")
-            if kind == "webhook" and url is not None and not re.match(r"^https?://[^/\s?#]+", url):
-                # The URL itself is a secret (it often carries a token): never echo it.
-                check.error(path + ("url",), "a webhook URL must be http:// or https:// with a host "
-                            "(is its environment variable empty?)")
-            file_path = check.string(entry.get("path"), path + ("path",), required=kind == "file")
-            notify.append(NotifyConfig(
-                type=kind, url=url, path=file_path,
-                min_severity=check.choice(entry.get("min_severity"), SEVERITIES, path + ("min_severity",), "info"),
-                timeout=check.duration(entry.get("timeout"), path + ("timeout",)) or 5.0,
-                owners=check.strings(entry.get("owners"), path + ("owners",)),
-            ))
+            notify_target = _notify_target(check, raw, ("notify", i), NOTIFY_TYPES)
+            if notify_target is not None:
+                notify.append(notify_target)
         for i, raw in enumerate(check.sequence(data.get("accept"), ("accept",))):
             path = ("accept", i)
             entry = check.mapping(raw, path)
@@ -773,6 +818,15 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             close = difflib.get_close_matches(read.source, list(sources), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             check.error(path, f"reads {read.asset!r} from undeclared source {read.source!r}{hint}")
+    for source in sources.values():
+        if source.same_as is None:
+            continue
+        if source.same_as == source.id or source.same_as not in sources:
+            close = difflib.get_close_matches(source.same_as, [s for s in sources if s != source.id], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            what = "itself" if source.same_as == source.id else f"undeclared source {source.same_as!r}"
+            errors.append(ConfigError(f"same_as names {what}{hint}", source.file, source.line,
+                                      f"sources.{source.id}.same_as"))
     for check, path, source_id in runs_as_checks:
         if source_id not in sources:
             check.error(path, f"runs_as names undeclared source {source_id!r}")

@@ -88,6 +88,8 @@ class SourceConfig:
     description: str | None = None
     file: str | None = None
     line: int | None = None
+    # The same system in another environment (`same_as: crm`): compared for parity.
+    same_as: str | None = None
 
     def wants(self, path: str) -> bool:
         """Whether an asset path passes the source's include/exclude globs."""

@@ -1,4 +1,4 @@
-"""The production-readiness card: six checks per workflow, from the inventory and the latest scan.
+"""The production-readiness card: seven checks per workflow, from the inventory and the latest scan.
 
 1. `scope`: one workflow with a bounded set of sources (it declares its reads, from at most
    MAX_SOURCES sources, none of them a catch-all glob such as `crm:*`);
@@ -10,9 +10,12 @@
    know is one, `unknown_principal`); every source it reads has a `runs_as` principal;
    write access only where declared, each with an approval point;
 5. `evaluation`: an evaluation suite or regression signal is declared;
-6. `rollout`: a fallback and a rollback owner (listed in `owners`) are declared.
+6. `rollout`: a fallback and a rollback owner (listed in `owners`) are declared;
+7. `environment`: it reads sources of its own environment, and where a source has a
+   counterpart in another environment (`same_as`), the workflow's access and the columns it
+   depends on are the same in both (no `environment_mismatch`, no `environment` drift).
 
-A workflow is `ready` only when all six hold. Findings an unexpired `accept:` entry covers
+A workflow is `ready` only when all seven hold. Findings an unexpired `accept:` entry covers
 do not block a check; the reason names them.
 """
 
@@ -38,6 +41,7 @@ CHECKS = (
     ("permissions", "no over-permission; writes only where declared, with approval"),
     ("evaluation", "an evaluation suite or regression signal"),
     ("rollout", "a fallback and a rollback owner"),
+    ("environment", "its own environment's sources, counterparts that agree"),
 )
 TITLES = dict(CHECKS)
 _CATCH_ALL = re.compile(r"^[*?./\[\]]*$")
@@ -46,7 +50,7 @@ CONTEXT_KINDS = ("missing_asset", "stale", "freshness_unknown", "unowned", "sche
 
 @dataclass(frozen=True)
 class Check:
-    """One of the six decisions, held or not, and why."""
+    """One of the seven decisions, held or not, and why."""
 
     id: str
     ok: bool
@@ -61,7 +65,7 @@ class Check:
 
 @dataclass(frozen=True)
 class ReadinessCard:
-    """A workflow's six checks; `ready` only when all hold."""
+    """A workflow's seven checks; `ready` only when all hold."""
 
     workflow: str
     stage: str
@@ -102,6 +106,7 @@ def readiness_cards(ctx: RuleContext, findings: Sequence[Finding], accepts: Sequ
             _permissions(ctx, workflow, counting, accepted),
             _evaluation(workflow),
             _rollout(ctx, workflow),
+            _environment(ctx, workflow, counting, accepted),
         )))
     return cards
 
@@ -242,6 +247,36 @@ def _rollout(ctx: RuleContext, workflow: WorkflowConfig) -> Check:
     if problems:
         return Check("rollout", False, "; ".join(problems))
     return Check("rollout", True, f"fallback {fallback}, rollback by {rollback_owner}")
+
+
+def _environment(ctx: RuleContext, workflow: WorkflowConfig, counting: list[Finding],
+                 accepted: list[Finding]) -> Check:
+    def mine(finding: Finding) -> bool:
+        if finding.kind == "environment_mismatch":
+            return finding.workflow == workflow.id
+        if finding.subkind != "environment" or finding.kind not in ("access_drift", "schema_drift"):
+            return False
+        if finding.kind == "schema_drift":
+            return workflow.id in finding.evidence.get("dependants", ())
+        return finding.workflow == workflow.id
+
+    blocking = [f for f in counting if mine(f)]
+    if blocking:
+        return Check("environment", False, "; ".join(f.message for f in blocking),
+                     tuple(f.fingerprint for f in blocking))
+    sources = sorted({r.source for r in workflow.reads})
+    declared = {s: ctx.inventory.sources[s].environment for s in sources
+                if s in ctx.inventory.sources and ctx.inventory.sources[s].environment}
+    if not declared:
+        return Check("environment", True, "no environments declared for its sources (not checked)"
+                     + _waived([f for f in accepted if mine(f)]))
+    from scanner.rules.parity import counterparts
+
+    pairs = sorted({other for s in sources for other in counterparts(ctx.inventory, s)})
+    reason = "reads " + ", ".join(f"{s} ({env})" for s, env in sorted(declared.items()))
+    if pairs:
+        reason += f"; counterparts {', '.join(pairs)} agree on its access and columns"
+    return Check("environment", True, reason + _waived([f for f in accepted if mine(f)]))
 
 
 def _s(items: Sequence[Any] | set[Any]) -> str:

@@ -63,7 +63,7 @@ def test_ready_and_unready_workflows(tmp_path: Path, ctxscan) -> None:
     ready = cards["support-reply-assistant"]
     assert ready["ready"] is True and ready["stage"] == "production"
     assert [c["check"] for c in ready["checks"]] == ["scope", "owner", "context", "permissions",
-                                                    "evaluation", "rollout"]
+                                                    "evaluation", "rollout", "environment"]
     assert all(c["ok"] and c["reason"] for c in ready["checks"])
     # It may write the tickets: declared, with an approval point.
     assert "declared writes with approval: crm:public.tickets" in _checks(ready)["permissions"]["reason"]

@@ -7,7 +7,9 @@ from datetime import datetime
 
 from scanner.inventory import Inventory
 from scanner.model import Finding, SourceSnapshot
+from scanner.rules.access_drift import access_drift
 from scanner.rules.base import RuleContext
+from scanner.rules.environment_mismatch import environment_mismatch
 from scanner.rules.freshness_unknown import freshness_unknown
 from scanner.rules.missing_asset import missing_asset
 from scanner.rules.orphan_source import orphan_source
@@ -30,6 +32,8 @@ RULES: dict[str, Rule] = {
     "missing_asset": missing_asset,
     "probe_failed": probe_failed,
     "orphan_source": orphan_source,
+    "access_drift": access_drift,
+    "environment_mismatch": environment_mismatch,
 }
 
 
@@ -53,7 +57,7 @@ def build_context(inventory: Inventory, store: Store, now: datetime,
         if len(ids) > 1 and ids[1] in by_id:
             previous[source_id] = by_id[ids[1]]
     return RuleContext(inventory=inventory, snapshots=snapshots,
-                       results=store.latest_results(source_ids), now=now, previous=previous)
+                       results=store.latest_results(source_ids), now=now, previous=previous, store=store)
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

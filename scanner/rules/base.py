@@ -22,6 +22,13 @@ step, and so does "no workflow at all". The result stays between `low` and `crit
 | `missing_asset` | | high | critical | high | medium |
 | `probe_failed` | | high | critical | high | medium |
 | `orphan_source` | | info | info | info | info |
+| `access_drift` | `gained_write` | high | critical | high | medium |
+| `access_drift` | `gained_privileged` | high | critical | high | medium |
+| `access_drift` | `gained_read` | medium | high | medium | low |
+| `access_drift` | `lost_access` | high | critical | high | medium |
+| `access_drift` | `became_public` | critical | critical | critical | critical |
+| `access_drift` | `environment` | medium | high | medium | low |
+| `environment_mismatch` | | high | critical | high | medium |
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from functools import cached_property, lru_cache
 
 from scanner.inventory import Inventory, ReadDeclaration, WorkflowConfig
 from scanner.model import Asset, SourceSnapshot
-from scanner.store import SourceResult
+from scanner.store import SourceResult, Store, StoredFinding
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 STAGE_SHIFT = {"production": 1, "pilot": 0, "poc": -1, None: -1}
@@ -57,6 +64,13 @@ BASE_SEVERITY: dict[str, str] = {
     "missing_asset": "high",
     "probe_failed": "high",
     "orphan_source": "info",
+    "access_drift/gained_write": "high",
+    "access_drift/gained_privileged": "high",
+    "access_drift/gained_read": "medium",
+    "access_drift/lost_access": "high",
+    "access_drift/became_public": "critical",
+    "access_drift/environment": "medium",
+    "environment_mismatch": "high",
 }
 
 
@@ -70,6 +84,22 @@ class RuleContext:
     now: datetime
     # The snapshot before the newest one, per source, for drift.
     previous: Mapping[str, SourceSnapshot] = field(default_factory=dict)
+    # The store the context came from: rules whose findings stay open until a change is
+    # reverted (drift) read what is open there.
+    store: Store | None = field(default=None, compare=False, repr=False)
+
+    def open_findings(self, kind: str) -> list[StoredFinding]:
+        """The stored findings of a kind that are open now (none without a store)."""
+        if kind not in self._open_findings:
+            found = self.store.findings("open") if self.store is not None else []
+            for finding in found:
+                self._open_findings.setdefault(finding.kind, []).append(finding)
+            self._open_findings.setdefault(kind, [])
+        return list(self._open_findings[kind])
+
+    @cached_property
+    def _open_findings(self) -> dict[str, list[StoredFinding]]:
+        return {}
 
     def read_matches(self, read: ReadDeclaration) -> list[Asset]:
         """The assets of the newest snapshot that a read declaration names."""
@@ -205,6 +235,10 @@ def fingerprint(kind: str, *parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Severities that no stage shifts: an asset that became public is critical for anyone.
+UNSHIFTED = frozenset({"access_drift/became_public"})
+
+
 def severity_for(base: str, stage: str | None) -> str:
     """Shift a base severity by the stage of the most critical workflow affected."""
     if base == "info":
@@ -220,6 +254,8 @@ def base_severity(kind: str, subkind: str | None = None) -> str:
 
 def severity_of(kind: str, stage: str | None, subkind: str | None = None) -> str:
     """The severity of a finding of this kind on something whose most critical workflow is `stage`."""
+    if f"{kind}/{subkind}" in UNSHIFTED:
+        return base_severity(kind, subkind)
     return severity_for(base_severity(kind, subkind), stage)
 
 
@@ -252,6 +288,6 @@ def severity_table() -> list[tuple[str, str, str, str, str, str]]:
     rows = []
     for key, base in BASE_SEVERITY.items():
         kind, _, subkind = key.partition("/")
-        rows.append((kind, subkind, base, severity_for(base, "production"),
-                     severity_for(base, "pilot"), severity_for(base, "poc")))
+        rows.append((kind, subkind, base, severity_of(kind, "production", subkind or None),
+                     severity_of(kind, "pilot", subkind or None), severity_of(kind, "poc", subkind or None)))
     return rows

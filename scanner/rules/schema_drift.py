@@ -68,6 +68,7 @@ def schema_drift(ctx: RuleContext) -> Iterator[Finding]:
                       if source_id in ctx.previous else None,
                       "probed_at": ctx.snapshots[source_id].probed_at.isoformat()},
         )
+    yield from _environment_drift(ctx)
 
 
 def _column_changes(read: ReadDeclaration, before: Asset | None, after: Asset) -> dict[str, dict[str, Any]]:
@@ -86,3 +87,54 @@ def _column_changes(read: ReadDeclaration, before: Asset | None, after: Asset) -
             # seen earlier or the declaration is wrong; either way the workflow is broken
             found[column] = {"change": "missing", "old_type": None, "new_type": None}
     return found
+
+
+def _environment_drift(ctx: RuleContext) -> Iterator[Finding]:
+    """Sub-kind `environment`: a column a workflow depends on exists in one of two counterpart
+    sources (`same_as`) and not the other, or has another type there."""
+    from scanner.rules.parity import counterparts
+
+    for (source_id, path), pairs in sorted(ctx.read_index.items()):
+        here = ctx.asset(source_id, path)
+        if here is None:
+            continue
+        for other_id in counterparts(ctx.inventory, source_id):
+            there = ctx.asset(other_id, path)
+            if there is None:
+                continue
+            mine = {c.name: c.type for c in here.columns}
+            theirs = {c.name: c.type for c in there.columns}
+            differences: dict[str, tuple[str | None, str | None]] = {}
+            dependants: dict[str, list[WorkflowConfig]] = {}
+            for workflow, read in pairs:
+                for column in (read.columns or sorted(set(mine) | set(theirs))):
+                    a, b = mine.get(column), theirs.get(column)
+                    if a is None and b is None:
+                        continue
+                    if a is None or b is None or _normal(a) != _normal(b):
+                        differences[column] = (a, b)
+                        dependants.setdefault(column, [])
+                        if workflow not in dependants[column]:
+                            dependants[column].append(workflow)
+            for column, (a, b) in sorted(differences.items()):
+                workflows = ctx.with_downstream(dependants[column])
+                top = most_critical(workflows)
+                direct = sorted(w.id for w in dependants[column])
+                if a is None or b is None:
+                    what = (f"exists in {source_id if a else other_id} ({a or b}) but not in "
+                            f"{other_id if a else source_id}")
+                else:
+                    what = f"is {a} in {source_id} but {b} in {other_id}"
+                pair = sorted((source_id, other_id))
+                yield Finding(
+                    kind="schema_drift", subkind="environment",
+                    severity=severity_of("schema_drift", top.stage if top else None),
+                    message=f"column {column} of {path} {what}; {', '.join(direct)} depend on it",
+                    fingerprint=fingerprint("schema_drift", "environment", pair[0], pair[1], path, column),
+                    source=source_id, asset=f"{source_id}:{path}", workflow=top.id if top else None,
+                    remediation=(f"Make {path} the same in {source_id} and {other_id} (migrate the "
+                                 "lagging environment) before relying on what was tested in the other."),
+                    evidence={"column": column, "reason": "environment", "counterpart": other_id,
+                              "types": {source_id: a, other_id: b}, "dependants": direct,
+                              "workflows": workflow_ids(workflows)},
+                )

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXED = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 # PRODUCT.md's findings table, for when the brief is not next to the repository.
 PRODUCT_KINDS = {"stale", "freshness_unknown", "unowned", "over_permissioned", "schema_drift",
-                 "missing_asset", "probe_failed", "orphan_source"}
+                 "missing_asset", "probe_failed", "orphan_source", "access_drift", "environment_mismatch",
+                 "undeclared_dependency", "unobserved_read", "index_lag"}
 
 
 def _load() -> list[Any]:
