@@ -179,6 +179,12 @@ def _changes(ctx: RuleContext, source_id: str, before: SourceSnapshot,
 
     existed = {a.path for a in before.assets}
     for workflow, principal in _principals(ctx, source_id):
+        how = is_privileged(after, principal)
+        if how and not is_privileged(before, principal):
+            # one finding says it all: a new superuser can change everything
+            yield _Change("gained_privileged", source_id, workflow.id, principal, [], "privileged",
+                          {"privileged": None}, {"privileged": how}, [how])
+            continue
         old, new = access(before, principal), access(after, principal)
         gained_read: list[str] = []
         for path in sorted(set(old) | set(new)):
@@ -199,10 +205,6 @@ def _changes(ctx: RuleContext, source_id: str, before: SourceSnapshot,
             yield _Change("gained_read", source_id, workflow.id, principal, gained_read, READ,
                           {"levels": "none"}, {"levels": "read"},
                           _paths(after, principal, gained_read[0], READ))
-        if is_privileged(after, principal) and not is_privileged(before, principal):
-            chain = is_privileged(after, principal) or ()
-            yield _Change("gained_privileged", source_id, workflow.id, principal, [], "privileged",
-                          {"privileged": None}, {"privileged": " -> ".join(chain)}, [" -> ".join(chain)])
     public_before, public_after = public_by_asset(before), public_by_asset(after)
     for path in sorted(public_after):
         gained = public_after[path] - public_before.get(path, frozenset())

@@ -7,17 +7,9 @@ environments: the rules compare what a workflow depends on in one with the other
 
 from __future__ import annotations
 
-from scanner.access import role_chains
+from scanner.access import LEVEL_ESCALATION, LEVEL_SET_ROLE, PrincipalAccess
 from scanner.inventory import Inventory, WorkflowConfig
-from scanner.model import (
-    ACCESS_ADMIN,
-    ACCESS_READ,
-    ACCESS_WRITE,
-    PUBLIC_PRINCIPALS,
-    SCOPE_CONTAINER,
-    SCOPE_SOURCE,
-    SourceSnapshot,
-)
+from scanner.model import ACCESS_ALTER, ACCESS_READ, ACCESS_WRITE, PUBLIC_PRINCIPALS, SourceSnapshot
 
 PRODUCTION = frozenset({"prod", "production"})
 # What the access comparisons look at, per principal and asset.
@@ -60,81 +52,64 @@ def principal_in(workflow: WorkflowConfig, source_id: str, fallback: str | None)
 
 
 def access_by_asset(snapshot: SourceSnapshot, principal: str) -> dict[str, frozenset[str]]:
-    """What a principal can do to each asset of a snapshot through its own role chain:
-    asset path -> {"read", "write"}; privileged principals are reported by `is_privileged`.
-
-    Grants are indexed by scope once, so a 5,000-table source costs one pass over grants.
-    """
-    chains = role_chains(snapshot, principal)
-    own = {role for role in chains if role not in PUBLIC_PRINCIPALS}
-    everything: set[str] = set()
-    containers: dict[str, set[str]] = {}
-    targets: dict[str, set[str]] = {}
-    for grant in snapshot.grants:
-        if grant.principal not in own or grant.public:
-            continue
-        levels = _levels(grant.access)
-        if not levels:
-            continue
-        if grant.scope == SCOPE_SOURCE:
-            everything |= levels
-        elif grant.scope == SCOPE_CONTAINER:
-            containers.setdefault(grant.target, set()).update(levels)
-        else:
-            targets.setdefault(grant.target, set()).update(levels)
+    """What a principal can do to each asset of a snapshot, as itself or after SET ROLE (the
+    access model's `effective` and `via_set_role` levels): asset path -> {"read", "write"}.
+    Altering (ALTER, DROP, CREATE) counts as write: the data can change. Superuser-like
+    status is reported by `is_privileged`."""
+    access = PrincipalAccess(snapshot, principal)
     result: dict[str, frozenset[str]] = {}
     for asset in snapshot.assets:
-        levels = set(everything) | targets.get(asset.path, set())
-        if asset.container is not None:
-            levels |= containers.get(asset.container, set())
+        verdicts = access.report(asset).verdicts.get(LEVEL_SET_ROLE, frozenset())
+        levels = _levels(verdicts)
         if levels:
-            result[asset.path] = frozenset(levels)
+            result[asset.path] = levels
     return result
 
 
-def is_privileged(snapshot: SourceSnapshot, principal: str) -> tuple[str, ...] | None:
-    """The chain to a superuser-like principal the principal acts as, or None."""
-    privileged = {p.name for p in snapshot.principals if p.privileged}
-    chains = role_chains(snapshot, principal)
-    hits = sorted((chain for role, chain in chains.items() if role in privileged), key=len)
-    return hits[0] if hits else None
+def is_privileged(snapshot: SourceSnapshot, principal: str) -> str | None:
+    """How a principal is superuser-like (at any level: itself, after SET ROLE, or by what it
+    can grant itself), as a readable chain, or None."""
+    access = PrincipalAccess(snapshot, principal)
+    for actor in access.privileged_actors():
+        holder = actor.all_access or actor.role
+        roles = list(actor.chain or (principal,))
+        roles += [r for r in actor.closure.get(holder, ())[1:] if r not in roles]
+        attributes = ", ".join(access.principals[holder].attributes) if holder in access.principals else ""
+        how = f"{' -> '.join(roles)} ({attributes or 'all privileges'})"
+        if actor.level == LEVEL_SET_ROLE:
+            return f"{how} after {actor.step}" if actor.step else f"{how} via SET ROLE"
+        if actor.level == LEVEL_ESCALATION:
+            return f"{how} by escalation: {actor.step}" if actor.step else f"{how} by escalation"
+        return how
+    return None
 
 
 def public_by_asset(snapshot: SourceSnapshot) -> dict[str, frozenset[str]]:
-    """Assets a public principal (PUBLIC, allUsers, a public bucket, world-writable) can
-    read or write: asset path -> levels."""
-    everything: set[str] = set()
-    containers: dict[str, set[str]] = {}
-    targets: dict[str, set[str]] = {}
-    for grant in snapshot.grants:
-        if not (grant.public or grant.principal in PUBLIC_PRINCIPALS):
-            continue
-        levels = _levels(grant.access)
-        if grant.principal == LOCAL_WORLD:
-            levels.discard(READ)
-        if not levels:
-            continue
-        if grant.scope == SCOPE_SOURCE:
-            everything |= levels
-        elif grant.scope == SCOPE_CONTAINER:
-            containers.setdefault(grant.target, set()).update(levels)
-        else:
-            targets.setdefault(grant.target, set()).update(levels)
+    """Assets a public principal (PUBLIC, allUsers, a public bucket, world-writable) can really
+    read or write, container USAGE included: asset path -> levels. A world-readable file is
+    the POSIX default and does not count."""
+    if not PUBLIC_PRINCIPALS & snapshot.grantees:
+        return {}
+    anyone = PrincipalAccess(snapshot, None)
     result: dict[str, frozenset[str]] = {}
     for asset in snapshot.assets:
-        levels = set(everything) | targets.get(asset.path, set())
-        if asset.container is not None:
-            levels |= containers.get(asset.container, set())
+        report = anyone.report(asset)
+        gives: set[str] = set()
+        for path in report.effective:
+            given = set(path.gives)
+            if path.chain and path.chain[-1] == LOCAL_WORLD:
+                given.discard(ACCESS_READ)
+            gives |= given
+        levels = _levels(frozenset(gives))
         if levels:
-            result[asset.path] = frozenset(levels)
+            result[asset.path] = levels
     return result
 
 
-def _levels(access: str) -> set[str]:
-    if access == ACCESS_READ:
-        return {READ}
-    if access == ACCESS_WRITE:
-        return {WRITE}
-    if access == ACCESS_ADMIN:
-        return {READ, WRITE}
-    return set()
+def _levels(verdicts: frozenset[str]) -> frozenset[str]:
+    found = set()
+    if ACCESS_READ in verdicts:
+        found.add(READ)
+    if verdicts & {ACCESS_WRITE, ACCESS_ALTER}:
+        found.add(WRITE)
+    return frozenset(found)
