@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,9 +42,9 @@ from scanner.store import SEVERITY_RANK, LedgerEntry, PlannedNotification, Store
 log = logging.getLogger("ctxscan.notify")
 findings_log = logging.getLogger("ctxscan.findings")
 
-EVENTS = ("opened", "reopened", "escalated", "resolved")
+EVENTS = ("opened", "reopened", "escalated", "overdue", "resolved")
 _EMOJI = {"opened": ":rotating_light:", "reopened": ":rotating_light:", "escalated": ":arrow_up:",
-          "resolved": ":white_check_mark:"}
+          "overdue": ":alarm_clock:", "resolved": ":white_check_mark:"}
 USER_AGENT = "ctxscan-notify/1"
 
 
@@ -55,13 +55,27 @@ class DeliveryError(Exception):
 # ---------------------------------------------------------------------------------------
 # Targets
 
+# How a target of a `type: owners` entry is reached (ROUTE_ALL: a plain `notify:` target).
+ROUTE_ALL = "all"
+ROUTE_OWNER = "owner"          # one contact of one owner: hears that owner's findings
+ROUTE_FALLBACK = "fallback"    # hears findings with no reachable owner
+ROUTE_ESCALATE = "escalate"    # hears critical/high findings open and unaccepted for too long
+ESCALATED_SEVERITIES = frozenset({"critical", "high"})
+
+
 @dataclass(frozen=True)
 class Target:
-    """One `notify:` entry: its position, its config and where relative paths start."""
+    """One place messages go: a `notify:` entry, or one contact, fallback or escalation
+    target of a `type: owners` entry; its position, config and where relative paths start."""
 
     index: int
     config: NotifyConfig
     base_dir: Path
+    route: str = ROUTE_ALL
+    owner: str | None = None            # ROUTE_OWNER: whose contact this is
+    position: int = 0                   # the contact's (or fallback's, escalation's) position
+    escalate_after: float | None = None  # ROUTE_ESCALATE: seconds open before it hears
+    min_severity: str | None = None     # the owners entry's, when the contact sets none
 
     @property
     def type(self) -> str:
@@ -69,15 +83,19 @@ class Target:
 
     @property
     def name(self) -> str:
-        """A name safe for logs and metrics: `webhook[0]`."""
-        return f"{self.config.type}[{self.index}]"
+        """A name safe for logs and metrics: `webhook[0]`, `owners[1].crm-team.webhook[0]`."""
+        if self.route == ROUTE_ALL:
+            return f"{self.config.type}[{self.index}]"
+        who = self.owner if self.route == ROUTE_OWNER else self.route
+        return f"owners[{self.index}].{who}.{self.config.type}[{self.position}]"
 
     @property
     def key(self) -> str:
         """The store's key for this target: a hash, because a webhook URL is a secret."""
         where = self.config.url if self.config.type == "webhook" else (
             str(self.file_path()) if self.config.type == "file" else "")
-        digest = hashlib.sha256(f"{self.config.type}\x1f{where}".encode()).hexdigest()[:16]
+        route = "" if self.route == ROUTE_ALL else f"\x1f{self.route}\x1f{self.owner or ''}"
+        digest = hashlib.sha256(f"{self.config.type}\x1f{where}{route}".encode()).hexdigest()[:16]
         return f"{self.config.type}-{digest}"
 
     def file_path(self) -> Path:
@@ -102,8 +120,50 @@ class Target:
 
 
 def targets_for(inventory: Inventory) -> list[Target]:
-    """The inventory's notification targets."""
-    return [Target(i, config, inventory.base_dir) for i, config in enumerate(inventory.notify)]
+    """The inventory's notification targets; a `type: owners` entry becomes one target per
+    contact of each owner, per fallback and per escalation target."""
+    targets: list[Target] = []
+    base = inventory.base_dir
+    for i, config in enumerate(inventory.notify):
+        if config.type != "owners":
+            targets.append(Target(i, config, base))
+            continue
+        floor = config.min_severity
+        for owner_id, owner in sorted(inventory.owners.items()):
+            for j, contact in enumerate(owner.contacts):
+                targets.append(Target(i, _inherit(contact, config), base, ROUTE_OWNER, owner_id, j,
+                                      min_severity=floor))
+        for j, contact in enumerate(config.fallback):
+            targets.append(Target(i, _inherit(contact, config), base, ROUTE_FALLBACK, None, j,
+                                  min_severity=floor))
+        for j, contact in enumerate(config.escalate_to):
+            targets.append(Target(i, _inherit(contact, config), base, ROUTE_ESCALATE, None, j,
+                                  escalate_after=config.escalate_after, min_severity=floor))
+    return targets
+
+
+def _inherit(contact: NotifyConfig, entry: NotifyConfig) -> NotifyConfig:
+    """A contact takes the owners entry's digest unless it sets its own."""
+    if contact.digest is None and entry.digest is not None:
+        return replace(contact, digest=entry.digest)
+    return contact
+
+
+def route_owner(finding: StoredFinding, inventory: Inventory) -> str | None:
+    """The owner a finding is routed to: the first of the asset's, the source's and the
+    workflow's owners that is listed in `owners` with at least one contact, else None."""
+    candidates: list[str | None] = []
+    if finding.source and finding.source in inventory.sources:
+        source = inventory.sources[finding.source]
+        path = (finding.asset or "").partition(":")[2]
+        candidates += [o.owner for o in source.assets if o.path == path and o.owner]
+        candidates.append(source.owner)
+    if finding.workflow and finding.workflow in inventory.workflows:
+        candidates.append(inventory.workflows[finding.workflow].owner)
+    for owner in candidates:
+        if owner and owner in inventory.owners and inventory.owners[owner].contacts:
+            return owner
+    return None
 
 
 def secrets_of(targets: Iterable[Target]) -> list[str]:
@@ -132,17 +192,35 @@ def owners_of(finding: StoredFinding, inventory: Inventory) -> set[str]:
     return owners
 
 
-def _wanted(finding: StoredFinding, target: Target, inventory: Inventory) -> bool:
+def _wanted(finding: StoredFinding, target: Target, inventory: Inventory,
+            now: datetime | None = None) -> bool:
     config = target.config
-    if SEVERITY_RANK.get(finding.severity, 0) < SEVERITY_RANK.get(config.min_severity, 0):
+    floor = max(SEVERITY_RANK.get(config.min_severity, 0), SEVERITY_RANK.get(target.min_severity or "info", 0))
+    if SEVERITY_RANK.get(finding.severity, 0) < floor:
         return False
+    if target.route == ROUTE_OWNER:
+        if route_owner(finding, inventory) != target.owner:
+            return False
+    elif target.route == ROUTE_FALLBACK:
+        if route_owner(finding, inventory) is not None:
+            return False
+    elif target.route == ROUTE_ESCALATE:
+        if finding.severity not in ESCALATED_SEVERITIES:
+            return False
+        opened = finding.first_seen
+        if now is None or target.escalate_after is None or (now - opened).total_seconds() < target.escalate_after:
+            return False
     return not config.owners or bool(owners_of(finding, inventory) & set(config.owners))
 
 
 def plan(finding: StoredFinding, entry: LedgerEntry | None, target: Target, inventory: Inventory,
-         today: date) -> tuple[str | None, str, str, int] | None:
+         today: date, now: datetime | None = None) -> tuple[str | None, str, str, int] | None:
     """What one target should hear about one finding: (event or None for a silent ledger move,
-    status, severity, times_opened), or None when nothing changes."""
+    status, severity, times_opened), or None when nothing changes.
+
+    An escalation target hears `overdue` once a critical or high finding has been open and
+    unaccepted for `escalate_after`, then what a target hears of it (a rise, the resolution).
+    """
     if finding.status == "resolved":
         if entry is not None and entry.status == "open":
             return "resolved", "resolved", entry.severity, entry.times_opened
@@ -152,13 +230,15 @@ def plan(finding: StoredFinding, entry: LedgerEntry | None, target: Target, inve
     rank = SEVERITY_RANK.get(finding.severity, 0)
     if entry is not None and entry.status == "open" and entry.times_opened == finding.times_opened:
         told = SEVERITY_RANK.get(entry.severity, 0)
-        if rank > told and _wanted(finding, target, inventory):
+        if rank > told and _wanted(finding, target, inventory, now):
             return "escalated", "open", finding.severity, finding.times_opened
         if rank < told:  # quietly remember the lower level, so a rise later is news again
             return None, "open", finding.severity, finding.times_opened
         return None
-    if not _wanted(finding, target, inventory):
+    if not _wanted(finding, target, inventory, now):
         return None
+    if target.route == ROUTE_ESCALATE:
+        return "overdue", "open", finding.severity, finding.times_opened
     # Never told, told it resolved, or it resolved and reopened between two looks.
     event = "opened" if entry is None else "reopened"
     return event, "open", finding.severity, finding.times_opened
@@ -175,7 +255,32 @@ def message_text(event: str, finding: StoredFinding) -> str:
     text = f"{_EMOJI.get(event, '')} ctxscan: {event} [{finding.severity}] {kind} on {subject_of(finding)}"
     if event == "resolved":
         return f"{text} (was: {finding.message})"
+    if event == "overdue":
+        return f"{text}: open since {finding.first_seen.isoformat(timespec='minutes')}, not accepted: {finding.message}"
     return f"{text}: {finding.message}"
+
+
+DIGEST_LINES = 50
+
+
+def build_digest(items: Sequence[Any], now: datetime) -> dict[str, Any]:
+    """One message for many queued ones (a target with `digest:`): counts per event, a line
+    per message (the first DIGEST_LINES), and every finding as data under `digest`."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {event: [] for event in EVENTS}
+    lines: list[str] = []
+    for item in items:
+        payload = item.payload
+        event = str(payload.get("event", item.event))
+        grouped.setdefault(event, []).append(payload.get("finding") or {})
+        if len(lines) < DIGEST_LINES:
+            lines.append("• " + re.sub(r"^:[a-z_]+:\s*ctxscan:\s*", "", str(payload.get("text", ""))))
+    counts = ", ".join(f"{len(found)} {event}" for event, found in grouped.items() if found)
+    more = len(items) - len(lines)
+    text = f":bookmark_tabs: ctxscan digest: {counts}\n" + "\n".join(lines)
+    if more > 0:
+        text += f"\n… and {more} more"
+    return {"text": text, "event": "digest", "created_at": now.isoformat(), "source": "ctxscan",
+            "count": len(items), "digest": {event: found for event, found in grouped.items() if found}}
 
 
 def build_payload(event: str, finding: StoredFinding, now: datetime) -> dict[str, Any]:
@@ -346,8 +451,9 @@ class _Worker:
                 self.wake.wait(min(wait, 1.0))
                 self.wake.clear()
                 continue
+            digest = self.target.config.digest
             try:
-                items = store.pending_notifications(self.target.key, limit=50)
+                items = store.pending_notifications(self.target.key, limit=1000 if digest else 50)
             except Exception as exc:  # the store is down: try again later
                 log.warning("notifications for %s: cannot read the outbox: %s", self.target.name,
                             type(exc).__name__)
@@ -357,6 +463,15 @@ class _Worker:
             if not items:
                 self.wake.wait(self.dispatcher.poll_interval)
                 self.wake.clear()
+                continue
+            if digest:
+                due = items[0].created_at + timedelta(seconds=digest)
+                remaining = (due - utcnow()).total_seconds()
+                if remaining > 0:  # the period since the oldest queued message is not over
+                    self.wake.wait(min(remaining, self.dispatcher.poll_interval))
+                    self.wake.clear()
+                    continue
+                self._deliver_digest(items)
                 continue
             for item in items:
                 if self.stopped.is_set():
@@ -384,6 +499,29 @@ class _Worker:
                 self.status.consecutive_failures = 0
                 self.status.last_error = None
                 self.dispatcher._hook(self.target, "delivered", item.event)
+
+    def _deliver_digest(self, items: Sequence[Any]) -> None:
+        """Send every queued message as one; each is marked delivered only once it went out."""
+        try:
+            self.notifier.deliver(build_digest(items, utcnow()))
+        except DeliveryError as exc:
+            self._failed(items[0].id, "digest", str(exc))
+            return
+        except Exception as exc:  # a notifier bug must not kill the thread
+            self._failed(items[0].id, "digest", f"{type(exc).__name__}")
+            return
+        for item in items:
+            try:
+                self.dispatcher.store.mark_notification(item.id, delivered=True)
+            except Exception as exc:
+                log.warning("notifications for %s: delivered but cannot record it: %s",
+                            self.target.name, type(exc).__name__)
+        self.status.delivered += len(items)
+        self.status.pending = 0
+        self.status.last_delivered_at = utcnow()
+        self.status.consecutive_failures = 0
+        self.status.last_error = None
+        self.dispatcher._hook(self.target, "delivered", "digest")
 
     def _failed(self, outbox_id: int, event: str, error: str) -> None:
         error = redact_text(error, self.target.secrets())
@@ -437,7 +575,7 @@ class Dispatcher:
                 ledger = self.store.notification_ledger(target.key)
                 planned = []
                 for finding in current:
-                    decision = plan(finding, ledger.get(finding.fingerprint), target, inventory, today)
+                    decision = plan(finding, ledger.get(finding.fingerprint), target, inventory, today, now)
                     if decision is None:
                         continue
                     event, status, severity, times = decision
@@ -489,9 +627,19 @@ class Dispatcher:
                 for t in list(self._targets)]
 
     def pending(self) -> int:
-        """Messages still queued for the current targets (read from the store)."""
+        """Messages still queued for the current targets and due now (read from the store): a
+        digest target's messages wait in the outbox until its period is over."""
         counts = self.store.outbox_counts()
-        return sum(counts.get(t.key, {}).get("pending", 0) for t in self._targets)
+        total = 0
+        now = utcnow()
+        for target in self._targets:
+            waiting = counts.get(target.key, {}).get("pending", 0)
+            if waiting and target.config.digest:
+                oldest = self.store.pending_notifications(target.key, limit=1)
+                if oldest and oldest[0].created_at + timedelta(seconds=target.config.digest) > now:
+                    continue
+            total += waiting
+        return total
 
     def flush(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds until every current target's queue is empty."""

@@ -237,3 +237,51 @@ def test_validate_summary_fits_one_screen(write_inventory, ctxscan) -> None:
     assert len(result.out.splitlines()) <= 30
     assert "and 90 more sources" in result.out and "and 50 more workflows" in result.out
     assert "fake 100" in result.out and "pilot 60" in result.out
+
+
+ROUTING = """
+version: 1
+owners:
+  - id: crm-team
+    contacts: [{type: webhook, url: "http://127.0.0.1:9/crm"}, {type: file, path: crm.jsonl, digest: 1h}]
+sources:
+  - {id: crm, connector: fake, environment: prod}
+  - {id: crm-staging, connector: fake, environment: staging, same_as: crm}
+notify:
+  - {type: owners, min_severity: medium, fallback: [{type: log}], escalate_after: 4h,
+     escalate_to: [{type: webhook, url: "http://127.0.0.1:9/oncall"}], digest: 30m}
+"""
+
+
+def test_owner_contacts_routing_and_same_as(write_inventory) -> None:
+    inventory = load_inventory([write_inventory(ROUTING)], env={})
+    contacts = inventory.owners["crm-team"].contacts
+    assert [(c.type, c.digest) for c in contacts] == [("webhook", None), ("file", 3600)]
+    owners = inventory.notify[0]
+    assert (owners.type, owners.escalate_after, owners.digest) == ("owners", 14400, 1800)
+    assert [t.type for t in owners.fallback] == ["log"] and owners.escalate_to[0].url.endswith("/oncall")
+    assert inventory.sources["crm-staging"].same_as == "crm"
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ("same_as: crm}", "same_as names itself"),
+    ("same_as: crn}", "same_as names undeclared source 'crn'"),
+    ("escalate_to: []", "escalate_after: needs escalate_to"),
+    ("contacts: [{type: owners}]", "contacts[0].type"),
+    ("fallback-on-webhook", "only a target of type owners routes findings"),
+])
+def test_routing_rejections(change: str, words: str, write_inventory) -> None:
+    text = ROUTING
+    if change.startswith("same_as"):
+        text = text.replace("{id: crm, connector: fake, environment: prod}",
+                            "{id: crm, connector: fake, environment: prod, " + change)
+    elif change.startswith("escalate_to"):
+        text = text.replace('escalate_to: [{type: webhook, url: "http://127.0.0.1:9/oncall"}]', change)
+    elif change.startswith("contacts"):
+        text = text.replace('contacts: [{type: webhook, url: "http://127.0.0.1:9/crm"}, '
+                            '{type: file, path: crm.jsonl, digest: 1h}]', change)
+    else:
+        text += '  - {type: webhook, url: "http://127.0.0.1:9/x", fallback: [{type: log}]}\n'
+    with pytest.raises(ConfigError) as caught:
+        load_inventory([write_inventory(text)], env={})
+    assert any(words in e.one_line() for e in caught.value.errors), [e.one_line() for e in caught.value.errors]
