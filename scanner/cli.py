@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from scanner.formats import FINDING_FORMATS, READINESS_FORMATS
+
 if TYPE_CHECKING:
     from scanner.inventory import Inventory
     from scanner.store import Store
@@ -22,6 +24,8 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
+FINDING_ID_CHARS = 12   # the short id `findings` shows; `findings show` takes any unique prefix
+
 VALIDATE_ROWS = 10
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +36,7 @@ class App:
 
     config: list[str] = field(default_factory=list)
     state: str | None = None
+    verbose: bool = False
     _inventory: Inventory | None = None
     _store: Store | None = None
 
@@ -52,6 +57,8 @@ class App:
             context = click.get_current_context(silent=True)
             command = context.command.name if context is not None else None
             strict = command in (None, "scan", "validate", "daemon", "main")
+            if self.verbose:
+                click.echo(f"inventory: {', '.join(self.config_paths())}", err=True)
             self._inventory = load_inventory(self.config_paths(), strict_env=strict)
         return self._inventory
 
@@ -66,7 +73,12 @@ class App:
         if self._store is None:
             from scanner.store import Store
 
-            self._store = Store.open(self.state_url())
+            url = self.state_url()
+            if self.verbose:
+                from scanner.redact import redact_url
+
+                click.echo(f"store: {redact_url(url)}", err=True)
+            self._store = Store.open(url)
         return self._store
 
 
@@ -82,6 +94,26 @@ def common_options(func: F) -> F:
 
             ctx.ensure_object(App).state = as_state_url(value)
 
+    def set_wide(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            from scanner.formats.table import WIDE
+
+            WIDE["on"] = True
+
+    def set_no_color(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.color = ctx.find_root().color = False
+
+    def set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(App).verbose = True
+
+    func = click.option("--wide", is_flag=True, expose_value=False, callback=set_wide, is_eager=True,
+                        help="Never cut or wrap text to the terminal's width.")(func)
+    func = click.option("--no-color", is_flag=True, expose_value=False, callback=set_no_color, is_eager=True,
+                        help="No colour (also when $NO_COLOR is set; colour is only used on a terminal).")(func)
+    func = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=set_verbose,
+                        is_eager=True, help="Say which inventory and state store are used (on stderr).")(func)
     func = click.option("-c", "--config", "config", multiple=True, expose_value=False,
                         callback=set_config, is_eager=True,
                         help="Inventory file or folder (repeatable); default ctxscan.yaml or $CTXSCAN_CONFIG.")(func)
@@ -108,17 +140,55 @@ def progress_enabled() -> bool:
 class CtxscanGroup(click.Group):
     """Turns ctxscan's own errors into one red line and exit code 2, never a traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help())  # bare `ctxscan`: help, and success
+            ctx.exit(EXIT_OK)
+        return super().parse_args(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Click cuts each description at ~45 characters; show the whole first paragraph.
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         from scanner.errors import CtxscanError
 
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        wants_json = "--json" in rest[: rest.index("--")] if "--" in rest else "--json" in rest
         try:
             return super().invoke(ctx)
         except CtxscanError as exc:
-            _print_error(exc)
+            if wants_json:
+                _print_json_error(exc, EXIT_USAGE)
+            else:
+                _print_error(exc)
             ctx.exit(EXIT_USAGE)
+        except click.UsageError as exc:
+            if not wants_json:
+                raise
+            _print_json_error(exc, exc.exit_code)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.secho("interrupted", fg="red", err=True)
             ctx.exit(130)
+
+
+def _print_json_error(exc: Exception, code: int) -> None:
+    """With `--json`, an error is one JSON object on stderr: {"error", "exit_code", "errors"}."""
+    from scanner.output import dump_json
+
+    errors = getattr(exc, "errors", None) or [exc]
+    lines = [e.one_line() if hasattr(e, "one_line") else (e.format_message() if isinstance(e, click.ClickException)
+                                                           else str(e)) for e in errors]
+    payload: dict[str, Any] = {"error": lines[0], "exit_code": code, "errors": lines}
+    click.echo(dump_json(payload), err=True)
 
 
 def _print_error(exc: Exception) -> None:
@@ -154,6 +224,8 @@ def main(ctx: click.Context) -> None:
         atexit.register(gc.freeze)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="ctxscan: %(levelname)s: %(message)s")
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: any non-empty value
+        ctx.color = False
     ctx.ensure_object(App)
 
 
@@ -265,7 +337,6 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> Non
     # The store opens while the probes run (run_scan calls app.store once they have started).
     report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress)
     from scanner.output import SEVERITY_COLOURS, table
-    from scanner.store import SEVERITY_RANK
 
     current = open_findings(app)
     if as_json:
@@ -286,16 +357,34 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> Non
                    + (f" ({', '.join(parts)})" if parts else "")
                    + f"; {len(report.changes.opened) + len(report.changes.reopened)} new, "
                      f"{len(report.changes.resolved)} resolved. `ctxscan findings` lists them.")
+    unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
+    sys.exit(scan_exit_code(unprobed, current, fail_on))
+
+
+def scan_exit_code(unprobed: list[str], current: list[Any], fail_on: str | None) -> int:
+    """1 when a source could not be probed or open findings reach `--fail-on`, else 0 (said on stderr)."""
+    from scanner.store import SEVERITY_RANK
+
+    code = EXIT_OK
+    if unprobed:
+        shown = ", ".join(unprobed[:5]) + (f" and {len(unprobed) - 5} more" if len(unprobed) > 5 else "")
+        click.echo(f"exit 1: {len(unprobed)} source{'s' if len(unprobed) != 1 else ''} could not be probed "
+                   f"({shown})", err=True)
+        code = EXIT_FINDINGS
     if fail_on is not None:
         threshold = SEVERITY_RANK[fail_on]
-        if any(SEVERITY_RANK.get(f.severity, 0) >= threshold for f in current):
-            sys.exit(EXIT_FINDINGS)
+        reached = sum(1 for f in current if SEVERITY_RANK.get(f.severity, 0) >= threshold)
+        if reached:
+            click.echo(f"exit 1: {reached} open finding{'s' if reached != 1 else ''} at or above {fail_on} "
+                       "(--fail-on)", err=True)
+            code = EXIT_FINDINGS
+    return code
 
 
 # ---------------------------------------------------------------------------------------
 # findings
 
-@main.command()
+@main.group(invoke_without_command=True)
 @common_options
 @click.option("--kind", multiple=True, help="Only this kind (repeatable).")
 @click.option("--severity", type=click.Choice(SEVERITY_CHOICES), default=None,
@@ -304,14 +393,22 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> Non
               show_default=True)
 @click.option("--source", "source_id", default=None, help="Only findings about this source.")
 @click.option("--workflow", "workflow_id", default=None, help="Only findings about this workflow.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id: str | None,
-             workflow_id: str | None, as_json: bool) -> None:
-    """List findings from the latest scans."""
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list (the same as --format json).")
+@click.option("--format", "fmt", type=click.Choice(FINDING_FORMATS), default="table", show_default=True,
+              help="table for people; json, csv, markdown; sarif (2.1.0, at the inventory entries) for code "
+                   "scanning; ocsf (Detection Finding events) for security data lakes.")
+@click.pass_context
+def findings(ctx: click.Context, kind: tuple[str, ...], severity: str | None, status: str,
+             source_id: str | None, workflow_id: str | None, as_json: bool, fmt: str) -> None:
+    """List findings from the latest scans; `findings show ID` prints one whole."""
+    if ctx.invoked_subcommand is not None:
+        return
     from scanner.acceptance import acceptance_for, utc_today
-    from scanner.output import table
+    from scanner.output import SEVERITY_COLOURS, table
     from scanner.store import SEVERITY_RANK
 
+    if as_json:
+        fmt = "json"
     app = _app()
     inventory = app.inventory()
     today = utc_today()
@@ -338,7 +435,7 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
                 workflow_id not in (finding.evidence.get("workflows") or ()):
             continue
         rows.append((finding, accepted))
-    if as_json:
+    if fmt != "table":
         out = []
         for finding, accepted in rows:
             item = finding.to_json()
@@ -347,7 +444,7 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
                 item["accepted"] = {"reason": accepted.reason,
                                     "expires": accepted.expires.isoformat() if accepted.expires else None}
             out.append(item)
-        echo_json(out)
+        _emit_findings(fmt, out, inventory)
         return
     if not rows:
         if not app.store().scans(1):
@@ -355,21 +452,141 @@ def findings(kind: tuple[str, ...], severity: str | None, status: str, source_id
             return
         click.echo(f"no {status if status != 'all' else ''} findings".replace("  ", " "))
         return
-    headers = ["severity", "kind", "subject", "message", "first seen"]
+    # The message goes last: on a terminal it wraps there instead of being cut.
+    headers = ["severity", "kind", "subject", "first seen", "id", "message"]
     if status != "open":
         headers.insert(0, "status")
     if status == "accepted":
-        headers += ["accepted because", "until"]
+        headers[-1:-1] = ["accepted because", "until"]
     lines = []
     for f, accepted in rows:
         line = [f.severity, f.kind + (f"/{f.subkind}" if f.subkind else ""),
-                f.subject, f.message, f.first_seen.strftime("%Y-%m-%d %H:%M")]
+                f.subject, f.first_seen.strftime("%Y-%m-%d %H:%M"), f.fingerprint[:FINDING_ID_CHARS], f.message]
         if status != "open":
             line.insert(0, "accepted" if accepted is not None else f.status)
         if status == "accepted" and accepted is not None:
-            line += [accepted.reason, accepted.expires.isoformat() if accepted.expires else "-"]
+            line[-1:-1] = [accepted.reason, accepted.expires.isoformat() if accepted.expires else "-"]
         lines.append(line)
-    click.echo(table(headers, lines, max_width=80))
+    click.echo(table(headers, lines, max_width=60,
+                     colours={headers.index("severity"): SEVERITY_COLOURS}))
+
+
+def _emit_findings(fmt: str, items: list[dict[str, Any]], inventory: Any) -> None:
+    """Findings (their `--json` shape) in one of the machine formats."""
+    if fmt == "json":
+        echo_json(items)
+    elif fmt == "csv":
+        from scanner.formats.csv_format import findings_csv
+
+        click.echo(findings_csv(items), nl=False)
+    elif fmt == "markdown":
+        from scanner.formats.markdown import findings_markdown
+
+        click.echo(findings_markdown(items), nl=False)
+    elif fmt == "ocsf":
+        from scanner.formats.ocsf import findings_ocsf
+
+        echo_json(findings_ocsf(items, _version()))
+    elif fmt == "sarif":
+        from scanner.formats.locate import entry_locations
+        from scanner.formats.sarif import findings_sarif
+
+        echo_json(findings_sarif(items, entry_locations(inventory), _rule_help(), _version()))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ctxscan")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _rule_help() -> dict[str, str]:
+    """Each finding kind's one-line description: the first line of its rule's docstring."""
+    from scanner.rules import RULES
+
+    return {kind: " ".join((rule.__doc__ or kind).strip().split("\n\n")[0].split())
+            for kind, rule in RULES.items()}
+
+
+def _find_finding(app: App, finding_id: str) -> Any:
+    """The stored finding whose fingerprint is, or starts with, `finding_id` (usage error otherwise)."""
+    from scanner.errors import UsageError
+
+    wanted = finding_id.strip().lower()
+    if len(wanted) < 4:
+        raise UsageError(f"finding id {finding_id!r} is too short: give at least 4 characters of it "
+                         "(the ID column of `ctxscan findings`)")
+    matches = [f for f in app.store().findings(None) if f.fingerprint.lower().startswith(wanted)]
+    if not matches:
+        raise UsageError(f"no finding with id {finding_id!r} (`ctxscan findings --status all` lists them)")
+    if len(matches) > 1:
+        raise UsageError(f"finding id {finding_id!r} is ambiguous: {len(matches)} findings start with it "
+                         f"({', '.join(f.fingerprint[:FINDING_ID_CHARS + 4] for f in matches[:3])}...)")
+    return matches[0]
+
+
+@findings.command("show")
+@common_options
+@click.argument("finding_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the finding as JSON.")
+def findings_show(finding_id: str, as_json: bool) -> None:
+    """One finding whole: message, evidence, where it is declared, remediation and its history."""
+    from scanner.acceptance import acceptance_for, utc_today
+    from scanner.formats.locate import entry_locations, locate
+    from scanner.output import SEVERITY_COLOURS
+    from scanner.redact import printable
+
+    app = _app()
+    finding = _find_finding(app, finding_id)
+    inventory = app.inventory()
+    accepted = acceptance_for(finding, inventory.accept, utc_today()) if finding.status == "open" else None
+    item = finding.to_json()
+    if accepted is not None:
+        item["status"] = "accepted"
+        item["accepted"] = {"reason": accepted.reason,
+                            "expires": accepted.expires.isoformat() if accepted.expires else None}
+    at = locate(item, entry_locations(inventory))
+    item["declared_at"] = ({"file": at.file, "line": at.line, "column": at.column, "entry": at.entry}
+                           if at is not None else None)
+    if as_json:
+        echo_json(item)
+        return
+    from scanner.output import dump_json
+
+    kind = finding.kind + (f"/{finding.subkind}" if finding.subkind else "")
+    click.echo(click.style(finding.severity.upper(), fg=SEVERITY_COLOURS.get(finding.severity), bold=True)
+               + f" {kind}: {printable(finding.subject)}  ({item['status']})")
+    click.echo(f"id: {finding.fingerprint}")
+    click.echo()
+    click.echo(printable(finding.message))
+    subject = [(name, getattr(finding, name)) for name in ("source", "asset", "workflow", "principal")]
+    click.echo()
+    for name, value in subject:
+        if value:
+            click.echo(f"{name + ':':<12}{printable(value)}")
+    if at is not None:
+        click.echo(f"{'declared:':<12}{at.file}:{at.line} ({at.entry})")
+    if finding.remediation:
+        click.echo("\nremediation:\n  " + printable(finding.remediation))
+    click.echo("\nhistory:")
+    click.echo(f"  first seen  {finding.first_seen.isoformat(timespec='seconds')}")
+    click.echo(f"  last seen   {finding.last_seen.isoformat(timespec='seconds')}")
+    click.echo(f"  opened      {finding.times_opened} time{'s' if finding.times_opened != 1 else ''}")
+    if finding.resolved_at is not None:
+        click.echo(f"  resolved    {finding.resolved_at.isoformat(timespec='seconds')}")
+    if accepted is not None:
+        until = accepted.expires.isoformat() if accepted.expires else "-"
+        click.echo(f"  accepted    until {until}: {printable(accepted.reason)}")
+    if finding.evidence:
+        click.echo("\nevidence:")
+        for line in dump_json(dict(finding.evidence)).splitlines():
+            click.echo("  " + printable(line))
+    if finding.status == "open" and accepted is None:
+        click.echo(f"\naccept it: ctxscan accept {finding.fingerprint[:FINDING_ID_CHARS]} "
+                   "--until YYYY-MM-DD --reason TEXT")
 
 
 def _check_finding_filters(kinds: tuple[str, ...], source_id: str | None, workflow_id: str | None,
@@ -458,12 +675,14 @@ def _duration_option(value: str, name: str) -> float:
 @click.option("--log-level", type=click.Choice(("debug", "info", "warning", "error")), default="info",
               show_default=True)
 @click.option("--once", is_flag=True, help="Scan every source once, deliver notifications, and exit.")
+@click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), default=None,
+              help="With --once: exit 1 when open, unaccepted findings reach this severity.")
 @click.option("--stop-timeout", default="10s", show_default=True, metavar="DURATION",
               help="On SIGTERM/SIGINT, how long running scans get before they are abandoned.")
 @click.option("--retry-max", default="5m", show_default=True, metavar="DURATION",
               help="Longest wait between two delivery attempts to a failing notification target.")
 def daemon(metrics_port: int | None, metrics_host: str, log_format: str, log_level: str, once: bool,
-           stop_timeout: str, retry_max: str) -> None:
+           fail_on: str | None, stop_timeout: str, retry_max: str) -> None:
     """Scan each source on its schedule, notify on findings, serve /healthz and /metrics."""
     from scanner.daemon import Daemon, DaemonOptions, configure_logging
 
@@ -476,7 +695,13 @@ def daemon(metrics_port: int | None, metrics_host: str, log_format: str, log_lev
     store = app.store()
     runner = Daemon(inventory, store, app.config_paths(), options)
     runner.install_signal_handlers()
+    if fail_on is not None and not once:
+        from scanner.errors import UsageError
+
+        raise UsageError("--fail-on needs --once (a daemon that runs on has no exit code to give)")
     code = runner.run_once() if once else runner.serve_forever()
+    if once and code == EXIT_OK:
+        code = scan_exit_code(runner.unprobed, open_findings(app), fail_on)
     store.close()
     _exit_promptly(code)
 
@@ -509,7 +734,9 @@ def _exit_promptly(code: int) -> None:
 @click.argument("workflow_id", metavar="[WORKFLOW]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the cards as JSON.")
 @click.option("--strict", is_flag=True, help="Exit 1 when a workflow shown is not ready.")
-def readiness(workflow_id: str | None, as_json: bool, strict: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(READINESS_FORMATS), default="table", show_default=True,
+              help="table for people; json; markdown; junit (a test case per check, for CI dashboards).")
+def readiness(workflow_id: str | None, as_json: bool, strict: bool, fmt: str) -> None:
     """The production-readiness card of each workflow (or one): seven checks, each with its reason."""
     import difflib
 
@@ -525,9 +752,17 @@ def readiness(workflow_id: str | None, as_json: bool, strict: bool) -> None:
         raise UsageError(f"unknown workflow {workflow_id!r}{hint}")
     now = utcnow()
     cards = assess(inventory, app.store(), now, [workflow_id] if workflow_id else None)
-    if as_json:
+    if as_json or fmt == "json":
         echo_json({"as_of": now.isoformat(), "ready": all(c.ready for c in cards),
                    "workflows": [c.to_json() for c in cards]})
+    elif fmt == "markdown":
+        from scanner.formats.markdown import readiness_markdown
+
+        click.echo(readiness_markdown([c.to_json() for c in cards]), nl=False)
+    elif fmt == "junit":
+        from scanner.formats.junit import readiness_junit
+
+        click.echo(readiness_junit([c.to_json() for c in cards], now.isoformat(timespec="seconds")), nl=False)
     else:
         click.echo(render_cards(cards))
     if strict and not all(card.ready for card in cards):

@@ -292,6 +292,7 @@ class Daemon:
         self.config_paths = list(config_paths)
         self.options = options or DaemonOptions()
         self.loader = loader
+        self.unprobed: list[str] = []  # sources `run_once` could not probe (its exit code)
         self.executor: Executor = executor or LocalExecutor(
             store, workers=self.options.workers or inventory.defaults.concurrency)
         self.metrics: DaemonMetrics = DaemonMetrics(self._metrics_view)
@@ -686,6 +687,7 @@ class Daemon:
         self.dispatcher.start()
         deadline_extra = self.options.stop_timeout
         futures = {}
+        self.unprobed = []
         for source_id in self.inventory.sources:
             started = utcnow()
             self._sources[source_id].last_started_at = started
@@ -697,9 +699,14 @@ class Daemon:
                 report = self._wait(future)
             except Exception as exc:
                 self._scan_error(source_id, exc)
+                self.unprobed.append(source_id)
                 continue
             if report is not None:
                 self._after_scan(source_id, self.inventory, report)
+                if any(o.status != "ok" for o in report.outcomes if o.source_id == source_id):
+                    self.unprobed.append(source_id)
+            else:
+                self.unprobed.append(source_id)
         if not self._stop.is_set():
             self._refresh_findings(self.dispatcher.reconcile(self.inventory).findings)
             if not self.dispatcher.flush(deadline_extra):

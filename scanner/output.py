@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
+
+import click
 
 from scanner.redact import printable
 
 SEVERITY_COLOURS = {"critical": "red", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
-    """A left-aligned text table; long cells are cut with an ellipsis."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60,
+          colours: Mapping[int, Mapping[str, str]] | None = None) -> str:
+    """A left-aligned text table: whole when stdout is not a terminal (or with `--wide`); on a
+    terminal, columns are cut at `max_width` and the last one wraps to the terminal's width.
+    `colours` maps a column to {cell value: colour} (severity), shown only on a terminal."""
+    from scanner.formats.table import layout, terminal_width
+
     def cell(value: Any) -> str:
-        text = "-" if value is None else str(value)
-        text = printable(text)
-        return text if len(text) <= max_width else text[: max_width - 1] + "…"
+        # Escaped first, so the width measured is the width shown.
+        return printable("-" if value is None else str(value))
+
+    def style(column: int, raw: str, padded: str) -> str:
+        colour = (colours or {}).get(column, {}).get(raw)
+        return click.style(padded, fg=colour) if colour else padded
 
     body = [[cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in body:
-        for i, value in enumerate(row):
-            widths[i] = max(widths[i], len(value))
-    lines = ["  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in body:
-        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
-    return "\n".join(lines)
+    return layout(headers, body, max_width, terminal_width(), style if colours else None)
 
 
 def _default(value: Any) -> Any:

@@ -33,6 +33,7 @@ from scanner.rules.base import (
     severity_of,
     workflow_ids,
 )
+from scanner.rules.remediation import public_access_remediation
 
 KIND = "over_permissioned"
 EXAMPLES = 10
@@ -261,8 +262,7 @@ def _public_access(ctx: RuleContext) -> Iterator[Finding]:
             fingerprint=fingerprint(KIND, "public_access", source_id, path),
             source=source_id, asset=f"{source_id}:{path}", workflow=top.id if top else None,
             principal=", ".join(principals),
-            remediation=("Remove the public grant (REVOKE it FROM PUBLIC, block public access on the "
-                         "bucket, drop allUsers, chmod o-w) and grant the workflows' principals instead."),
+            remediation=public_access_remediation(snapshot.connector, principals, writable),
             evidence={"grants": [{"principal": g.principal, "privilege": g.privilege, "scope": g.scope,
                                   "target": g.target, "access": g.access, "via": g.via} for g in public],
                       "writable": writable, "readers": readers,
