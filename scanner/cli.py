@@ -235,14 +235,32 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @common_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def validate(as_json: bool) -> None:
-    """Check the inventory file and print a one-screen summary."""
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 2).")
+@click.option("--connect", is_flag=True,
+              help="Also open each source within its timeout (one read-only probe, nothing stored) and "
+                   "print ok or the reason; exit 1 when one fails.")
+def validate(as_json: bool, strict: bool, connect: bool) -> None:
+    """Check the inventory file and print a one-screen summary; warnings too (--strict: errors)."""
     from scanner.plugins import load_errors
+    from scanner.validation import inventory_warnings
 
     inventory = _app().inventory()
     load_errors()  # discovers every plugin: one that cannot load or claims a built-in kind is logged
+    warnings = inventory_warnings(inventory)
+    if strict and warnings:
+        if as_json:
+            echo_json({"valid": False, "files": list(inventory.files), "errors": [w.to_json() for w in warnings]})
+        for warning in warnings:
+            click.secho(f"error: {warning.one_line()}", fg="red", err=True)
+        click.secho(f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''} (errors under --strict); "
+                    "the inventory was not used", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
+    for warning in warnings:
+        click.secho(f"warning: {warning.one_line()}", fg="yellow", err=True)
+    connections = _connect_each(inventory) if connect else []
     summary: dict[str, Any] = {
         "valid": True,
+        "warnings": [w.to_json() for w in warnings],
         "files": list(inventory.files),
         "sources": [{"id": s.id, "connector": s.connector, "owner": s.owner, "schedule": s.schedule}
                     for s in inventory.sources.values()],
@@ -252,8 +270,13 @@ def validate(as_json: bool) -> None:
         "notify": [n.type for n in inventory.notify],
         "accept": len(inventory.accept),
     }
+    if connect:
+        summary["connections"] = connections
+    failed = [c for c in connections if not c["ok"]]
     if as_json:
         echo_json(summary)
+        if failed:
+            sys.exit(EXIT_FINDINGS)
         return
     from collections import Counter
 
@@ -279,6 +302,62 @@ def validate(as_json: bool) -> None:
                       for w in summary["workflows"][:shown]]))
     if len(summary["workflows"]) > shown:
         click.echo(f"... and {len(summary['workflows']) - shown} more workflows (--json lists all)")
+    if connect:
+        click.echo()
+        click.echo(table(["source", "connector", "connection", "time", "detail"],
+                         [[c["source"], c["connector"], "ok" if c["ok"] else "FAILED", f"{c['duration']:.2f}s",
+                           c["detail"]] for c in connections],
+                         colours={2: {"ok": "green", "FAILED": "red"}}))
+        if failed:
+            click.echo(f"exit 1: {len(failed)} of {len(connections)} sources could not be opened", err=True)
+            sys.exit(EXIT_FINDINGS)
+
+
+def _connect_each(inventory: Any) -> list[dict[str, Any]]:
+    """Probe every source once, in parallel, each bounded by its timeout; nothing is stored."""
+    import threading
+    import time
+
+    from scanner.errors import ProbeError
+    from scanner.model import utcnow
+    from scanner.plugins import ProbeContext
+    from scanner.scan import probe_source
+
+    results: dict[str, dict[str, Any]] = {}
+
+    def attempt(source: Any, timeout: float, cancelled: threading.Event) -> None:
+        started = time.monotonic()
+        principals = frozenset(w.runs_as[source.id] for w in inventory.workflows.values() if source.id in w.runs_as)
+        try:
+            snapshot = probe_source(source, ProbeContext(utcnow(), principals=principals, timeout=timeout,
+                                                         cancelled=cancelled))
+            detail = f"{len(snapshot.assets)} asset{'s' if len(snapshot.assets) != 1 else ''}" + (
+                " (partial)" if snapshot.partial else "")
+            results[source.id] = {"ok": True, "detail": detail}
+        except ProbeError as exc:
+            results[source.id] = {"ok": False, "detail": exc.message, "reason": exc.reason}
+        results[source.id]["duration"] = time.monotonic() - started
+
+    threads = []
+    for source in inventory.sources.values():
+        timeout = source.timeout or inventory.defaults.timeout
+        cancelled = threading.Event()
+        thread = threading.Thread(target=attempt, args=(source, timeout, cancelled), daemon=True)
+        thread.start()
+        threads.append((source, thread, timeout, cancelled, time.monotonic()))
+    out = []
+    for source, thread, timeout, cancelled, started in threads:
+        thread.join(max(0.0, started + timeout - time.monotonic()))
+        if thread.is_alive() or source.id not in results:
+            cancelled.set()  # the probe is abandoned; a daemon thread does not hold the exit
+            outcome = {"ok": False, "detail": f"no answer within its timeout of {timeout:g}s", "reason": "timeout",
+                       "duration": time.monotonic() - started}
+        else:
+            outcome = results[source.id]
+        out.append({"source": source.id, "connector": source.connector, "ok": outcome["ok"],
+                    "detail": outcome["detail"], "reason": outcome.get("reason"),
+                    "duration": round(outcome["duration"], 3)})
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -587,6 +666,63 @@ def findings_show(finding_id: str, as_json: bool) -> None:
     if finding.status == "open" and accepted is None:
         click.echo(f"\naccept it: ctxscan accept {finding.fingerprint[:FINDING_ID_CHARS]} "
                    "--until YYYY-MM-DD --reason TEXT")
+
+
+@main.command()
+@common_options
+@click.argument("finding_id", metavar="ID")
+@click.option("--until", "until", required=True, metavar="YYYY-MM-DD",
+              help="Last day the finding stays accepted; from the day after, it counts again.")
+@click.option("--reason", required=True, help="Why it is accepted (shown with the finding).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def accept(finding_id: str, until: str, reason: str, as_json: bool) -> None:
+    """Accept a finding: append an `accept:` entry to the inventory file that declares its subject."""
+    from datetime import date
+
+    from scanner.acceptance import utc_today
+    from scanner.errors import CtxscanError, UsageError
+    from scanner.formats.locate import entry_locations, locate
+    from scanner.inventory import load_inventory
+    from scanner.inventory_edit import append_accept
+
+    try:
+        expires = date.fromisoformat(until)
+    except ValueError:
+        raise UsageError(f"--until: {until!r} is not a date (write YYYY-MM-DD)") from None
+    if expires < utc_today():
+        raise UsageError(f"--until {until} is in the past: an acceptance must still be valid today")
+    if not reason.strip():
+        raise UsageError("--reason is empty: say why the finding is accepted")
+    app = _app()
+    finding = _find_finding(app, finding_id)
+    inventory = app.inventory()
+    at = locate(finding.to_json(), entry_locations(inventory))
+    target = at.file if at is not None else inventory.files[0]
+    from pathlib import Path
+
+    path = Path(target)
+    original = path.read_text(encoding="utf-8")
+    try:
+        updated = append_accept(original, finding.fingerprint, finding.kind, finding.subject, expires,
+                                " ".join(reason.split()))
+    except ValueError as exc:
+        raise UsageError(f"{target}: {exc}") from None
+    partial = path.with_name(f".{path.name}.accept.tmp")
+    partial.write_text(updated, encoding="utf-8")
+    try:
+        # The edited inventory must still load, checked as `validate` would, before it replaces the file.
+        others = [f if f != target else str(partial) for f in inventory.files]
+        load_inventory(others, strict_env=False)
+    except CtxscanError:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
+    if as_json:
+        echo_json({"fingerprint": finding.fingerprint, "file": target, "expires": expires.isoformat(),
+                   "reason": reason})
+        return
+    click.echo(f"accepted {finding.kind} on {finding.subject} until {expires.isoformat()}: "
+               f"appended to {target}")
 
 
 def _check_finding_filters(kinds: tuple[str, ...], source_id: str | None, workflow_id: str | None,

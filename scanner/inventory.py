@@ -286,7 +286,9 @@ def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -
         errors.append(ConfigError(f"YAML syntax error: {exc}", str(path)))
         return doc, None
     if node is None:
-        return doc, {}
+        errors.append(ConfigError("the file is empty (or only comments): write at least `version: 1`",
+                                  str(path)))
+        return doc, None
     try:
         return doc, _convert(node, doc, (), errors, env)
     except yaml.YAMLError as exc:
@@ -495,6 +497,12 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         elif spec.required:
             check.error(path + (name,), f"is required by the {connector_name} connector"
                         + (f" ({spec.help})" if spec.help else ""))
+    if connector_name is not None and isinstance(settings.get("url"), str):
+        from scanner.validation import url_mismatch
+
+        mismatch = url_mismatch(connector_name, settings["url"])
+        if mismatch:
+            check.error(path + ("url",), mismatch)
     freshness_raw = check.mapping(data.get("freshness"), path + ("freshness",)) or {}
     check.keys(freshness_raw, FRESHNESS_KEYS, path + ("freshness",))
     freshness = FreshnessConfig(
