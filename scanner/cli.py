@@ -356,7 +356,7 @@ def _connect_each(inventory: Any) -> list[dict[str, Any]]:
             outcome = results[source.id]
         out.append({"source": source.id, "connector": source.connector, "ok": outcome["ok"],
                     "detail": outcome["detail"], "reason": outcome.get("reason"),
-                    "duration": round(outcome["duration"], 3)})
+                    "duration": round(float(outcome["duration"]), 3)})
     return out
 
 
