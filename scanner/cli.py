@@ -350,13 +350,13 @@ def _connect_each(inventory: Any) -> list[dict[str, Any]]:
         thread.join(max(0.0, started + timeout - time.monotonic()))
         if thread.is_alive() or source.id not in results:
             cancelled.set()  # the probe is abandoned; a daemon thread does not hold the exit
-            outcome = {"ok": False, "detail": f"no answer within its timeout of {timeout:g}s", "reason": "timeout",
+            outcome: dict[str, Any] = {"ok": False, "detail": f"no answer within its timeout of {timeout:g}s", "reason": "timeout",
                        "duration": time.monotonic() - started}
         else:
             outcome = results[source.id]
         out.append({"source": source.id, "connector": source.connector, "ok": outcome["ok"],
                     "detail": outcome["detail"], "reason": outcome.get("reason"),
-                    "duration": round(float(outcome["duration"]), 3)})
+                    "duration": round(outcome["duration"], 3)})
     return out
 
 
