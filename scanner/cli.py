@@ -1168,3 +1168,59 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
         partial.unlink(missing_ok=True)
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {target} ({fmt}, {summary})", err=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Every command's --help ends with examples and the exit codes.
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "validate": ("ctxscan validate -c ctxscan.yaml", "ctxscan validate --strict --connect",
+                 "ctxscan validate --json | jq .warnings"),
+    "scan": ("ctxscan scan", "ctxscan scan --source crm --fail-on high", "ctxscan scan --json > scan.json"),
+    "findings": ("ctxscan findings --severity high", "ctxscan findings --format sarif > ctxscan.sarif",
+                 "ctxscan findings --status all --format csv > findings.csv"),
+    "findings show": ("ctxscan findings show 13842103ee7c", "ctxscan findings show 1384 --json"),
+    "accept": ('ctxscan accept 13842103ee7c --until 2027-01-31 --reason "loader fix in sprint 12"',
+               "ctxscan findings --status accepted"),
+    "readiness": ("ctxscan readiness support-bot", "ctxscan readiness --strict",
+                  "ctxscan readiness --format junit > readiness.xml"),
+    "feeds": ("ctxscan feeds crm", "ctxscan feeds 'crm:public.*' --json"),
+    "depends": ("ctxscan depends support-bot", "ctxscan depends support-bot --json"),
+    "why": ("ctxscan why support-bot crm:public.customers", "ctxscan why support-bot crm:public.customers --json"),
+    "graph": ("ctxscan graph export --format html", "ctxscan graph export --format mermaid --workflow support-bot"),
+    "graph export": ("ctxscan graph export --format html", "ctxscan graph export --format dot -o - | dot -Tsvg",
+                     "ctxscan graph export --format mermaid --workflow support-bot"),
+    "demo": ("ctxscan demo", "ctxscan demo --dir /tmp/demo --json"),
+    "daemon": ("ctxscan daemon --metrics-port 9464", "ctxscan daemon --once --fail-on high",
+               "ctxscan daemon --log-format json --log-level debug"),
+}
+EXIT_CODES = {
+    "scan": "0 ok; 1 a source could not be probed, or findings at --fail-on; 2 usage or invalid inventory",
+    "daemon": "0 stopped cleanly; with --once, 1 a source could not be probed or findings at --fail-on; "
+              "2 usage or invalid inventory",
+    "readiness": "0 ok; 1 a workflow not ready (--strict only); 2 usage or invalid inventory",
+    "validate": "0 valid (warnings allowed); 1 a source could not be opened (--connect); "
+                "2 invalid inventory, or warnings under --strict",
+}
+DEFAULT_EXIT_CODES = "0 ok; 2 usage or invalid inventory"
+
+
+def _add_epilogs(group: click.Group, prefix: str = "") -> None:
+    """Examples (when known) and the exit codes at the end of each command's --help."""
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        examples = EXAMPLES.get(full, ())
+        lines = ["\b", "Examples:"] + [f"  {e}" for e in examples] if examples else []
+        codes = EXIT_CODES.get(full, DEFAULT_EXIT_CODES)
+        command.epilog = "\n".join(lines + ([""] if lines else []) + ["\b", f"Exit codes: {codes}."])
+        if isinstance(command, click.Group):
+            _add_epilogs(command, f"{full} ")
+
+
+_add_epilogs(main)
+main.epilog = ("\b\nExamples:\n  ctxscan demo\n  ctxscan -c ctxscan.yaml scan --fail-on high\n"
+               "  ctxscan findings --format sarif > ctxscan.sarif\n\n\b\n"
+               "Exit codes: 0 ok; 1 findings at --fail-on, a source that could not be probed, or not "
+               "ready under --strict; 2 usage or invalid inventory.\n\n\b\n"
+               "Shell completion (bash; zsh and fish alike):\n"
+               '  eval "$(_CTXSCAN_COMPLETE=bash_source ctxscan)"')
