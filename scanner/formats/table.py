@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 
 MIN_LAST = 24          # narrowest the wrapped last column gets before the table just overflows
+MIN_CUT = 8            # narrowest another column is cut to, to make room for the last one
 WIDE = {"on": False}   # `--wide`: never fit to the terminal (set once by the CLI)
 
 
@@ -23,28 +24,33 @@ def layout(headers: Sequence[str], body: Sequence[Sequence[str]], max_width: int
            width: int | None = None, style: Callable[[int, str, str], str] | None = None) -> str:
     """Left-aligned columns of already-escaped cells.
 
-    With `width` (a terminal): every column but the last is cut at `max_width` with an
-    ellipsis, and the last column wraps into what is left of the line. Without it: nothing
+    With `width` (a terminal), when a line would not fit, the widest of the other columns are
+    cut with an ellipsis first (never below their header), and the last column wraps into
+    what is left of the line. `max_width` is kept for callers' sake; the terminal decides. Without it: nothing
     is cut or wrapped. `style(column, raw, padded)` may colour a padded cell (after widths
     are measured, so escape codes never count as width).
     """
     columns = len(headers)
     rows = [list(row) for row in body]
-    if width is not None and max_width is not None:
-        for row in rows:
-            for i in range(columns - 1):
-                if len(row[i]) > max_width:
-                    row[i] = row[i][: max_width - 1] + "…"
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, value in enumerate(row[:-1] if columns > 1 else row):
-            widths[i] = max(widths[i], len(value))
-    if columns:
-        widths[-1] = max([len(headers[-1])] + [len(row[-1]) for row in rows])
+    widths = [max([len(headers[i])] + [len(row[i]) for row in rows]) for i in range(columns)]
     wrap_at = None
     if width is not None and columns:
-        used = sum(widths[:-1]) + 2 * (columns - 1)
-        wrap_at = max(MIN_LAST, width - used)
+        fixed = widths[:-1]
+        gaps = 2 * (columns - 1)
+        # Too wide for the terminal: narrow the widest of the other columns first, down to
+        # their header (at least MIN_CUT), so the last column keeps room to wrap in.
+        while fixed and sum(fixed) + gaps + MIN_LAST > width:
+            widest = max(range(len(fixed)), key=lambda i: fixed[i])
+            floor = max(MIN_CUT, len(headers[widest]))
+            if fixed[widest] <= floor:
+                break
+            fixed[widest] = max(floor, fixed[widest] - (sum(fixed) + gaps + MIN_LAST - width))
+        for row in rows:
+            for i, limit in enumerate(fixed):
+                if len(row[i]) > limit:
+                    row[i] = row[i][: limit - 1] + "…"
+        widths[:-1] = fixed
+        wrap_at = max(MIN_LAST, width - sum(fixed) - gaps)
         widths[-1] = min(widths[-1], wrap_at)
 
     def render(cells: Sequence[str], header: bool = False) -> list[str]:
