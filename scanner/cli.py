@@ -437,7 +437,20 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> Non
                    + f"; {len(report.changes.opened) + len(report.changes.reopened)} new, "
                      f"{len(report.changes.resolved)} resolved. `ctxscan findings` lists them.")
     unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
-    sys.exit(scan_exit_code(unprobed, current, fail_on))
+    sys.exit(scan_exit_code(_not_accepted(app, unprobed), current, fail_on))
+
+
+def _not_accepted(app: App, unprobed: list[str]) -> list[str]:
+    """Sources that could not be probed, less those whose probe_failed finding is accepted in
+    the inventory (a known outage someone signed off must not fail every CI run)."""
+    from scanner.acceptance import acceptance_for, utc_today
+
+    if not unprobed or not app.inventory().accept:
+        return unprobed
+    today = utc_today()
+    accepted = {f.source for f in app.store().findings("open")
+                if f.kind == "probe_failed" and acceptance_for(f, app.inventory().accept, today) is not None}
+    return [source_id for source_id in unprobed if source_id not in accepted]
 
 
 def scan_exit_code(unprobed: list[str], current: list[Any], fail_on: str | None) -> int:
@@ -837,7 +850,7 @@ def daemon(metrics_port: int | None, metrics_host: str, log_format: str, log_lev
         raise UsageError("--fail-on needs --once (a daemon that runs on has no exit code to give)")
     code = runner.run_once() if once else runner.serve_forever()
     if once and code == EXIT_OK:
-        code = scan_exit_code(runner.unprobed, open_findings(app), fail_on)
+        code = scan_exit_code(_not_accepted(app, runner.unprobed), open_findings(app), fail_on)
     store.close()
     _exit_promptly(code)
 

@@ -68,6 +68,8 @@ def _commands() -> set[str]:
     for name, command in main.commands.items():
         sub = getattr(command, "commands", None)
         names |= {f"{name} {s}" for s in sub} if sub else {name}
+        if sub and getattr(command, "invoke_without_command", False):
+            names.add(name)  # a group that is also a command (`findings` and `findings show`)
     return names
 
 

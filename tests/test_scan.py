@@ -58,7 +58,7 @@ def test_scan_one_source_and_resolve(write_inventory, tmp_path: Path, ctxscan) -
     state = f"sqlite:///{tmp_path / 'state.db'}"
     first = ctxscan("scan", "-c", str(path), "--state", state, "--json")
     payload = json.loads(first.out)
-    assert first.code == 0 and payload["status"] == "partial"
+    assert first.code == 1 and payload["status"] == "partial"  # a source could not be probed
     assert {s["id"]: s["status"] for s in payload["sources"]}["stuck"] == "timeout"
     # Fix the broken source, then scan only it: its probe_failed resolves, the others stay.
     path.write_text(path.read_text().replace('fail: "connection refused by db.internal (token '
@@ -88,8 +88,11 @@ def test_unknown_source_is_a_usage_error(write_inventory, tmp_path: Path, ctxsca
 def test_fail_on(write_inventory, tmp_path: Path, ctxscan) -> None:
     path = write_inventory(INVENTORY.format(secret=SECRET))
     state = f"sqlite:///{tmp_path / 'state.db'}"
-    assert ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "critical").code == 0
-    assert ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "low").code == 1
+    # Two sources cannot be probed: exit 1 either way, and stderr says which reason applies.
+    below = ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "critical")
+    assert below.code == 1 and "could not be probed" in below.err and "--fail-on" not in below.err
+    above = ctxscan("scan", "-c", str(path), "--state", state, "--fail-on", "low")
+    assert above.code == 1 and "at or above low (--fail-on)" in above.err
 
 
 def test_accepted_findings_show_reason_and_expiry(write_inventory, tmp_path: Path, ctxscan) -> None:
@@ -98,7 +101,9 @@ def test_accepted_findings_show_reason_and_expiry(write_inventory, tmp_path: Pat
         "expires: 2999-01-01}\n")
     path = write_inventory(text)
     state = f"sqlite:///{tmp_path / 'state.db'}"
-    assert ctxscan("scan", "-c", str(path), "--state", state).code == 0
+    first = ctxscan("scan", "-c", str(path), "--state", state)
+    # `stuck`'s probe_failed is accepted: only `broken` makes the scan exit 1.
+    assert first.code == 1 and "1 source could not be probed (broken)" in first.err, first
     listed = ctxscan("findings", "-c", str(path), "--state", state, "--status", "accepted")
     assert listed.code == 0, listed
     assert "known hang, ticket OPS-1" in listed.out and "2999-01-01" in listed.out
