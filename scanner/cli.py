@@ -284,9 +284,11 @@ def validate(as_json: bool, strict: bool, connect: bool) -> None:
 
     files = inventory.files if len(inventory.files) <= 3 else (*inventory.files[:2], f"{len(inventory.files) - 2} more")
     click.secho(f"ok: {', '.join(files)} is valid", fg="green")
-    click.echo(f"{len(inventory.sources)} sources, {len(inventory.workflows)} workflows, "
-               f"{len(inventory.owners)} owners, {len(inventory.notify)} notification targets, "
-               f"{len(inventory.accept)} accepted findings")
+    from scanner.queries import counted
+
+    click.echo(f"{counted(len(inventory.sources), 'source')}, {counted(len(inventory.workflows), 'workflow')}, "
+               f"{counted(len(inventory.owners), 'owner')}, {counted(len(inventory.notify), 'notification target')}, "
+               f"{counted(len(inventory.accept), 'accepted finding')}")
     by_connector = Counter(s["connector"] for s in summary["sources"])
     by_stage = Counter(w["stage"] for w in summary["workflows"])
     click.echo("connectors: " + (", ".join(f"{k} {v}" for k, v in sorted(by_connector.items())) or "-")
@@ -1010,6 +1012,13 @@ def feeds(target: str, as_json: bool) -> None:
     click.echo(table(["workflow", "stage", "owner", "status", "direct", "path"], rows, max_width=100))
 
 
+def _sla_setter(asset: dict[str, Any]) -> str:
+    """Who set an asset's effective SLA, in a word or two (`depends --json` has it as sla_set_by)."""
+    if asset.get("sla_seconds") is None:
+        return "-"
+    return str(asset.get("sla_set_by") or "source")  # else the workflow whose max_age is strictest
+
+
 def _finding_counts(findings: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for finding in findings:
@@ -1045,11 +1054,12 @@ def depends(workflow_id: str, as_json: bool) -> None:
     if answer["assets"]:
         click.echo()
         click.echo(table(
-            ["asset", "read by", "method", "age", "sla", "freshness", "owner", "findings"],
+            ["asset", "read by", "method", "age", "sla", "sla set by", "freshness", "owner", "findings"],
             [[a["id"], ", ".join(a["read_by"]) or "upstream of " + (a.get("derived_path") or ["?"])[-1],
               a["freshness"]["method"],
               format_duration(a["freshness"]["age_seconds"]), format_duration(a["sla_seconds"]),
-              a["freshness_state"], a["owner"], _finding_counts(a["findings"])] for a in answer["assets"]],
+              _sla_setter(a), a["freshness_state"], a["owner"], _finding_counts(a["findings"])]
+             for a in answer["assets"]],
             max_width=60))
     if sources:
         click.echo()

@@ -274,7 +274,7 @@ class SourceState:
         return {"schedule": self.schedule, "last_success": iso(self.last_success_at),
                 "last_status": self.last_status, "last_started": iso(self.last_started_at),
                 "last_finished": iso(self.last_finished_at), "last_duration": self.last_duration,
-                "last_error": self.last_error, "next_run": iso(self.next_run_at), "scans": self.scans}
+                "last_error": self.last_error, "next_run": iso(self.next_run_at), "scans_since_start": self.scans}
 
 
 class Daemon:
@@ -543,10 +543,14 @@ class Daemon:
         changes = report.changes
         opened = len(changes.opened) + len(changes.reopened)
         level = logging.WARNING if status != "ok" else logging.INFO
-        log.log(level, "scanned %s: %s in %.2fs%s; findings: %d opened, %d escalated, %d resolved",
+        moved = [f"{n} {what}" for n, what in ((opened, "new"), (len(changes.escalated), "escalated"),
+                                                  (len(changes.resolved), "resolved")) if n]
+        # "0 opened" next to the notifications that follow read as a contradiction: those tell
+        # targets about findings already open; this line counts what this scan changed.
+        log.log(level, "scanned %s: %s in %.2fs%s; %s",
                 source_id, status, outcome.duration if outcome else 0.0,
                 f" ({outcome.error})" if outcome and outcome.error else "",
-                opened, len(changes.escalated), len(changes.resolved),
+                f"findings changed: {', '.join(moved)}" if moved else "no finding changed",
                 extra={"source": source_id, "status": status, "scan_id": report.scan_id,
                        "opened": opened, "escalated": len(changes.escalated),
                        "resolved": len(changes.resolved)})

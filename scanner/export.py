@@ -351,6 +351,12 @@ def _subtitle(attrs: Mapping[str, Any]) -> str:
         method = attrs.get("freshness_method", "none")
         age = "age unknown" if method == "none" else f"{_duration(attrs.get('age_seconds'))} old"
         sla = f", SLA {_duration(attrs['sla_seconds'])}" if attrs.get("sla_seconds") else ""
+        age_seconds, sla_seconds = attrs.get("age_seconds"), attrs.get("sla_seconds")
+        if (isinstance(age_seconds, int | float) and isinstance(sla_seconds, int | float)
+                and age_seconds > sla_seconds and attrs.get("status") != "stale"):
+            # Past an SLA that no open finding enforces (no workflow reads it, or its stale
+            # finding is accepted): "20d old, SLA 7d" drawn healthy would contradict itself.
+            sla = ""
         return age + sla
     if kind == WORKFLOW:
         return f"{attrs.get('stage', '')}, owner {attrs.get('owner') or 'none'}"

@@ -313,7 +313,8 @@ class LogNotifier(Notifier):
     def deliver(self, payload: Mapping[str, Any]) -> None:
         finding = payload.get("finding") or {}
         level = logging.INFO if payload.get("event") == "resolved" else logging.WARNING
-        findings_log.log(level, "%s", re.sub(r"^:[a-z_]+:\s*", "", str(payload.get("text", ""))),
+        findings_log.log(level, "%s", re.sub(r"^(:[a-z_]+:\s*)?ctxscan:\s*|^:[a-z_]+:\s*", "",
+                                                    str(payload.get("text", ""))),
                          extra={"event": payload.get("event"), "kind": finding.get("kind"),
                                 "severity": finding.get("severity"), "fingerprint": finding.get("fingerprint"),
                                 "subject": finding.get("asset") or finding.get("workflow") or finding.get("source")})

@@ -13,7 +13,8 @@ REDACTED = "***"
 # scheme://user:password@host -> scheme://user:***@host
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
 _KEY_VALUE = re.compile(
-    r"(?i)\b(?P<key>password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key"
+    # `(using password: YES)` is MySQL saying whether a password was sent, not the password.
+    r"(?i)\b(?!password: (?:YES|NO)\))(?P<key>password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key"
     r"|aws_secret_access_key|aws_session_token|sig|signature|x-amz-signature)"
     r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s&;,'\"()\[\]{}]+)"
 )

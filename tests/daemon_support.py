@@ -154,7 +154,7 @@ class DaemonProcess:
 
     def scans(self, source_id: str) -> int:
         """Scans of one source that this daemon finished (0 until it is up)."""
-        return int(self.health().get("sources", {}).get(source_id, {}).get("scans", 0))
+        return int(self.health().get("sources", {}).get(source_id, {}).get("scans_since_start", 0))
 
     def wait_scans(self, source_id: str, at_least: int, timeout: float = 20.0) -> int:
         return wait_for(lambda: self.scans(source_id) >= at_least and self.scans(source_id),

@@ -312,3 +312,74 @@ def test_width_wrapping_and_colour_in_a_real_terminal(write_inventory, tmp_path:
     # 250 columns hold the whole subject; only the longest message wraps, within the width.
     assert f"crm:public.{LONG}  " in big and all(len(line) <= 250 for line in big.splitlines())
     assert len(piped.splitlines()) < len(big.splitlines()) < len(plain.splitlines())
+
+
+# ---------------------------------------------------------------------------------------
+# 5. wording
+
+def test_mysql_says_whether_a_password_was_used_and_hides_the_password(write_inventory, tmp_path: Path,
+                                                                       ctxscan) -> None:
+    config = write_inventory("""\
+        version: 1
+        sources: [{id: maria, connector: mysql, url: "mysql://root:Wr0ngS3cret@127.0.0.1:3306/mysql", timeout: 20s}]
+        """)
+    state = f"sqlite:///{tmp_path / 's.db'}"
+    scan = ctxscan("scan", "-c", str(config), "--state", state)
+    assert scan.code == 1
+    failed = json.loads(ctxscan("findings", "-c", str(config), "--state", state, "--json").out)
+    message = next(f["message"] for f in failed if f["kind"] == "probe_failed")
+    assert "(using password: YES)" in message and "Wr0ngS3cret" not in message + scan.out + scan.err
+
+
+def test_schema_drift_sentence_agrees_with_its_subject(write_inventory, tmp_path: Path, ctxscan) -> None:
+    text = """\
+        version: 1
+        sources: [{{id: crm, connector: fake, tables: [t@1h], columns: [{columns}]}}]
+        workflows: [{{id: bot, reads: [{{asset: "crm:t", columns: [b]}}]}}]
+        """
+    config = write_inventory(text.format(columns='"a:int", "b:text"'))
+    state = f"sqlite:///{tmp_path / 's.db'}"
+    ctxscan("scan", "-c", str(config), "--state", state)
+    write_inventory(text.format(columns='"a:int"'))
+    ctxscan("scan", "-c", str(config), "--state", state)
+    drift = [f["message"] for f in json.loads(ctxscan("findings", "-c", str(config), "--state", state,
+                                                       "--json").out) if f["kind"] == "schema_drift"]
+    assert drift and drift[0].endswith("; bot depends on it"), drift
+
+
+def test_depends_table_says_who_set_each_sla(write_inventory, tmp_path: Path, ctxscan) -> None:
+    config = _estate(write_inventory).read_text().replace('reads: ["crm:public.customers"',
+                                                           'reads: [{asset: "crm:public.customers", max_age: 40d}')
+    path = write_inventory(config)
+    state = f"sqlite:///{tmp_path / 's.db'}"
+    ctxscan("scan", "-c", str(path), "--state", state)
+    out = ctxscan("depends", "bot", "-c", str(path), "--state", state).out
+    assert "SLA SET BY" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("crm:")}
+    assert rows["crm:public.customers"][4:6] == ["40d", "bot"]
+    assert rows[f"crm:public.{LONG}"][4:6] == ["7d", "source"]
+
+
+def test_daemon_log_lines_do_not_repeat_or_contradict(write_inventory, tmp_path: Path, ctxscan) -> None:
+    config = _estate(write_inventory)
+    state = f"sqlite:///{tmp_path / 's.db'}"
+    ctxscan("scan", "-c", str(config), "--state", state)  # the findings open before the daemon runs
+    result = ctxscan("daemon", "--once", "-c", str(config), "--state", state)
+    assert "ctxscan.findings: opened [critical]" in result.err, result
+    assert "ctxscan: opened" not in result.err and "0 opened" not in result.err
+    assert "scanned crm: ok" in result.err and "no finding changed" in result.err
+
+
+def test_graph_never_labels_a_healthy_asset_past_its_sla(tmp_path: Path, ctxscan) -> None:
+    ctxscan("demo", "--dir", str(tmp_path / "demo"))
+    config = str(tmp_path / "demo" / "ctxscan.yaml")
+    stale = next(f for f in json.loads(ctxscan("findings", "-c", config, "--json").out)
+                 if f["asset"] == "helpdesk:main.sla_policies" and f["kind"] == "stale")
+    until = (date.today() + timedelta(days=3)).isoformat()
+    assert ctxscan("accept", stale["fingerprint"], "--until", until, "--reason", "r", "-c", config).code == 0
+    data = json.loads(ctxscan("graph", "export", "-c", config, "--format", "json", "-o", "-").out)
+    node = next(n for n in data["nodes"] if n["id"] == "asset:helpdesk:main.sla_policies")
+    assert node["age_seconds"] > node["sla_seconds"] and node["status"] != "stale"  # accepted
+    mermaid = ctxscan("graph", "export", "-c", config, "--format", "mermaid", "-o", "-").out
+    label = next(line for line in mermaid.splitlines() if "main.sla_policies" in line and "old" in line)
+    assert "SLA" not in label, label

@@ -312,8 +312,8 @@ def test_restart_after_downtime_does_one_catch_up_scan_per_source(tmp_path: Path
         assert daemon.stop() == 0
     finally:
         daemon.kill()
-    assert health["overdue"]["scans"] == 1 and health["hourly"]["scans"] == 1
-    assert health["recent"]["scans"] == 0
+    assert health["overdue"]["scans_since_start"] == 1 and health["hourly"]["scans_since_start"] == 1
+    assert health["recent"]["scans_since_start"] == 0
     assert health["broken"]["last_status"] == "failed" and health["broken"]["last_success"] is None
     assert "connection refused" in health["broken"]["last_error"]
     assert _sample(metrics, 'ctxscan_probe_failures_total{reason="unreachable",source="broken"}') >= 2

@@ -277,7 +277,7 @@ def test_log_target_writes_structured_lines_with_secrets_redacted(tmp_path: Path
         logger.setLevel(old_level)
         REDACTOR.secrets = old_secrets
     first, second = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert first["message"] == "ctxscan: opened [high] stale on crm:public.a: old"
+    assert first["message"] == "opened [high] stale on crm:public.a: old"  # the logger already names ctxscan
     assert first["level"] == "warning" and first["event"] == "opened" and first["kind"] == "stale"
     assert first["fingerprint"] == "fp" and first["subject"] == "crm:public.a"
     assert second["message"] == "leak? ***"

@@ -47,7 +47,7 @@ def test_query_string_and_dsn_passwords_stay_out_of_store_and_errors(write_inven
     """)
     state = tmp_path / "state.db"
     result = ctxscan("scan", "-c", str(path), "--state", str(state), "--json")  # a plain path works
-    assert result.code == 0, result
+    assert result.code == 1, result  # neither source could be probed
     listed = ctxscan("findings", "-c", str(path), "--state", str(state), "--json")
     assert {f["source"] for f in __import__("json").loads(listed.out)} >= {"q", "d"}
     with sqlite3.connect(state) as conn:

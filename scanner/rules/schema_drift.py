@@ -58,7 +58,8 @@ def schema_drift(ctx: RuleContext) -> Iterator[Finding]:
         yield Finding(
             kind="schema_drift", subkind=change["change"],
             severity=severity_of("schema_drift", top.stage if top else None),
-            message=f"column {column} of {asset_id} {what}; {', '.join(direct)} depend on it",
+            message=f"column {column} of {asset_id} {what}; {', '.join(direct)} "
+                    f"{'depends' if len(direct) == 1 else 'depend'} on it",
             fingerprint=fingerprint("schema_drift", source_id, path, column),
             source=source_id, asset=asset_id, workflow=top.id if top else None,
             remediation=(f"Restore {column} (or its type) at the source, or update "
