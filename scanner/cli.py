@@ -950,6 +950,10 @@ def query_graph(app: App) -> Any:
     if fingerprint is not None and url:
         quick = quick_cached_graph(url, fingerprint)
         if quick is not None:
+            if app.verbose:  # answered from the cache: no store or inventory was opened to say so
+                from scanner.redact import redact_url
+
+                click.echo(f"inventory: {', '.join(paths)}\nstore: {redact_url(url)} (cached graph)", err=True)
             return quick
 
     from scanner.graph import cache_key, encode_graph, graph_from_store, load_cached

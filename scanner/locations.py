@@ -20,7 +20,8 @@ def as_state_url(value: str, base: Path | None = None) -> str:
 def default_state_url(config_files: Sequence[str], declared: str | None = None,
                       env: Mapping[str, str] | None = None) -> str:
     """Where the store lives: CTXSCAN_STATE, else `state:` in the inventory, else
-    `.ctxscan/state.db` next to it (`--state` is applied by the CLI before this)."""
+    `.ctxscan/<inventory name>.db` next to it (see `default_store_path`; `--state` is applied
+    by the CLI before this)."""
     env = os.environ if env is None else env
     if env.get("CTXSCAN_STATE"):
         return as_state_url(env["CTXSCAN_STATE"])
@@ -29,4 +30,28 @@ def default_state_url(config_files: Sequence[str], declared: str | None = None,
         base = Path(config_files[0]).resolve()
     if declared:
         return as_state_url(declared, base)
-    return f"sqlite:///{base / '.ctxscan' / 'state.db'}"
+    return f"sqlite:///{default_store_path(config_files, base)}"
+
+
+LEGACY_STORE = "state.db"
+
+
+def default_store_path(config_files: Sequence[str], base: Path) -> Path:
+    """`.ctxscan/<inventory name>.db`, so two inventories in one folder keep apart.
+
+    `ctxscan.yaml` (the default name) and a folder of files keep `.ctxscan/state.db`. Another
+    inventory `X.yaml` (or several files, the first being `X.yaml`) gets `.ctxscan/X.db`; while that does not exist and an older shared
+    `.ctxscan/state.db` does, that one is still read, so no history is lost on upgrade (move
+    it to `.ctxscan/X.db`, or set `state:`, to keep the inventories apart).
+    """
+    folder = base / ".ctxscan"
+    first = Path(config_files[0]) if config_files else None
+    if first is None or first.is_dir():
+        return folder / LEGACY_STORE
+    stem = first.name.rsplit(".", 1)[0] if "." in first.name else first.name
+    if stem in ("", "ctxscan"):
+        return folder / LEGACY_STORE
+    own = folder / f"{stem}.db"
+    if not own.exists() and (folder / LEGACY_STORE).exists():
+        return folder / LEGACY_STORE
+    return own

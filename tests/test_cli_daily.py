@@ -267,7 +267,8 @@ def test_json_errors_are_json_on_stderr_with_the_same_exit_code(write_inventory,
 
 def test_verbose_names_the_inventory_and_store(write_inventory, tmp_path: Path, ctxscan) -> None:
     config = _estate(write_inventory)
-    for args in (("scan",), ("findings",), ("readiness",), ("depends", "bot")):
+    for args in (("scan",), ("findings",), ("readiness",), ("depends", "bot"), ("depends", "bot"),
+                 ("feeds", "crm"), ("why", "bot", "crm:public.customers"), ("findings", "show", "0000")):
         result = ctxscan(*args, "-v", "-c", str(config))
         assert f"store: sqlite:///{tmp_path}/.ctxscan/" in result.err, (args, result)
 
@@ -383,3 +384,22 @@ def test_graph_never_labels_a_healthy_asset_past_its_sla(tmp_path: Path, ctxscan
     mermaid = ctxscan("graph", "export", "-c", config, "--format", "mermaid", "-o", "-").out
     label = next(line for line in mermaid.splitlines() if "main.sla_policies" in line and "old" in line)
     assert "SLA" not in label, label
+
+
+def test_two_inventories_in_one_folder_keep_their_own_store(tmp_path: Path, ctxscan) -> None:
+    folder = tmp_path / "estate"
+    folder.mkdir()
+    for name, table in (("crm", "customers"), ("kb", "articles")):
+        (folder / f"{name}.yaml").write_text(
+            f"version: 1\nsources: [{{id: {name}, connector: fake, tables: [{table}@1h]}}]\n")
+    for name in ("crm", "kb"):
+        result = ctxscan("scan", "-v", "-c", str(folder / f"{name}.yaml"))
+        assert result.code == 0 and f"store: sqlite:///{folder}/.ctxscan/{name}.db" in result.err, result
+    assert (folder / ".ctxscan" / "crm.db").exists() and (folder / ".ctxscan" / "kb.db").exists()
+    # The default name keeps the default store.
+    (folder / "ctxscan.yaml").write_text("version: 1\nsources: [{id: x, connector: fake, tables: [t@1h]}]\n")
+    assert f"{folder}/.ctxscan/state.db" in ctxscan("scan", "-v", "-c", str(folder / "ctxscan.yaml")).err
+    # An older shared store is still read by an inventory that has no store of its own yet.
+    (folder / "new.yaml").write_text("version: 1\nsources: [{id: x, connector: fake, tables: [t@1h]}]\n")
+    result = ctxscan("findings", "-v", "-c", str(folder / "new.yaml"))
+    assert f"store: sqlite:///{folder}/.ctxscan/state.db" in result.err, result
