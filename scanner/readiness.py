@@ -290,11 +290,15 @@ def _waived(findings: list[Finding]) -> str:
 
 
 def render_cards(cards: Sequence[ReadinessCard]) -> str:
-    """Cards as text: a headline per workflow, then one line per check (click styles them)."""
+    """Cards as text: a headline per workflow, then one line per check (click styles them);
+    on a terminal, long reasons wrap to its width."""
     import textwrap
 
     import click
 
+    from scanner.formats.table import terminal_width
+
+    width = terminal_width()  # None off a terminal or with --wide: reasons stay on one line
     blocks = []
     for card in cards:
         verdict = click.style("READY", fg="green") if card.ready else click.style("NOT READY", fg="red")
@@ -303,7 +307,7 @@ def render_cards(cards: Sequence[ReadinessCard]) -> str:
                  f"{held}/{len(card.checks)} checks hold"]
         for number, check in enumerate(card.checks, 1):
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
-            body = textwrap.wrap(check.reason, 88) or [""]
+            body = (textwrap.wrap(check.reason, max(24, width - 22)) or [""]) if width else [check.reason]
             lines.append(f"  {mark} {number}. {check.id:<12}{body[0]}")
             lines += [" " * 22 + rest for rest in body[1:]]
         blocks.append("\n".join(lines))

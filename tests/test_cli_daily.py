@@ -403,3 +403,16 @@ def test_two_inventories_in_one_folder_keep_their_own_store(tmp_path: Path, ctxs
     (folder / "new.yaml").write_text("version: 1\nsources: [{id: x, connector: fake, tables: [t@1h]}]\n")
     result = ctxscan("findings", "-v", "-c", str(folder / "new.yaml"))
     assert f"store: sqlite:///{folder}/.ctxscan/state.db" in result.err, result
+
+
+def test_readiness_reasons_wrap_only_on_a_terminal(write_inventory, tmp_path: Path, ctxscan) -> None:
+    config = _estate(write_inventory)
+    state = f"sqlite:///{tmp_path / 's.db'}"
+    ctxscan("scan", "-c", str(config), "--state", state)
+    args = ["readiness", "-c", str(config), "--state", state]
+    piped = ctxscan(*args).out
+    longest = max(piped.splitlines(), key=len)
+    assert len(longest) > 70, piped  # a long reason stays on one line in a pipe
+    shown = ANSI.sub("", _in_terminal(args, 70))
+    assert all(len(line) <= 70 for line in shown.splitlines()), shown
+    assert "".join(piped.split()) == "".join(shown.split())  # the same text, wrapped
