@@ -153,3 +153,14 @@ def test_junit_has_a_test_case_per_readiness_check(estate) -> None:
 def test_unknown_format_is_a_usage_error(estate) -> None:
     result = estate("findings", "--format", "xml")
     assert result.code == 2 and "Invalid value for '--format'" in result.err
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
+    from scanner.formats.csv_format import findings_csv
+
+    finding = {"fingerprint": "f1", "status": "open", "severity": "high", "kind": "stale",
+               "subject": 'crm:=HYPERLINK("http://x")', "asset": '=HYPERLINK("http://x")',
+               "message": "+1 row", "evidence": {"n": 1}}
+    row = next(csv.DictReader(io.StringIO(findings_csv([finding]), newline="")))
+    assert row["asset"] == "'=HYPERLINK(\"http://x\")" and row["message"] == "'+1 row"
+    assert row["subject"] == 'crm:=HYPERLINK("http://x")'  # only a leading formula character counts

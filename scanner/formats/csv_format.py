@@ -13,6 +13,19 @@ COLUMNS = ("fingerprint", "status", "severity", "kind", "subkind", "subject", "s
            "resolved_at", "times_opened", "accepted_reason", "accepted_until", "evidence")
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A cell; text a spreadsheet would run as a formula (a table named `=HYPERLINK(...)`) is
+    prefixed with a quote, as OWASP advises for CSV exports."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
 def findings_csv(findings: Sequence[dict[str, Any]]) -> str:
     """One row a finding; evidence as a JSON cell, accepted findings with their reason and expiry."""
     out = io.StringIO()
@@ -22,5 +35,5 @@ def findings_csv(findings: Sequence[dict[str, Any]]) -> str:
         accepted = finding.get("accepted") or {}
         row = {**finding, "accepted_reason": accepted.get("reason"), "accepted_until": accepted.get("expires"),
                "evidence": json.dumps(finding.get("evidence") or {}, sort_keys=True, default=str)}
-        writer.writerow(["" if row.get(c) is None else row[c] for c in COLUMNS])
+        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
     return out.getvalue()
