@@ -140,7 +140,7 @@ def test_junit_has_a_test_case_per_readiness_check(estate) -> None:
     assert set(suites) == {c["workflow"] for c in cards}
     for card in cards:
         cases = list(suites[card["workflow"]])
-        assert len(cases) == len(card["checks"]) == 6
+        assert len(cases) == len(card["checks"]) >= 6
         for case, check in zip(cases, card["checks"], strict=True):
             failed = [r for r in case.result if isinstance(r, Failure)]
             assert case.name.startswith(check["check"] + ":")

@@ -36,7 +36,7 @@ def findings_markdown(findings: Sequence[dict[str, Any]]) -> str:
 
 
 def readiness_markdown(cards: Sequence[dict[str, Any]]) -> str:
-    """One section a workflow: its verdict, then a table of its six checks."""
+    """One section a workflow: its verdict, then a table of its checks."""
     lines = ["## ctxscan readiness", ""]
     for card in cards:
         verdict = "READY" if card["ready"] else "NOT READY"
