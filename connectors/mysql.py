@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from connectors._mysql_privileges import DatabaseRow, Found, GrantTables, TableRow, like_regex
 from connectors._sqlcommon import (
     DEFAULT_MAX_GRANTS,
     REASON_ERROR,
@@ -62,14 +63,15 @@ if TYPE_CHECKING:
 SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 PRIVILEGE_ACCESS = {
     "SELECT": ACCESS_READ,
+    # Data can change: DROP is what TRUNCATE needs. ALTER, CREATE and INDEX change the schema,
+    # not the data.
     "INSERT": ACCESS_WRITE, "UPDATE": ACCESS_WRITE, "DELETE": ACCESS_WRITE, "DROP": ACCESS_WRITE,
-    "ALTER": ACCESS_WRITE, "DELETE HISTORY": ACCESS_WRITE,
-    # A grant option passes privileges on without using more of them (the core reads admin
-    # as read and write); a global one makes the account privileged instead.
+    "DELETE HISTORY": ACCESS_WRITE,
+    # A grant option passes on only what the account already holds, even on *.*: no access.
     "GRANT OPTION": ACCESS_OTHER, "SUPER": ACCESS_ADMIN, "CREATE USER": ACCESS_ADMIN, "FILE": ACCESS_ADMIN,
 }
 # Global privileges that make an account superuser-like.
-PRIVILEGED_GLOBAL = frozenset({"SUPER", "FILE", "GRANT OPTION", "CREATE USER"})
+PRIVILEGED_GLOBAL = frozenset({"SUPER", "FILE", "CREATE USER"})
 # `Xxx_priv` columns of the grant tables whose privilege is not just the words of the name.
 _PRIV_COLUMN_WORDS = {"Grant": "GRANT OPTION", "Show_db": "SHOW DATABASES", "Create_tmp_table":
                       "CREATE TEMPORARY TABLES", "Repl_slave": "REPLICATION SLAVE", "Repl_client":
@@ -112,21 +114,6 @@ def _split_set(value: Any) -> list[str]:
     items = value if isinstance(value, set | frozenset | list | tuple) else str(value).split(",")
     words = [str(item).strip().upper() for item in items if str(item).strip()]
     return sorted(_TABLE_PRIV_WORDS.get(word, word) for word in words)
-
-
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    """A GRANT database name (`_` and `%` are wildcards, `\\_` is literal) as a regex."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
-        i += 1
-    return re.compile("".join(out), re.DOTALL)
 
 
 _GRANTEE = re.compile(r"^'((?:[^']|'')*)'@'((?:[^']|'')*)'$")
@@ -350,7 +337,7 @@ class _Probe:
                                 container=schema, row_count=rows, size_bytes=size, freshness=freshness[path],
                                 owner=owner, properties=properties))
 
-        access = _Access(self, databases, wanted)
+        access = _Access(self, databases, wanted, mariadb)
         principals, memberships, grants = access.read()
         resolved, unknown = self._resolve_runs_as(principals, access.sees_every_account)
         # An alias edge (`rev1_bot` -> `rev1_bot@%`) lets every path, finding and `why` answer
@@ -490,8 +477,11 @@ class _Probe:
 class _Access:
     """Accounts, roles and grants, from the grant tables or, failing that, information_schema."""
 
-    def __init__(self, probe: _Probe, databases: list[str], wanted: list[tuple[dict[str, Any], str, str]]):
+    def __init__(self, probe: _Probe, databases: list[str], wanted: list[tuple[dict[str, Any], str, str]],
+                 mariadb: bool = True):
         self.probe = probe
+        self.mariadb = mariadb
+        self.roles_seen: set[tuple[str, str]] = set()
         self.databases = databases
         # (database, table) -> asset path, for the assets this probe reports.
         self.paths = {(row["TABLE_SCHEMA"], row["TABLE_NAME"]): path for row, path, _kind in wanted}
@@ -540,90 +530,173 @@ class _Access:
         selected = ["User", "Host", *sorted(extra), *user_columns]
         # Never select authentication_string: a password hash has no business in a scan.
         users = fetch("SELECT " + ", ".join(_quote(c) for c in selected) + " FROM mysql.user")
-        principals: list[Principal] = []
+        globals_of: dict[tuple[str, str], list[str]] = {}
+        rows_of: dict[tuple[str, str], dict[str, Any]] = {}
+        roles: set[tuple[str, str]] = set()
         for row in users:
             user, host = row["User"], row["Host"]
             is_role = str(row.get("is_role", "N")).upper() == "Y"
-            name = user if (is_role and host == "") else f"{user}@{host}"
-            self.accounts[(user, host)] = name
+            self.accounts[(user, host)] = user if (is_role and host == "") else f"{user}@{host}"
+            if is_role:
+                roles.add((user, host))
+            rows_of[(user, host)] = row
+            globals_of[(user, host)] = [_privilege_from_column(c) for c in user_columns
+                                        if str(row.get(c, "N")).upper() == "Y"]
+
+        db_columns = self._priv_columns("db")
+        database_rows = [
+            DatabaseRow(row["User"], row["Host"], row["Db"],
+                        tuple(_privilege_from_column(c) for c in db_columns if str(row.get(c, "N")).upper() == "Y"))
+            for row in fetch("SELECT User, Host, Db, " + ", ".join(_quote(c) for c in db_columns) + " FROM mysql.db")]
+        table_rows: dict[tuple[str, str, str, str], TableRow] = {}
+        for row in fetch("SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv"):
+            key = (row["User"], row["Host"], row["Db"], row["Table_name"])
+            table_rows[key] = TableRow(*key, privileges=tuple(_split_set(row["Table_priv"])))
+        for row in fetch("SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv"):
+            key = (row["User"], row["Host"], row["Db"], row["Table_name"])
+            table_row = table_rows.setdefault(key, TableRow(*key))
+            for privilege in _split_set(row["Column_priv"]):
+                table_row.columns.setdefault(privilege, []).append(row["Column_name"])
+        role_grants, defaults = self._role_grants(rows_of, roles)
+        tables = GrantTables(database_rows, table_rows.values(), role_grants, roles)
+
+        principals: list[Principal] = []
+        memberships: list[Membership] = []
+        for (user, host), row in rows_of.items():
+            name = self.name(user, host)
+            if (user, host) in roles or name == "PUBLIC":
+                # A role holds its own privileges merged with those of the roles granted to it
+                # (the server merges them), so role-to-role grants are no edges of their own.
+                closure = tables.role_closure((user, host))
+                global_privileges = sorted({p for member in closure for p in globals_of.get(member, ())})
+                global_from = [member for member in closure if globals_of.get(member)]
+                self._role_object_grants(name, tables, closure)
+                properties: dict[str, Any] = {"user": user, "host": host}
+                if len(closure) > 1:
+                    properties["granted_roles"] = [self.name(*member) for member in closure[1:]]
+            else:
+                settable = tables.settable_roles(user, host)
+                active = [(role, grantee) for role, grantee in settable if role in defaults.get((user, host), ())]
+                # While a role is active, MariaDB takes the global privileges of the account the
+                # role is granted to (which may be user@'%' for a session of user@127.0.0.1).
+                source = active[0][1] if active and self.mariadb else (user, host)
+                global_privileges = globals_of.get(source, [])
+                global_from = [source]
+                self._account_object_grants(name, user, host, tables)
+                seen: set[tuple[str, str]] = set()
+                for role, _grantee in settable:
+                    if role not in seen:
+                        seen.add(role)
+                        memberships.append(Membership(name, self.name(*role), any(role == a[0] for a in active)))
+                properties = {"user": user, "host": host, "any_host": "%" in host or "_" in host,
+                              "anonymous": user == ""}
+                if user == "":
+                    self.probe.notes.append(
+                        f"anonymous account ''@'{host}' exists: a connection from {host} that matches no "
+                        "named account gets its privileges")
+                if source != (user, host) and global_privileges != globals_of.get((user, host), []):
+                    properties["global_privileges_from"] = self.name(*source)
+            for privilege in global_privileges:
+                holder = next((m for m in global_from if privilege in globals_of.get(m, ())), (user, host))
+                self._add(name, privilege, "*", SCOPE_SOURCE,
+                          _via(privilege, "*.*") + self._to(holder, (user, host)))
             if name == "PUBLIC":
                 continue  # MariaDB 10.11's PUBLIC role: everyone, reported as public grants
-            global_privileges = [_privilege_from_column(c) for c in user_columns
-                                 if str(row.get(c, "N")).upper() == "Y"]
             all_global = bool(user_columns) and len(global_privileges) == len(user_columns)
             attributes = tuple(f"global_{p.lower().replace(' ', '_')}" for p in global_privileges
                                if p in PRIVILEGED_GLOBAL)
             if all_global:
                 attributes = ("global_all", *attributes)
-            properties: dict[str, Any] = {"user": user, "host": host}
-            if not is_role:
-                properties["any_host"] = "%" in host or "_" in host
-                properties["anonymous"] = user == ""
-                if user == "":
-                    self.probe.notes.append(
-                        f"anonymous account ''@'{host}' exists: a connection from {host} that matches no "
-                        "named account gets its privileges")
             if row.get("default_role"):
                 properties["default_role"] = row["default_role"]
             if str(row.get("account_locked", "N")).upper() == "Y":
                 properties["locked"] = True
-            principals.append(Principal(name=name, kind="role" if is_role else "user", attributes=attributes,
-                                        privileged=all_global or any(p in PRIVILEGED_GLOBAL
-                                                                     for p in global_privileges),
+            principals.append(Principal(name=name, kind="role" if (user, host) in roles and host == "" else "user",
+                                        attributes=attributes, privileged=all_global or bool(
+                                            set(global_privileges) & PRIVILEGED_GLOBAL),
                                         properties=properties))
-            for privilege in global_privileges:
-                self._add(name, privilege, "*", SCOPE_SOURCE, _via(privilege, "*.*"))
-
-        db_columns = self._priv_columns("db")
-        for row in fetch("SELECT User, Host, Db, " + ", ".join(_quote(c) for c in db_columns) + " FROM mysql.db"):
-            name = self.name(row["User"], row["Host"])
-            privileges = [_privilege_from_column(c) for c in db_columns if str(row.get(c, "N")).upper() == "Y"]
-            self._database_grants(name, row["Db"], privileges)
-
-        for row in fetch("SELECT User, Host, Db, Table_name, Table_priv FROM mysql.tables_priv"):
-            path = self.paths.get((row["Db"], row["Table_name"]))
-            if path is None:
-                continue
-            name = self.name(row["User"], row["Host"])
-            for privilege in _split_set(row["Table_priv"]):
-                self._add(name, privilege, path, SCOPE_ASSET,
-                          _via(privilege, f"{_quote(row['Db'])}.{_quote(row['Table_name'])}"))
-
-        by_columns: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-        for row in fetch("SELECT User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv"):
-            path = self.paths.get((row["Db"], row["Table_name"]))
-            if path is None:
-                continue
-            for privilege in _split_set(row["Column_priv"]):
-                by_columns[(self.name(row["User"], row["Host"]), privilege, path)].append(row["Column_name"])
-        for (name, privilege, path), names in sorted(by_columns.items()):
-            names.sort()
-            self._add(name, privilege, path, SCOPE_COLUMN, _via(privilege, path, names),
-                      columns=tuple(names))
-
-        memberships = self._role_edges()
         self._dynamic_privileges()
         return principals, memberships, self.grants
 
-    def _role_edges(self) -> list[Membership]:
+    def _to(self, holder: tuple[str, str], principal: tuple[str, str]) -> str:
+        """` TO 'u'@'%'` when a grant row of another account or role applies to the principal."""
+        if holder == principal:
+            return ""
+        user, host = holder
+        return f" TO {_quote(user)}" if (user, host) in self.roles_seen else f" TO '{user}'@'{host}'"
+
+    def _account_object_grants(self, name: str, user: str, host: str, tables: GrantTables) -> None:
+        for database in self.databases:
+            found = tables.database_privileges(user, host, database)
+            if found is not None:
+                to = self._to(found.grantees[0], (user, host))
+                for privilege in found.privileges:
+                    self._add(name, privilege, database, SCOPE_CONTAINER,
+                              _via(privilege, f"{_quote(found.pattern)}.*") + to)
+        for database, table in sorted(tables.tables_of.get(user, ())):
+            path = self.paths.get((database, table))
+            if path is None:
+                continue
+            found = tables.table_privileges(user, host, database, table)
+            if found is not None:
+                self._table_grants(name, path, database, table, found, self._to(found.grantees[0], (user, host)))
+
+    def _role_object_grants(self, name: str, tables: GrantTables, closure: list[tuple[str, str]]) -> None:
+        for database in self.databases:
+            found = tables.role_database_privileges(closure, database)
+            if found is not None:
+                to = self._to(found.grantees[0], closure[0]) if len(set(found.grantees)) == 1 else \
+                    " TO " + ", ".join(_quote(u) for u, _h in found.grantees)
+                for privilege in found.privileges:
+                    self._add(name, privilege, database, SCOPE_CONTAINER,
+                              _via(privilege, f"{_quote(found.pattern)}.*") + to)
+        keys = sorted({key for member in closure for key in tables.tables_of.get(member[0], ())})
+        for database, table in keys:
+            path = self.paths.get((database, table))
+            if path is None:
+                continue
+            for holder, found in tables.role_table_privileges(closure, database, table):
+                self._table_grants(name, path, database, table, found, self._to(holder, closure[0]))
+
+    def _table_grants(self, name: str, path: str, database: str, table: str, found: Found, to: str) -> None:
+        for privilege in found.privileges:
+            self._add(name, privilege, path, SCOPE_ASSET,
+                      _via(privilege, f"{_quote(database)}.{_quote(table)}") + to)
+        for privilege, columns in sorted(found.columns.items()):
+            self._add(name, privilege, path, SCOPE_COLUMN, _via(privilege, path, columns) + to, columns=columns)
+
+    def _role_grants(self, rows_of: Mapping[tuple[str, str], Mapping[str, Any]], roles: set[tuple[str, str]]
+                     ) -> tuple[list[tuple[str, str, str, str]], dict[tuple[str, str], set[tuple[str, str]]]]:
+        """(grantee user, grantee host, role user, role host) for every role grant, and each
+        account's default roles (those active at login; the others need SET ROLE)."""
         import pymysql
 
-        # An account may SET ROLE to any role granted to it, default or not, so every edge
-        # counts as inherited.
+        self.roles_seen = roles
+        defaults: dict[tuple[str, str], set[tuple[str, str]]] = {}
         try:
             rows = self.probe.fetch("SELECT User, Host, Role FROM mysql.roles_mapping")  # MariaDB
-            return [Membership(self.name(user, host), role, True) for user, host, role in rows]
+            for identity, row in rows_of.items():
+                if row.get("default_role"):
+                    defaults[identity] = {(str(row["default_role"]), "")}
+            return [(user, host, role, "") for user, host, role in rows], defaults
         except pymysql.err.ProgrammingError as exc:
             if exc.args[0] != 1146:
                 raise
         try:
-            rows = self.probe.fetch("SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST FROM mysql.role_edges")  # MySQL 8
+            edges = self.probe.fetch("SELECT FROM_USER, FROM_HOST, TO_USER, TO_HOST FROM mysql.role_edges")  # MySQL 8
         except pymysql.err.ProgrammingError as exc:
             if exc.args[0] != 1146:
                 raise
-            return []
-        return [Membership(self.name(to_user, to_host), self.name(from_user, from_host), True)
-                for from_user, from_host, to_user, to_host in rows]
+            return [], defaults
+        try:
+            for user, host, role_user, role_host in self.probe.fetch(
+                    "SELECT USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST FROM mysql.default_roles"):
+                defaults.setdefault((user, host), set()).add((role_user, role_host))
+        except pymysql.err.ProgrammingError as exc:
+            if exc.args[0] != 1146:
+                raise
+        roles.update((from_user, from_host) for from_user, from_host, _u, _h in edges)
+        return [(to_user, to_host, from_user, from_host) for from_user, from_host, to_user, to_host in edges], defaults
 
     def _dynamic_privileges(self) -> None:
         import pymysql
@@ -683,9 +756,12 @@ class _Access:
                       columns=tuple(names))
         memberships: list[Membership] = []
         try:
-            for grantee, role in fetch("SELECT GRANTEE, ROLE_NAME FROM information_schema.APPLICABLE_ROLES"):
+            # A role that is not the account's default is usable only after SET ROLE.
+            for grantee, role, is_default in fetch(
+                    "SELECT GRANTEE, ROLE_NAME, IS_DEFAULT FROM information_schema.APPLICABLE_ROLES"):
                 user, _, host = str(grantee).rpartition("@") if "@" in str(grantee) else (grantee, "", "")
-                memberships.append(Membership(self.name(user, host), role, True))
+                memberships.append(Membership(self.name(user, host), role,
+                                              host == "" or str(is_default).upper() == "YES"))
         except pymysql.err.MySQLError:
             pass  # MySQL 8 shapes APPLICABLE_ROLES differently; roles stay unknown
         principals = []
@@ -704,7 +780,7 @@ class _Access:
                          grantable: bool = False) -> None:
         # In a GRANT, `_` and `%` in a database name are wildcards: app_db.* also covers appXdb.
         if "%" in pattern or "_" in pattern or "\\" in pattern:
-            regex = _like_regex(pattern)
+            regex = like_regex(pattern)
             targets = [db for db in self.databases if regex.fullmatch(db)]
         else:
             targets = [pattern] if pattern in self.databases else []

@@ -15,6 +15,7 @@ while a more specific one exists.
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections import Counter
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 
 pytest_plugins = ("tests.connectors.dbservers",)
 
-SEEDS = (1, 2, 3)
+# More seeds for a longer hunt: CTXSCAN_MYSQL_DIFF_SEEDS=1-200
+_SPAN = os.environ.get("CTXSCAN_MYSQL_DIFF_SEEDS", "1-3").partition("-")
+SEEDS = tuple(range(int(_SPAN[0]), int(_SPAN[2] or _SPAN[0]) + 1))
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "DROP", "ALTER", "CREATE", "INDEX")
 COLUMNS = ("id", "v")
 DENIED = {1142, 1143, 1044}       # table, column, database access denied
