@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from connectors._principals import alias_memberships, bigquery_member, email_domain
 from scanner.errors import ProbeError
 from scanner.model import (
     ACCESS_ADMIN,
@@ -53,6 +54,7 @@ from scanner.model import (
     METHOD_COLUMN,
     METHOD_METADATA,
     METHOD_NONE,
+    PUBLIC_PRINCIPALS,
     SCOPE_ASSET,
     SCOPE_CONTAINER,
     Asset,
@@ -60,6 +62,7 @@ from scanner.model import (
     DiscoveredOwner,
     FreshnessObservation,
     Grant,
+    Membership,
     Principal,
     SourceSnapshot,
 )
@@ -814,6 +817,7 @@ class BigQueryConnector(Connector):
         notes.extend(iam_notes)
         if probed and not any(r.tables for r in probed):
             notes.append("no tables in the probed datasets")
+        memberships, state = self._runs_as(context, principals, notes) if probed else ([], {})
         owner = None
         if tag and len(owner_values) == 1:
             value = next(iter(owner_values))
@@ -826,11 +830,42 @@ class BigQueryConnector(Connector):
             assets=tuple(assets),
             principals=tuple(principals[name] for name in sorted(principals)),
             grants=tuple(dict.fromkeys(grants)),
+            memberships=tuple(memberships),
+            state=state,
             owner=owner,
             partial=bool(denied),
             notes=tuple(redact_text(n, self.redactions()) for n in notes),
             reports_grants=bool(probed),
         )
+
+    @staticmethod
+    def _runs_as(context: ProbeContext, principals: Mapping[str, Principal],
+                 notes: list[str]) -> tuple[list[Membership], dict[str, Any]]:
+        """Resolve `runs_as` names as people write them: a bare e-mail is `serviceAccount:` on
+        *.gserviceaccount.com, else `user:`; a `domain:` entry covers its domain's members.
+        A name in no access entry is unknown: project-level IAM is not read, so its access
+        cannot be checked."""
+        resolved: dict[str, str] = {}
+        unknown: list[str] = []
+        memberships: list[Membership] = []
+        for wanted in sorted(context.principals):
+            if wanted in PUBLIC_MEMBERS or wanted in PUBLIC_PRINCIPALS:
+                continue
+            member = bigquery_member(wanted)
+            domain = email_domain(member)
+            covered = f"domain:{domain}" if domain and f"domain:{domain}" in principals else None
+            if member not in principals and covered is None:
+                unknown.append(wanted)
+                spelled = f" (read as {member})" if member != wanted else ""
+                notes.append(f"runs_as principal {wanted!r}{spelled} is in no access entry of the probed "
+                             "datasets or tables: its access cannot be checked (project-level IAM is not read)")
+                continue
+            if member != wanted:
+                resolved[wanted] = member
+            if covered is not None:
+                memberships.append(Membership(member, covered, True))
+        memberships.extend(alias_memberships(resolved))
+        return memberships, {"unknown_principals": unknown, "resolved_principals": resolved}
 
     def _asset(self, result: _DatasetResult, table: _Table, path: str, dataset_owner: str | None) -> Asset:
         tag = self.source.owner_tag

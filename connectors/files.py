@@ -1,7 +1,9 @@
 """`files`: a folder of documents. Each first-level subfolder and file is an asset.
 
 Freshness is the newest mtime beneath an asset (method `metadata`). Access is the POSIX
-mode and owner; a world-writable or world-readable entry shows as a grant to `world`.
+mode and owner; a world-writable or world-readable entry shows as a grant to `world`, the
+group bits as grants to `group:NAME`. In `runs_as`, `user:NAME` and `group:NAME` name a
+user or group of this machine, a bare name is a user; `root` bypasses the mode bits.
 Symlinks are never followed out of the root (and not at all with `follow_symlinks: false`);
 a file or folder reached twice within one asset, through a link or a cycle, counts once.
 Unreadable entries are noted, not fatal.
@@ -15,15 +17,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connectors._principals import alias_memberships, files_principal
 from scanner.errors import ProbeError
 from scanner.model import (
     ACCESS_ADMIN,
     ACCESS_READ,
     ACCESS_WRITE,
+    PUBLIC_PRINCIPALS,
     SCOPE_ASSET,
     Asset,
     FreshnessObservation,
     Grant,
+    Membership,
     Principal,
     SourceSnapshot,
 )
@@ -146,13 +151,20 @@ class FilesConnector(Connector):
                 grants.append(Grant("world", "read", name, SCOPE_ASSET, ACCESS_READ, public=True, via=via))
             if world_writable:
                 grants.append(Grant("world", "write", name, SCOPE_ASSET, ACCESS_WRITE, public=True, via=via))
+            group = f"group:{properties['owner_group']}"
+            for bit, right, level in ((stat.S_IRGRP, "read", ACCESS_READ), (stat.S_IWGRP, "write", ACCESS_WRITE)):
+                if mode & bit:
+                    principals.setdefault(group, Principal(group, "group"))
+                    grants.append(Grant(group, right, name, SCOPE_ASSET, level, via=f"mode {oct(mode)} group "
+                                                                                    f"{properties['owner_group']}"))
         if any(g.principal == "world" for g in grants):
             principals["world"] = Principal("world", "public")
+        memberships, state = _runs_as(context, principals, notes)
         return SourceSnapshot(
             source_id=self.source.id, connector=self.kind, probed_at=context.now,
             assets=tuple(assets), principals=tuple(principals.values()), grants=tuple(grants),
-            notes=tuple(notes), partial=context.cancelled.is_set(),
-            state={"root": str(root_real)},
+            memberships=tuple(memberships), notes=tuple(notes), partial=context.cancelled.is_set(),
+            state={"root": str(root_real), **state},
         )
 
     @staticmethod
@@ -215,3 +227,46 @@ class FilesConnector(Connector):
                 size += info.st_size
                 newest = max(newest, info.st_mtime)
         return newest, count, size
+
+
+def _runs_as(context: ProbeContext, principals: dict[str, Principal],
+             notes: list[str]) -> tuple[list[Membership], dict[str, object]]:
+    """Resolve the `runs_as` names against this machine's users and groups.
+
+    A user is a member of its primary and supplementary groups; root bypasses the mode bits,
+    so it is privileged. A name this machine does not know is unknown, never "world only".
+    """
+    import grp
+    import pwd
+
+    resolved: dict[str, str] = {}
+    unknown: list[str] = []
+    memberships: list[Membership] = []
+    for wanted in sorted(context.principals):
+        if wanted in PUBLIC_PRINCIPALS:
+            continue
+        principal, bare = files_principal(wanted)
+        try:
+            if principal.startswith("group:"):
+                grp.getgrnam(bare)
+                principals.setdefault(principal, Principal(principal, "group"))
+            else:
+                account = pwd.getpwnam(bare)
+                groups = {grp.getgrgid(account.pw_gid).gr_name} | {
+                    g.gr_name for g in grp.getgrall() if bare in g.gr_mem}
+                memberships.extend(Membership(principal, f"group:{g}", True) for g in sorted(groups)
+                                   if f"group:{g}" in principals)
+                if account.pw_uid == 0:
+                    principals[principal] = Principal(principal, "user", ("uid 0: bypasses file modes",), True)
+                else:
+                    principals.setdefault(principal, Principal(principal, "user"))
+        except KeyError:
+            unknown.append(wanted)
+            kind = "group" if principal.startswith("group:") else "user"
+            notes.append(f"runs_as principal {wanted!r} does not exist on this machine: no {kind} named {bare!r} "
+                         "(write user:NAME or group:NAME; a bare name is a user)")
+            continue
+        if principal != wanted:
+            resolved[wanted] = principal
+    memberships.extend(alias_memberships(resolved))
+    return memberships, {"unknown_principals": unknown, "resolved_principals": resolved}

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from connectors._principals import alias_memberships, s3_principal
 from scanner.errors import ProbeError
 from scanner.model import (
     ACCESS_ADMIN,
@@ -57,12 +58,14 @@ from scanner.model import (
     ACCESS_WRITE,
     METHOD_METADATA,
     METHOD_NONE,
+    PUBLIC_PRINCIPALS,
     SCOPE_ASSET,
     SCOPE_SOURCE,
     Asset,
     DiscoveredOwner,
     FreshnessObservation,
     Grant,
+    Membership,
     Principal,
     SourceSnapshot,
 )
@@ -541,6 +544,7 @@ class S3Connector(Connector):
         assets = tuple(self._asset(path, listings[path], owner, summary) for path in paths)
         principals, grants, access_notes, reports = self._access(facts, list(paths), context)
         notes.extend(access_notes)
+        memberships, state = self._runs_as(context, principals, facts, notes) if reports else ([], {})
         capped = sorted(path for path, listing in listings.items() if listing.capped)
         if capped:
             notes.append(f"listing stopped at max_objects={cap} in {', '.join(capped)}: counts are partial")
@@ -556,6 +560,8 @@ class S3Connector(Connector):
             assets=assets,
             principals=principals,
             grants=grants,
+            memberships=tuple(memberships),
+            state=state,
             owner=owner,
             partial=bool(capped),
             notes=tuple(redact_text(n, self.redactions()) for n in notes),
@@ -648,6 +654,8 @@ class S3Connector(Connector):
             if not account:
                 sts = session.client("sts", endpoint_url=endpoint, config=config)
                 account = run.call("GetCallerIdentity", lambda: sts.get_caller_identity()).get("Account")
+            if account:
+                facts.values["account_id"] = str(account)
             control = session.client("s3control", endpoint_url=endpoint, config=config)
             if endpoint:
                 # s3control puts the account id into the host name; a custom endpoint has no
@@ -667,6 +675,34 @@ class S3Connector(Connector):
             facts.why_unknown[key] = exc.reason
 
     # ------------------------------------------------------------------ results
+
+    def _runs_as(self, context: ProbeContext, principals: Iterable[Principal], facts: _Facts,
+                 notes: list[str]) -> tuple[list[Membership], dict[str, Any]]:
+        """Resolve `runs_as` names: a full ARN as written, a role name to
+        `arn:aws:iam::ACCOUNT:role/NAME` with `account_id` (set, or learnt from STS). A name
+        no bucket-side grant names is unknown: identity-based IAM policies are not visible
+        here, so its access cannot be checked."""
+        known = {p.name for p in principals}
+        account = self.setting("account_id") or facts.values.get("account_id")
+        resolved: dict[str, str] = {}
+        unknown: list[str] = []
+        for wanted in sorted(context.principals):
+            if wanted in PUBLIC_PRINCIPALS:
+                continue
+            arn = s3_principal(wanted, str(account) if account else None)
+            if arn is None:
+                unknown.append(wanted)
+                notes.append(f"runs_as principal {wanted!r} is a role name, but the account is unknown: set "
+                             "account_id or write the full ARN")
+            elif arn not in known:
+                unknown.append(wanted)
+                spelled = f" (read as {arn})" if arn != wanted else ""
+                notes.append(f"runs_as principal {wanted!r}{spelled}: no bucket ACL or policy statement names it, "
+                             "and identity-based IAM policies are not visible to the s3 connector: its access "
+                             "cannot be checked")
+            elif arn != wanted:
+                resolved[wanted] = arn
+        return alias_memberships(resolved), {"unknown_principals": unknown, "resolved_principals": resolved}
 
     def _owner(self, facts: _Facts, notes: list[str]) -> DiscoveredOwner | None:
         tag = self.source.owner_tag
@@ -859,10 +895,6 @@ class S3Connector(Connector):
                                     access=ACCESS_READ, public=True, via="bucket policy status IsPublic"))
                 notes.append("GetBucketPolicyStatus reports the policy public although no statement looked public")
 
-        unseen = sorted(p for p in context.principals if p not in principals)
-        if unseen:
-            notes.append("identity-based IAM policies are not visible to the s3 connector; "
-                         f"no bucket-side grant names {', '.join(unseen)}")
         reports = facts.status.get("acl") != "unknown" or facts.status.get("policy") != "unknown"
         return (tuple(principals[name] for name in sorted(principals)), tuple(dict.fromkeys(grants)),
                 notes, reports)

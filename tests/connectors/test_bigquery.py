@@ -557,3 +557,63 @@ def test_parse_labels_and_quote_identifier() -> None:
 ])
 def test_entry_principal(entity_type: str, entity_id: Any, expected: tuple[str, str]) -> None:
     assert entry_principal(entity_type, entity_id) == expected
+
+
+# ---------------------------------------------------------------------------------------
+# runs_as names
+
+
+def test_runs_as_names_resolve_as_iam_writes_them(warehouse: Warehouse) -> None:
+    from scanner.access import access_paths, can_read, can_write
+
+    config = warehouse.source()
+    written = {BOT, ADMIN, "someone@example.com", "group:analysts@example.com", "domain:example.com",
+               "ghost@elsewhere.org", "ghost@other-project.iam.gserviceaccount.com", "allUsers"}
+    snapshot = BigQueryConnector(config).probe(ProbeContext(now=datetime.now(UTC), principals=frozenset(written),
+                                                            timeout=30))
+    assert snapshot.state["resolved_principals"] == {
+        BOT: f"serviceAccount:{BOT}", ADMIN: f"user:{ADMIN}", "someone@example.com": "user:someone@example.com"}
+    assert snapshot.state["unknown_principals"] == ["ghost@elsewhere.org",
+                                                    "ghost@other-project.iam.gserviceaccount.com"]
+    assert any("'ghost@other-project.iam.gserviceaccount.com' (read as serviceAccount:" in n for n in snapshot.notes)
+    customers = snapshot.asset(f"{warehouse.dataset}.customers")
+    assert customers is not None
+
+    def verdict(name: str) -> tuple[bool, bool]:
+        paths = access_paths(snapshot, name, customers)
+        return can_read(paths), can_write(paths)
+
+    assert verdict(BOT) == verdict(f"serviceAccount:{BOT}") == (True, True)      # WRITER
+    assert verdict("someone@example.com") == (True, False)                       # through domain:example.com
+    assert verdict("group:analysts@example.com") == (True, False)
+
+
+def test_a_bare_service_account_address_gets_its_write_access_found(warehouse: Warehouse, tmp_path: Path) -> None:
+    from scanner.inventory import load_inventory
+    from scanner.rules import build_context, evaluate
+    from scanner.scan import run_scan
+    from scanner.store import Store
+
+    emulator = warehouse.emulator
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1, "owners": [{"id": "data-eng"}],
+        "sources": [{"id": "wh", "connector": "bigquery", "project": emulator.project, "endpoint": emulator.endpoint,
+                     "datasets": [warehouse.dataset], "owner": "data-eng"}],
+        "workflows": [{"id": "summarizer", "owner": "data-eng", "stage": "production",
+                       "runs_as": {"wh": BOT}, "reads": [f"wh:{warehouse.dataset}.customers"]},
+                      {"id": "typo", "owner": "data-eng", "stage": "production",
+                       "runs_as": {"wh": "suport-bot@ctxscan-test.iam.gserviceaccount.com"},
+                       "reads": [f"wh:{warehouse.dataset}.customers"]}]}))
+    inventory = load_inventory([inventory_file], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        run_scan(inventory, store)
+        findings = evaluate(build_context(inventory, store, datetime.now(UTC)))
+    finally:
+        store.close()
+    writes = [f for f in findings if f.subkind == "write_access" and f.workflow == "summarizer"]
+    assert [f.asset for f in writes] == [f"wh:{warehouse.dataset}.customers"]
+    assert f"serviceAccount:{BOT}" in writes[0].message
+    unknown = [f for f in findings if f.subkind == "unknown_principal"]
+    assert [(f.workflow, f.principal) for f in unknown] == [("typo", "suport-bot@ctxscan-test.iam.gserviceaccount.com")]

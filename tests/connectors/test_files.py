@@ -165,3 +165,75 @@ def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ProbeError) as caught:
         _probe(tmp_path / "nope")
     assert caught.value.reason == "not_found" and "does not exist" in caught.value.message
+
+
+# ---------------------------------------------------------------------------------------
+# runs_as names
+
+
+def _probe_as(root: Path, *principals: str):
+    source = SourceConfig(id="kb", connector="files", settings={"path": str(root)})
+    return FilesConnector(source).probe(ProbeContext(now=NOW, principals=frozenset(principals)))
+
+
+def _can(snapshot, principal: str, path: str) -> tuple[bool, bool]:
+    from scanner.access import access_paths, can_read, can_write
+
+    paths = access_paths(snapshot, principal, snapshot.asset(path))
+    return can_read(paths), can_write(paths)
+
+
+def test_runs_as_names_resolve_to_users_and_groups_of_this_machine(kb: Path) -> None:
+    import grp
+    import pwd
+
+    nobody = pwd.getpwuid(65534).pw_name           # Debian's unprivileged user
+    os.chown(kb / "articles", 0, 0)
+    os.chmod(kb / "articles", 0o750)               # the group (root) reads, the world does not
+    os.chmod(kb / "README.md", 0o644)
+    root_group = grp.getgrgid(0).gr_name
+    snapshot = _probe_as(kb, "root", "user:root", nobody, f"user:{nobody}", f"group:{root_group}",
+                         "rooot", "group:no_such_group_x")
+    assert snapshot.state["resolved_principals"] == {"root": "user:root", nobody: f"user:{nobody}"}
+    assert snapshot.state["unknown_principals"] == ["group:no_such_group_x", "rooot"]
+    assert any("'rooot' does not exist on this machine" in note for note in snapshot.notes)
+    # root bypasses the mode bits, whichever way it is written
+    for name in ("root", "user:root"):
+        assert _can(snapshot, name, "archive") == (True, True)
+    # a bare name is that user: the world's bits only, not the group's
+    for name in (nobody, f"user:{nobody}"):
+        assert _can(snapshot, name, "articles") == (False, False)
+        assert _can(snapshot, name, "README.md") == (True, False)
+    assert _can(snapshot, f"group:{root_group}", "articles") == (True, False)
+
+
+def test_an_unknown_files_principal_is_a_finding(kb: Path, tmp_path: Path) -> None:
+    import json
+
+    from scanner.inventory import load_inventory
+    from scanner.queries import why
+    from scanner.rules import build_context, evaluate
+    from scanner.scan import run_scan
+    from scanner.store import Store
+
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1, "owners": [{"id": "data-eng"}],
+        "sources": [{"id": "kb", "connector": "files", "path": str(kb), "owner": "data-eng"}],
+        "workflows": [{"id": "assistant", "owner": "data-eng", "stage": "production",
+                       "runs_as": {"kb": "rooot"}, "reads": ["kb:articles"]}]}))
+    inventory = load_inventory([inventory_file], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        run_scan(inventory, store)
+        ctx = build_context(inventory, store, datetime.now(UTC))
+        findings = evaluate(ctx)
+        snapshot = ctx.snapshots["kb"]
+    finally:
+        store.close()
+    unknown = [f for f in findings if f.subkind == "unknown_principal"]
+    assert len(unknown) == 1 and unknown[0].principal == "rooot" and unknown[0].source == "kb"
+    from scanner.graph import build_graph
+
+    answer = why(build_graph(inventory, {"kb": snapshot}), snapshot, "assistant", "kb:articles")
+    assert answer["can_read"] is None and "rooot does not exist in source kb" in answer["note"]

@@ -382,6 +382,27 @@ def test_write_actions_for_a_workflows_role(moto_server: MotoServer, bucket: str
 def test_identity_policies_are_called_out_for_unseen_principals(moto_server: MotoServer, bucket: str) -> None:
     snapshot = probe(source(bucket, moto_server.endpoint), principals=frozenset({ROLE}))
     assert any("identity-based IAM policies are not visible" in n and ROLE in n for n in snapshot.notes)
+    # its access cannot be checked: an unknown_principal finding, not a silent "no access"
+    assert snapshot.state["unknown_principals"] == [ROLE]
+
+
+def test_a_role_name_resolves_to_its_arn_with_the_account_id(moto_server: MotoServer, bucket: str) -> None:
+    from scanner.access import access_paths, can_read, can_write
+
+    put_policy(moto_server, bucket, {"Sid": "BotWrites", "Effect": "Allow", "Principal": {"AWS": ROLE},
+                                     "Action": ["s3:GetObject", "s3:PutObject"],
+                                     "Resource": f"arn:aws:s3:::{bucket}/articles/*"})
+    config = source(bucket, moto_server.endpoint, account_id=AWS_ACCOUNT)
+    snapshot = probe(config, principals=frozenset({"support-bot", "role/support-bot", ROLE, "supprt-bot"}))
+    check_snapshot_contract(snapshot, config)
+    assert snapshot.state["resolved_principals"] == {"support-bot": ROLE, "role/support-bot": ROLE}
+    assert snapshot.state["unknown_principals"] == ["supprt-bot"]
+    assert any(f"arn:aws:iam::{AWS_ACCOUNT}:role/supprt-bot" in note for note in snapshot.notes)
+    articles = snapshot.asset("articles/")
+    assert articles is not None
+    for name in ("support-bot", "role/support-bot", ROLE):
+        paths = access_paths(snapshot, name, articles)
+        assert can_read(paths) and can_write(paths), name
 
 
 # ---------------------------------------------------------------------------------------
