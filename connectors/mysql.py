@@ -35,7 +35,7 @@ from connectors._sqlcommon import (
 )
 from scanner.errors import ProbeError
 from scanner.model import (
-    ACCESS_ADMIN,
+    ACCESS_ALTER,
     ACCESS_OTHER,
     ACCESS_READ,
     ACCESS_WRITE,
@@ -63,13 +63,17 @@ if TYPE_CHECKING:
 SYSTEM_DATABASES = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 PRIVILEGE_ACCESS = {
     "SELECT": ACCESS_READ,
-    # Data can change: DROP is what TRUNCATE needs. ALTER, CREATE and INDEX change the schema,
-    # not the data.
+    # Data can change: DROP is what TRUNCATE needs (it is also a schema change, see below).
     "INSERT": ACCESS_WRITE, "UPDATE": ACCESS_WRITE, "DELETE": ACCESS_WRITE, "DROP": ACCESS_WRITE,
     "DELETE HISTORY": ACCESS_WRITE,
+    "ALTER": ACCESS_ALTER, "CREATE": ACCESS_ALTER, "INDEX": ACCESS_ALTER,
     # A grant option passes on only what the account already holds, even on *.*: no access.
-    "GRANT OPTION": ACCESS_OTHER, "SUPER": ACCESS_ADMIN, "CREATE USER": ACCESS_ADMIN, "FILE": ACCESS_ADMIN,
+    # SUPER, FILE and CREATE USER make an account privileged (a finding) but give no table
+    # privilege: the server still checks those.
+    "GRANT OPTION": ACCESS_OTHER,
 }
+# DROP changes the data (TRUNCATE) and the schema.
+ALSO_ALTER = frozenset({"DROP"})
 # Global privileges that make an account superuser-like.
 PRIVILEGED_GLOBAL = frozenset({"SUPER", "FILE", "CREATE USER"})
 # `Xxx_priv` columns of the grant tables whose privilege is not just the words of the name.
@@ -614,6 +618,7 @@ class _Access:
             principals.append(Principal(name=name, kind="role" if (user, host) in roles and host == "" else "user",
                                         attributes=attributes, privileged=all_global or bool(
                                             set(global_privileges) & PRIVILEGED_GLOBAL),
+                                        all_access=all_global,
                                         properties=properties))
         self._dynamic_privileges()
         return principals, memberships, self.grants
@@ -771,7 +776,8 @@ class _Access:
             privileges = globals_by.get(name, [])
             attributes = tuple(f"global_{p.lower().replace(' ', '_')}" for p in privileges if p in PRIVILEGED_GLOBAL)
             principals.append(Principal(name=name, kind="role" if host == "" else "user", attributes=attributes,
-                                        privileged=bool(attributes), properties={"user": user, "host": host}))
+                                        privileged=bool(attributes), all_access=False,
+                                        properties={"user": user, "host": host}))
         return principals, memberships, self.grants
 
     # -- shared --------------------------------------------------------------------------
@@ -794,6 +800,8 @@ class _Access:
         public = name == "PUBLIC"
         self.grants.append(Grant(name, privilege, target, scope, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
                                  columns, public, via))
+        if privilege in ALSO_ALTER:
+            self.grants.append(Grant(name, privilege, target, scope, ACCESS_ALTER, columns, public, via))
         if grantable:
             self.grants.append(Grant(name, f"{privilege} WITH GRANT OPTION", target, scope, ACCESS_OTHER,
                                      columns, public, via + " WITH GRANT OPTION"))

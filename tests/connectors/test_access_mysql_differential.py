@@ -5,8 +5,9 @@ database, table and column grants with and without GRANT OPTION, roles with defa
 non-default grants, nested roles, one user name on the hosts '%' and '127.0.0.1'), scans it
 with the connector, then logs in AS every account over TCP and tries SELECT, INSERT,
 UPDATE, DELETE (each rolled back) and TRUNCATE (on an empty table) on every table: at
-login (the effective level) and after each `SET ROLE` (the via_set_role level). Every
-verdict of ctxscan must equal the server's.
+login (the effective level) and after each `SET ROLE` (the via_set_role level, cumulative as
+ctxscan's: what it can do at login or after some SET ROLE). Every verdict of ctxscan must
+equal the server's.
 
 An account `u@127.0.0.1` is reached by connecting from 127.0.0.1; `u@%` by connecting from
 127.0.0.2 (still to the server on 127.0.0.1), the only way to log in as the '%' account
@@ -20,15 +21,15 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from connectors.mysql import MysqlConnector
-from scanner.access import access_paths, can_read, can_write
-from scanner.model import Membership, SourceSnapshot
+from scanner.access import LEVEL_EFFECTIVE, LEVEL_SET_ROLE, PrincipalAccess
+from scanner.model import ACCESS_READ, ACCESS_WRITE, SourceSnapshot
 from scanner.plugins import ProbeContext, SourceConfig
 from tests.connectors.dbservers import MYSQL_HOST, MYSQL_PORT
 
@@ -206,7 +207,10 @@ def ask_server(estate: Estate) -> ServerAnswer:
                         before = via.get((db, table), (False, False))
                         via[(db, table)] = (before[0] or read, before[1] or write)
                 for db, table in estate.tables:
-                    answer.via_set_role[(account.name, db, table)] = via.get((db, table), (False, False))
+                    # Like ctxscan's levels, cumulative: what it can do now, or after some SET ROLE.
+                    now = answer.effective[(account.name, db, table)]
+                    after = via.get((db, table), (False, False))
+                    answer.via_set_role[(account.name, db, table)] = (now[0] or after[0], now[1] or after[1])
         finally:
             conn.close()
     return answer
@@ -223,26 +227,17 @@ def scan(server: MysqlServer, estate: Estate) -> SourceSnapshot:
     return MysqlConnector(source).probe(context)
 
 
-def _verdict(snapshot: SourceSnapshot, principal: str, path: str) -> tuple[bool, bool]:
-    asset = snapshot.asset(path)
-    assert asset is not None, path
-    paths = access_paths(snapshot, principal, asset)
-    return can_read(paths), can_write(paths)
-
-
 def ctxscan_verdicts(snapshot: SourceSnapshot, estate: Estate) -> ServerAnswer:
-    """Effective: the access paths as they are. Via SET ROLE: for each role the account may
-    switch to, the account with that one role active (SET ROLE replaces the default role)."""
+    """The access model's effective and via_set_role verdicts for every account and table."""
     answer = ServerAnswer({}, {})
     for account in estate.accounts:
-        own = [m for m in snapshot.memberships if m.member != account.name]
-        roles = sorted({m.role for m in snapshot.memberships if m.member == account.name})
-        switched = [replace(snapshot, memberships=(*own, Membership(account.name, role, True))) for role in roles]
+        access = PrincipalAccess(snapshot, account.name)
         for db, table in estate.tables:
-            path = f"{db}.{table}"
-            answer.effective[(account.name, db, table)] = _verdict(snapshot, account.name, path)
-            via = [_verdict(s, account.name, path) for s in switched]
-            answer.via_set_role[(account.name, db, table)] = (any(v[0] for v in via), any(v[1] for v in via))
+            asset = snapshot.asset(f"{db}.{table}")
+            assert asset is not None, (db, table)
+            report = access.report(asset)
+            for level, into in ((LEVEL_EFFECTIVE, answer.effective), (LEVEL_SET_ROLE, answer.via_set_role)):
+                into[(account.name, db, table)] = (report.can(ACCESS_READ, level), report.can(ACCESS_WRITE, level))
     return answer
 
 
