@@ -588,10 +588,24 @@ class _Access:
                 global_from = [source]
                 self._account_object_grants(name, user, host, tables)
                 seen: set[tuple[str, str]] = set()
-                for role, _grantee in settable:
-                    if role not in seen:
-                        seen.add(role)
-                        memberships.append(Membership(name, self.name(*role), any(role == a[0] for a in active)))
+                for role, grantee in settable:
+                    if role in seen:
+                        continue
+                    seen.add(role)
+                    is_default = any(role == a[0] for a in active)
+                    taken = sorted(set(globals_of.get(grantee, ())) - set(global_privileges))
+                    if is_default or grantee == (user, host) or not taken or not self.mariadb:
+                        memberships.append(Membership(name, self.name(*role), is_default))
+                        continue
+                    # SET ROLE to a role granted to another account of the same user (u@'%' for a
+                    # session of u@127.0.0.1) takes that account's global privileges: a step of its own.
+                    step = f"{self.name(*role)} (granted to {self.name(*grantee)})"
+                    principals.append(Principal(step, "role", properties={"role": self.name(*role),
+                                                                          "granted_to": self.name(*grantee)}))
+                    memberships.extend((Membership(name, step, False), Membership(step, self.name(*role), True)))
+                    for privilege in taken:
+                        self._add(step, privilege, "*", SCOPE_SOURCE, _via(privilege, "*.*") + self._to(
+                            grantee, (user, host)) + ", whose global privileges SET ROLE takes")
                 properties = {"user": user, "host": host, "any_host": "%" in host or "_" in host,
                               "anonymous": user == ""}
                 if user == "":
