@@ -295,6 +295,54 @@ def test_effective_access_follows_roles(mysql_server: MysqlServer, access: dict[
     assert levels(snapshot, r["lead"], f"{db}.tickets") == {"read"}
 
 
+def test_access_is_resolved_as_the_server_does(mysql_server: MysqlServer) -> None:
+    """The four rules issue 11 found broken, each against a literal case (the differential
+    test checks the same on random estates)."""
+    from scanner.access import LEVEL_SET_ROLE, access_report
+
+    s = mysql_server
+    prefix = f"srv{uuid.uuid4().hex[:6]}"
+    d2, dx = s.create_database(f"{prefix}_d2"), s.create_database(f"{prefix}_dx")
+    for db in (d2, dx):
+        s.execute(f"CREATE TABLE {q(db)}.t (id INT)")
+    user = f"{prefix}_u"
+    anywhere, local = s.create_user("u", "%", user=user), s.create_user("u", "127.0.0.1", user=user)
+    granter, alterer = s.create_user(f"{prefix}g"), s.create_user(f"{prefix}a")
+    role = s.create_role(f"{prefix}r")
+    for statement in (
+        f"GRANT SELECT ON `{prefix}\\_d%`.* TO '{user}'@'%'",    # a wildcard row ...
+        f"GRANT INSERT ON `{prefix}\\_d2`.* TO '{user}'@'%'",    # ... shadowed on d2 by the literal one
+        f"GRANT USAGE ON *.* TO '{granter.split('@')[0]}'@'%' WITH GRANT OPTION",
+        f"GRANT ALTER ON {q(dx)}.* TO '{alterer.split('@')[0]}'@'%'",
+        f"GRANT SELECT ON {q(d2)}.* TO {q(role)}",
+        f"GRANT {q(role)} TO '{user}'@'%'",                        # granted, not a default role
+    ):
+        s.execute(statement)
+    snapshot = probe(s.url(), include=(f"{prefix}_*",))
+
+    def report(principal: str, db: str):  # type: ignore[no-untyped-def]
+        asset = snapshot.asset(f"{db}.t")
+        assert asset is not None
+        return access_report(snapshot, principal, asset)
+
+    # The first matching mysql.db row rules: INSERT only on d2, SELECT on dx; and the account
+    # on 127.0.0.1 uses the rows of the same user on '%'.
+    for account in (anywhere, local):
+        assert (report(account, d2).can_read, report(account, d2).can_write) == (False, True), account
+        assert (report(account, dx).can_read, report(account, dx).can_write) == (True, False), account
+        # the role is usable only after SET ROLE (and from 127.0.0.1 too: matched on user and host)
+        assert {(m.role, m.inherit) for m in snapshot.memberships if m.member == account} == {(role, False)}
+        assert report(account, d2).can("read", LEVEL_SET_ROLE)
+        assert any(p.step == f"SET ROLE {role}" for p in report(account, d2).via_set_role)
+    # GRANT OPTION on *.* passes on nothing it does not hold
+    principals = {p.name: p for p in snapshot.principals}
+    assert not principals[granter].privileged
+    for db in (d2, dx):
+        assert not report(granter, db).verdicts["escalation"]
+    # ALTER changes the schema, not the data
+    assert report(alterer, dx).can_alter and not report(alterer, dx).can_write
+
+
 def test_an_account_without_the_grant_tables_sees_its_own_privileges(mysql_server: MysqlServer,
                                                                       access: dict[str, str]) -> None:
     r = access
