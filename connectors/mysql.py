@@ -5,18 +5,33 @@ the grant tables (mysql.user, mysql.db, mysql.tables_priv, mysql.columns_priv an
 edges) when the scanning account may read them, else from information_schema, which shows
 only the scanning account's own privileges (and says so in a note). Accounts are named
 `user@host` (`support_bot@%`); MariaDB roles by their name.
+
+The grants reported for an account are those the server applies to its sessions
+(connectors/_mysql_privileges.py): the first matching database row, the most specific table
+row, rows of the same user on other matching hosts; a role's grants include its sub-roles'.
+The default role is an inheriting membership; other granted roles need SET ROLE. In
+`runs_as`, a bare `user` stands for its only account; with accounts on several hosts it must
+be written `user@host`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from connectors._mysql_privileges import DatabaseRow, Found, GrantTables, TableRow, like_regex
+from connectors._mysql_privileges import (
+    MAX_DATABASE_LENGTH,
+    DatabaseRow,
+    Found,
+    GrantTables,
+    TableRow,
+    database_matches,
+    magic,
+)
 from connectors._sqlcommon import (
     DEFAULT_MAX_GRANTS,
     REASON_ERROR,
@@ -752,9 +767,19 @@ class _Access:
             name = name_of(grantee)
             globals_by[name].append(privilege)
             self._add(name, privilege, "*", SCOPE_SOURCE, _via(privilege, "*.*"), grantable=grantable == "YES")
-        for grantee, database, privilege, grantable in fetch(
+        # Database rows: per grantee, the first (most specific) pattern that matches, as the server does.
+        patterns: dict[str, dict[str, list[tuple[str, bool]]]] = defaultdict(lambda: defaultdict(list))
+        for grantee, pattern, privilege, grantable in fetch(
                 "SELECT GRANTEE, TABLE_SCHEMA, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES"):
-            self._database_grants(name_of(grantee), database, [privilege], grantable == "YES")
+            patterns[name_of(grantee)][pattern].append((privilege, grantable == "YES"))
+        for name, rows in sorted(patterns.items()):
+            for database in self.databases:
+                matching = [p for p in rows if database_matches(p, database)]
+                if matching:
+                    pattern = min(matching, key=lambda p: magic(p, MAX_DATABASE_LENGTH))
+                    for privilege, grantable in rows[pattern]:
+                        self._add(name, privilege, database, SCOPE_CONTAINER,
+                                  _via(privilege, f"{_quote(pattern)}.*"), grantable=grantable)
         for grantee, database, table, privilege, grantable in fetch(
                 "SELECT GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE"
                 " FROM information_schema.TABLE_PRIVILEGES"):
@@ -795,19 +820,6 @@ class _Access:
         return principals, memberships, self.grants
 
     # -- shared --------------------------------------------------------------------------
-
-    def _database_grants(self, name: str, pattern: str, privileges: Iterable[str],
-                         grantable: bool = False) -> None:
-        # In a GRANT, `_` and `%` in a database name are wildcards: app_db.* also covers appXdb.
-        if "%" in pattern or "_" in pattern or "\\" in pattern:
-            regex = like_regex(pattern)
-            targets = [db for db in self.databases if regex.fullmatch(db)]
-        else:
-            targets = [pattern] if pattern in self.databases else []
-        for database in targets:
-            for privilege in privileges:
-                self._add(name, privilege, database, SCOPE_CONTAINER, _via(privilege, f"{_quote(pattern)}.*"),
-                          grantable=grantable)
 
     def _add(self, name: str, privilege: str, target: str, scope: str, via: str,
              columns: tuple[str, ...] = (), grantable: bool = False) -> None:
