@@ -56,5 +56,7 @@ def s3_principal(name: str, account_id: str | None) -> str | None:
 
 
 def alias_memberships(resolved: Mapping[str, str]) -> list[Membership]:
-    """An inheriting edge from each written name to the principal it stands for."""
-    return [Membership(name, principal, True) for name, principal in sorted(resolved.items()) if name != principal]
+    """An inheriting edge from each written name to the principal it stands for (no SET ROLE:
+    these systems have none)."""
+    return [Membership(name, principal, True, can_set=False)
+            for name, principal in sorted(resolved.items()) if name != principal]

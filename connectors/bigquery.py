@@ -863,7 +863,7 @@ class BigQueryConnector(Connector):
             if member != wanted:
                 resolved[wanted] = member
             if covered is not None:
-                memberships.append(Membership(member, covered, True))
+                memberships.append(Membership(member, covered, True, can_set=False))
         memberships.extend(alias_memberships(resolved))
         return memberships, {"unknown_principals": unknown, "resolved_principals": resolved}
 

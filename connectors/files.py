@@ -254,7 +254,7 @@ def _runs_as(context: ProbeContext, principals: dict[str, Principal],
                 account = pwd.getpwnam(bare)
                 groups = {grp.getgrgid(account.pw_gid).gr_name} | {
                     g.gr_name for g in grp.getgrall() if bare in g.gr_mem}
-                memberships.extend(Membership(principal, f"group:{g}", True) for g in sorted(groups)
+                memberships.extend(Membership(principal, f"group:{g}", True, can_set=False) for g in sorted(groups)
                                    if f"group:{g}" in principals)
                 if account.pw_uid == 0:
                     principals[principal] = Principal(principal, "user", ("uid 0: bypasses file modes",), True)
