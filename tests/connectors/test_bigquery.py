@@ -499,7 +499,9 @@ def test_cli_scan_json(estate: Path, tmp_path: Path) -> None:
     state = f"sqlite:///{tmp_path / 'cli-state.db'}"
     proc = subprocess.run([sys.executable, "-m", "scanner", "-c", str(estate), "--state", state, "scan", "--json"],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    # exit 1: a source could not be probed (the exit-code contract of issue 18); the rest is scanned
+    assert proc.returncode == 1, proc.stderr
+    assert "1 source could not be probed (wh_down)" in proc.stderr
     payload = json.loads(proc.stdout)
     sources = {s["id"]: s for s in payload["sources"]}
     assert sources["kb"]["status"] == "ok" and sources["kb"]["assets"] == 1
