@@ -449,7 +449,7 @@ workflows:
     env = {"DOWN_PASSWORD": "d0wn-pa55-xyz"}
     state = f"sqlite:///{tmp_path / 'state.db'}"
     result = ctxscan("-c", str(inventory), "--state", state, "scan", "--json", env=env)
-    assert result.code == 0, result
+    assert result.code == 1, result   # a source could not be probed (issue 18's exit-code contract)
     outcomes = {s["id"]: s for s in json.loads(result.out)["sources"]}
     assert outcomes["shop"]["status"] == "ok" and outcomes["shop"]["assets"] == 6
     assert outcomes["down"]["status"] == "failed" and outcomes["down"]["reason"] == "unreachable"
