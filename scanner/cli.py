@@ -269,6 +269,8 @@ def validate(as_json: bool, strict: bool, connect: bool) -> None:
         "owners": sorted(inventory.owners),
         "notify": [n.type for n in inventory.notify],
         "accept": len(inventory.accept),
+        "zones": {zone: sorted(s.id for s in inventory.sources.values() if s.zone == zone)
+                  for zone in inventory.zones},
     }
     if connect:
         summary["connections"] = connections
@@ -292,7 +294,10 @@ def validate(as_json: bool, strict: bool, connect: bool) -> None:
     by_connector = Counter(s["connector"] for s in summary["sources"])
     by_stage = Counter(w["stage"] for w in summary["workflows"])
     click.echo("connectors: " + (", ".join(f"{k} {v}" for k, v in sorted(by_connector.items())) or "-")
-               + "; stages: " + (", ".join(f"{k} {v}" for k, v in sorted(by_stage.items())) or "-") + "\n")
+               + "; stages: " + (", ".join(f"{k} {v}" for k, v in sorted(by_stage.items())) or "-"))
+    click.echo("zones: " + (", ".join(f"{zone} ({len(ids)} sources; `ctxscan worker --zone {zone}`)"
+                                      for zone, ids in summary["zones"].items())
+                            or "none (every source is scanned in-process)") + "\n")
     shown = VALIDATE_ROWS  # one screen: the first rows of each, `--json` has them all
     click.echo(table(["source", "connector", "owner", "schedule"],
                      [[s["id"], s["connector"], s["owner"], s["schedule"]] for s in summary["sources"][:shown]]))
@@ -403,20 +408,23 @@ def open_findings(app: App) -> list[Any]:
 @click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), default=None,
               help="Exit 1 when open, unaccepted findings reach this severity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool) -> None:
+@click.option("--broker", default=None, metavar="URL",
+              help="Celery broker for sources with a `zone:` (redis:// or amqp://); default $CTXSCAN_BROKER.")
+def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker: str | None) -> None:
     """Probe sources, store what they hold, and evaluate findings."""
     from scanner.scan import run_scan
 
     app = _app()
     inventory = app.inventory()
     show = progress_enabled()
+    prober = _zone_dispatcher(inventory, broker, source_ids)
 
     def progress(message: str, _outcome: Any) -> None:
         if show:
             click.echo(f"  {message}", err=True)
 
     # The store opens while the probes run (run_scan calls app.store once they have started).
-    report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress)
+    report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress, prober=prober)
     from scanner.output import SEVERITY_COLOURS, table
 
     current = open_findings(app)
@@ -832,19 +840,31 @@ def _duration_option(value: str, name: str) -> float:
               help="On SIGTERM/SIGINT, how long running scans get before they are abandoned.")
 @click.option("--retry-max", default="5m", show_default=True, metavar="DURATION",
               help="Longest wait between two delivery attempts to a failing notification target.")
+@click.option("--broker", default=None, metavar="URL",
+              help="Celery broker for sources with a `zone:` (redis:// or amqp://); default $CTXSCAN_BROKER.")
+@click.option("--lease", default="15s", show_default=True, metavar="DURATION",
+              help="Leader lease: a standby daemon on the same store takes over within twice this.")
 def daemon(metrics_port: int | None, metrics_host: str, log_format: str, log_level: str, once: bool,
-           fail_on: str | None, stop_timeout: str, retry_max: str) -> None:
+           fail_on: str | None, stop_timeout: str, retry_max: str, broker: str | None, lease: str) -> None:
     """Scan each source on its schedule, notify on findings, serve /healthz and /metrics."""
     from scanner.daemon import Daemon, DaemonOptions, configure_logging
 
     options = DaemonOptions(metrics_host=metrics_host, metrics_port=metrics_port,
                             stop_timeout=_duration_option(stop_timeout, "--stop-timeout"),
-                            retry_max=_duration_option(retry_max, "--retry-max"))
+                            retry_max=_duration_option(retry_max, "--retry-max"),
+                            lease=_duration_option(lease, "--lease"))
     configure_logging(log_format, log_level)
     app = _app()
     inventory = app.inventory()
     store = app.store()
-    runner = Daemon(inventory, store, app.config_paths(), options)
+    dispatcher = _zone_dispatcher(inventory, broker, ())
+    executor = None
+    if dispatcher is not None:
+        from scanner.zones.dispatch import ZoneExecutor
+
+        zoned = sum(1 for s in inventory.sources.values() if s.zone)
+        executor = ZoneExecutor(store, dispatcher, min(256, inventory.defaults.concurrency + zoned))
+    runner = Daemon(inventory, store, app.config_paths(), options, executor=executor)
     runner.install_signal_handlers()
     if fail_on is not None and not once:
         from scanner.errors import UsageError
@@ -1195,6 +1215,82 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
         partial.unlink(missing_ok=True)
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     click.echo(f"wrote {target} ({fmt}, {summary})", err=True)
+
+
+# ---------------------------------------------------------------------------------------
+# zones and history
+
+def _zone_dispatcher(inventory: Inventory, broker: str | None, source_ids: tuple[str, ...]) -> Any:
+    """The dispatcher for zoned sources, or None when every chosen source runs in-process."""
+    from scanner.errors import UsageError
+    from scanner.zones import BROKER_ENV, broker_url
+
+    url = broker_url(broker)
+    chosen = [inventory.sources[i] for i in source_ids if i in inventory.sources] if source_ids \
+        else list(inventory.sources.values())
+    zoned = [s for s in chosen if s.zone]
+    if url is None:
+        if zoned:
+            raise UsageError(f"source {zoned[0].id} has zone {zoned[0].zone!r}: pass --broker URL "
+                             f"or set {BROKER_ENV} (and run `ctxscan worker --zone {zoned[0].zone}` there)")
+        return None
+    from scanner.zones.dispatch import ZoneDispatcher
+
+    return ZoneDispatcher(url)
+
+
+@main.command()
+@click.option("--zone", required=True, metavar="NAME", help="The zone whose sources this worker probes.")
+@click.option("--broker", default=None, metavar="URL", help="Celery broker; default $CTXSCAN_BROKER.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Probes at once.")
+@click.option("--log-level", type=click.Choice(("debug", "info", "warning", "error")), default="info",
+              show_default=True)
+def worker(zone: str, broker: str | None, concurrency: int, log_level: str) -> None:
+    """A Celery worker that probes the sources of one zone (credentials from its own environment)."""
+    import re
+
+    from scanner.errors import UsageError
+    from scanner.zones import BROKER_ENV, broker_url
+
+    url = broker_url(broker)
+    if url is None:
+        raise UsageError(f"pass --broker URL or set {BROKER_ENV}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", zone):
+        raise UsageError(f"{zone!r} is not a valid zone (letters, digits, '_', '-', '.')")
+    from scanner.daemon import configure_logging
+    from scanner.zones.worker import run_worker
+
+    configure_logging("text", log_level)
+    sys.exit(run_worker(zone, url, concurrency, log_level))
+
+
+@main.command()
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+def prune(as_json: bool) -> None:
+    """Apply `retention:` to the scan history (the newest result of each source is kept)."""
+    from scanner.model import utcnow
+
+    app = _app()
+    inventory = app.inventory()
+    summary: dict[str, Any]
+    if inventory.retention_scans is None:
+        summary = {"retention": None, "scans_deleted": 0, "results_deleted": 0}
+    else:
+        from datetime import timedelta
+
+        cutoff = utcnow() - timedelta(seconds=inventory.retention_scans)
+        scans, results = app.store().prune_history(cutoff)
+        summary = {"retention": inventory.retention_scans, "cutoff": cutoff.isoformat(),
+                   "scans_deleted": scans, "results_deleted": results}
+    if as_json:
+        echo_json(summary)
+    elif summary["retention"] is None:
+        click.echo("no `retention:` in the inventory; nothing pruned")
+    else:
+        click.echo(f"pruned {summary['scans_deleted']} scans and {summary['results_deleted']} results "
+                   f"older than {summary['cutoff']}")
 
 
 # ---------------------------------------------------------------------------------------

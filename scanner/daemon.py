@@ -251,6 +251,7 @@ class DaemonOptions:
     retry_initial: float = 1.0
     retry_max: float = 300.0
     workers: int | None = None        # scans at once; default the inventory's concurrency
+    lease: float = 15.0               # leader lease: a standby takes over within twice this
 
 
 @dataclass
@@ -266,6 +267,7 @@ class SourceState:
     last_error: str | None = None
     next_run_at: datetime | None = None
     scans: int = 0
+    interrupted: bool = False         # its last run started and never finished (a crash)
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -317,6 +319,9 @@ class Daemon:
         self._open_findings: dict[tuple[str, str], int] = {}
         self._last_reload_error: str | None = None
         self._stop_signal: str | None = None
+        self.role = "leader"
+        self._exit_code = 0
+        self._pruned_at: float | None = None
         self._load_state()
 
     # -- state -----------------------------------------------------------------------------
@@ -334,6 +339,9 @@ class Daemon:
                 state.last_status = remembered.last_status
                 state.last_success_at = remembered.last_success_at
                 state.last_duration = remembered.last_duration
+                state.interrupted = bool(remembered.last_started_at and (
+                    remembered.last_finished_at is None
+                    or remembered.last_finished_at < remembered.last_started_at))
             result = latest.get(source_id)
             if result is not None and (state.last_started_at is None or result.probed_at > state.last_started_at):
                 # A CLI scan since the daemon last ran counts as a run.
@@ -364,6 +372,7 @@ class Daemon:
     def _metrics_view(self) -> MetricsView:
         from scanner.metrics import MetricsView
 
+        zones = self._zone_status()  # may ask the broker: not under the lock
         with self._lock:
             pending = {status.name: status.pending for status in self.dispatcher.statuses()}
             return MetricsView(
@@ -371,7 +380,18 @@ class Daemon:
                 open_findings=dict(self._open_findings),
                 last_success={k: s.last_success_at for k, s in self._sources.items() if s.last_success_at},
                 outbox_pending=pending, scheduler_running=self.running(),
-                source_up={k: s.last_status == "ok" for k, s in self._sources.items() if s.last_status})
+                source_up={k: s.last_status == "ok" for k, s in self._sources.items() if s.last_status},
+                leader=self.role == "leader", zones=zones)
+
+    def _zone_status(self) -> dict[str, dict[str, Any]]:
+        dispatcher = getattr(self.executor, "dispatcher", None)
+        if dispatcher is None:
+            return {}
+        try:
+            return dict(dispatcher.zone_status(self.inventory.zones))
+        except Exception as exc:  # the broker is down: say so, do not fail the scrape
+            log.debug("zone status: %s", type(exc).__name__)
+            return {}
 
     def _notification_hook(self, target: Target, outcome: str, event: str | None) -> None:
         if outcome == "delivered":
@@ -387,6 +407,11 @@ class Daemon:
         """The /healthz status code and body."""
         running = self.running()
         busy = self.executor.running()
+        zones = self._zone_status()
+        if self.role == "standby" and not self._stopping:
+            return 200, {"status": "standby", "role": "standby", "scheduler": "stopped",
+                         "started_at": self.started_at.isoformat(), "zones": zones,
+                         "inventory": {"files": list(self.inventory.files), "digest": self.inventory.digest}}
         with self._lock:
             sources = {}
             for source_id, state in sorted(self._sources.items()):
@@ -395,6 +420,8 @@ class Daemon:
                 sources[source_id] = item
             body = {
                 "status": "ok" if running else ("stopping" if self._stopping else "starting"),
+                "role": self.role,
+                "zones": zones,
                 "scheduler": "running" if running else "stopped",
                 "started_at": self.started_at.isoformat(),
                 "inventory": {"files": list(self.inventory.files), "digest": self.inventory.digest,
@@ -411,7 +438,9 @@ class Daemon:
         state = self._sources[source_id]
         schedule = Schedule.parse(state.schedule)
         jitter = schedule.jitter(now)
-        first = schedule.first_run(state.last_started_at, now)
+        # A run a crash interrupted is done again right away.
+        first = now if state.interrupted else schedule.first_run(state.last_started_at, now)
+        state.interrupted = False
         if first <= now:
             # Spread a start's catch-up scans a little, but do not make anyone wait a minute.
             first = now + timedelta(seconds=random.uniform(0, min(jitter, START_JITTER)))
@@ -449,6 +478,8 @@ class Daemon:
     def _start_server(self) -> None:
         from scanner.metrics import HealthServer
 
+        if self.server is not None:
+            return
         host, port = self.options.metrics_host, self.options.metrics_port or 0
         try:
             self.server = HealthServer(host, port, self.health, self.metrics)
@@ -565,12 +596,28 @@ class Daemon:
                       extra={"source": source_id})
 
     def _housekeeping(self) -> None:
+        self._apply_retention()
         try:
             self.dispatcher.prune()
             # An accept: entry may have expired, a CLI scan may have changed findings.
             self._refresh_findings(self.dispatcher.reconcile(self.inventory).findings)
         except Exception as exc:
             log.warning("housekeeping failed: %s", type(exc).__name__)
+
+    def _apply_retention(self, now: float | None = None) -> None:
+        """`retention:` once a day (and at the first housekeeping after the start)."""
+        days = self.inventory.retention_scans
+        clock = time.monotonic() if now is None else now
+        if days is None or (self._pruned_at is not None and clock - self._pruned_at < 86400):
+            return
+        self._pruned_at = clock
+        try:
+            scans, results = self.store.prune_history(utcnow() - timedelta(seconds=days))
+        except Exception as exc:
+            log.warning("applying retention failed: %s", REDACTOR(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            return
+        log.info("retention: deleted %d scans and %d results", scans, results,
+                 extra={"scans_deleted": scans, "results_deleted": results})
 
     # -- reload ----------------------------------------------------------------------------
     def request_reload(self) -> None:
@@ -673,16 +720,46 @@ class Daemon:
             signal.signal(signal.SIGHUP, lambda _s, _f: self.request_reload())
 
     def serve_forever(self) -> int:
-        """Run until told to stop; returns the exit code."""
+        """Stand by until this daemon holds the leader lock, then run until told to stop;
+        returns the exit code (1 when the lock was lost: a supervisor restarts it as a standby)."""
+        from scanner.zones.leader import leader_lock
+
+        lock = leader_lock(self.store.url, self.options.lease)
+        poll = max(0.1, self.options.lease / 3)
+        if not lock.acquire():
+            self.role = "standby"
+            if self.options.metrics_port is not None:
+                self._start_server()
+            log.info("standby: another daemon leads this store; trying for the lead every %gs", poll)
+            while not lock.acquire():
+                if self._stop.wait(poll):
+                    self._stopping = True
+                    if self.server is not None:
+                        self.server.stop()
+                    log.info("stopped (standby)")
+                    return 0
+            log.info("this daemon is now the leader")
+            with self._lock:
+                self.role = "leader"
+            self._load_state()  # the previous leader ran scans since this daemon started
         self.start()
+        checked = time.monotonic()
         while not self._stop.is_set():
             self._stop.wait(0.2)
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 log.info("reloading the inventory")
                 self.reload()
+            if time.monotonic() - checked >= poll:
+                checked = time.monotonic()
+                if not lock.held():
+                    log.error("lost the leader lock (the store's session ended); stopping so that a "
+                              "supervisor restarts this daemon as a standby")
+                    self._exit_code = 1
+                    break
         self.shutdown()
-        return 0
+        lock.release()
+        return self._exit_code
 
     def run_once(self) -> int:
         """Scan every source once, deliver the notifications, and return."""

@@ -30,12 +30,13 @@ NOTIFY_TYPES = ("log", "file", "webhook", "owners")
 CONTACT_TYPES = ("log", "file", "webhook")
 DEFAULT_CONFIG = "ctxscan.yaml"
 
-TOP_KEYS = ("version", "state", "defaults", "owners", "sources", "workflows", "notify", "accept")
+TOP_KEYS = ("version", "state", "defaults", "owners", "sources", "workflows", "notify", "accept", "retention")
+RETENTION_KEYS = ("scans",)
 DEFAULTS_KEYS = ("schedule", "timeout", "max_age", "warn_after", "concurrency")
 OWNER_KEYS = ("id", "name", "contact", "contacts", "description")
 CONTACT_KEYS = ("type", "url", "path", "timeout")
 SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "exclude",
-               "freshness", "timeout", "environment", "assets", "description", "same_as")
+               "freshness", "timeout", "environment", "assets", "description", "same_as", "zone")
 FRESHNESS_KEYS = ("max_age", "warn_after", "column")
 ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from")
 WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
@@ -163,6 +164,13 @@ class Inventory:
     digest: str = ""
     # Variables left unset (only when loaded for a command that never probes).
     unresolved_env: tuple[str, ...] = ()
+    # `retention: {scans: 90d}`: seconds of scan history kept (None: all of it).
+    retention_scans: float | None = None
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """The zones whose workers scan some source, sorted."""
+        return tuple(sorted({s.zone for s in self.sources.values() if s.zone}))
 
     @property
     def base_dir(self) -> Path:
@@ -201,6 +209,10 @@ def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[Con
              env: Mapping[str, str]) -> Any:
     doc.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        if (len(path) == 2 and path[0] == "sources" and not isinstance(env, _LenientEnvironment)
+                and any(isinstance(k, yaml.ScalarNode) and k.value == "zone" for k, _ in node.value)):
+            # A zoned source's ${VAR} are its zone workers' to expand, from their environment.
+            env = _LenientEnvironment(env)
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
@@ -251,6 +263,18 @@ def _interpolate(value: str, env: Mapping[str, str], doc: _Doc, path: tuple[Any,
             f"environment variable {names} is not set (export it, or write ${{{missing[0]}:-default}})",
             doc.file, doc.line(path), _field(path)))
     return result
+
+
+def _convert_plain(value: Any, doc: _Doc, path: tuple[Any, ...], errors: list[ConfigError],
+                   env: Mapping[str, str]) -> Any:
+    """An already parsed value with its `${VAR}` interpolated as `_convert` does (zone workers)."""
+    if isinstance(value, dict):
+        return {k: _convert_plain(v, doc, path + (k,), errors, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_convert_plain(v, doc, path + (i,), errors, env) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        return _interpolate(value, env, doc, path, errors)
+    return value
 
 
 def _field(path: Iterable[Any]) -> str:
@@ -551,7 +575,7 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         description=check.string(data.get("description"), path + ("description",)),
         file=check.doc.file,
         line=check.doc.line(path),
-        same_as=check.identifier(data.get("same_as"), path + ("same_as",)) if data.get("same_as") is not None
+        same_as=check.identifier(data.get("same_as", "zone"), path + ("same_as",)) if data.get("same_as", "zone") is not None
         else None,
     )
 
@@ -701,6 +725,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     accept: list[AcceptConfig] = []
     defaults = Defaults()
     state: str | None = None
+    retention_scans: float | None = None
     version: Any = None
     read_checks: list[tuple[_Checker, tuple[Any, ...], ReadDeclaration]] = []
     feed_checks: list[tuple[_Checker, tuple[Any, ...], str, str]] = []
@@ -727,6 +752,10 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         version = file_version
         if data.get("state") is not None:
             state = check.string(data.get("state"), ("state",))
+        retention_raw = check.mapping(data.get("retention"), ("retention",))
+        if retention_raw is not None:
+            check.keys(retention_raw, RETENTION_KEYS, ("retention",))
+            retention_scans = check.duration(retention_raw.get("scans"), ("retention", "scans")) or retention_scans
         defaults_raw = check.mapping(data.get("defaults"), ("defaults",))
         if defaults_raw is not None:
             check.keys(defaults_raw, DEFAULTS_KEYS, ("defaults",))
@@ -874,6 +903,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         state=state,
         digest=digest,
         unresolved_env=tuple(sorted(lenient.unresolved)) if lenient is not None else (),
+        retention_scans=retention_scans,
     )
 
 

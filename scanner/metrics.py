@@ -66,6 +66,8 @@ class MetricsView:
     outbox_pending: Mapping[str, int]
     scheduler_running: bool
     source_up: Mapping[str, bool] = field(default_factory=dict)
+    leader: bool = True
+    zones: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class _StateCollector:
@@ -124,6 +126,26 @@ class _StateCollector:
         running = GaugeMetricFamily("ctxscan_scheduler_running", "1 while the scheduler runs.")
         running.add_metric([], 1.0 if view.scheduler_running else 0.0)
         yield running
+        leader = GaugeMetricFamily("ctxscan_leader", "1 on the daemon that leads its store, 0 on a standby.")
+        leader.add_metric([], 1.0 if view.leader else 0.0)
+        yield leader
+        workers = GaugeMetricFamily("ctxscan_zone_workers", "Workers of the zone that answered.",
+                                    labels=["zone"])
+        depth = GaugeMetricFamily("ctxscan_zone_queue_depth", "Probe tasks waiting in the zone's queue.",
+                                  labels=["zone"])
+        latency = GaugeMetricFamily("ctxscan_zone_dispatch_latency_seconds",
+                                    "Seconds from dispatch until a worker started the probe.",
+                                    labels=["zone", "quantile"])
+        for zone, status in sorted(view.zones.items()):
+            workers.add_metric([zone], float(len(status.get("workers") or ())))
+            if status.get("queue_depth") is not None:
+                depth.add_metric([zone], float(status["queue_depth"]))
+            for quantile, key in (("0.5", "dispatch_latency_p50"), ("0.99", "dispatch_latency_p99")):
+                if status.get(key) is not None:
+                    latency.add_metric([zone, quantile], float(status[key]))
+        yield workers
+        yield depth
+        yield latency
 
 
 class DaemonMetrics:

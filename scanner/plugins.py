@@ -90,6 +90,7 @@ class SourceConfig:
     line: int | None = None
     # The same system in another environment (`same_as: crm`): compared for parity.
     same_as: str | None = None
+    zone: str | None = None            # scanned by `ctxscan worker --zone ZONE`; None: in-process
 
     def wants(self, path: str) -> bool:
         """Whether an asset path passes the source's include/exclude globs."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from scanner.errors import ProbeError, UsageError
 from scanner.inventory import Inventory
@@ -67,6 +67,17 @@ class ScanReport:
 
 
 Progress = Callable[[str, SourceOutcome | None], None]
+
+
+class Prober(Protocol):
+    """Where a source's probe runs (scanner/zones dispatches zoned sources to their workers)."""
+
+    def probe(self, source: SourceConfig, context: ProbeContext,
+              registry: Mapping[str, type[Connector]] | None = None) -> SourceSnapshot:
+        """The source's snapshot; errors are ProbeErrors."""
+
+    def grace(self, source: SourceConfig) -> float:
+        """Seconds the probe may take beyond its own timeout (queueing, redelivery)."""
 
 
 
@@ -143,7 +154,7 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
              source_ids: Sequence[str] | None = None,
              progress: Progress | None = None, trigger: str = "cli",
              registry: Mapping[str, type[Connector]] | None = None,
-             now: Callable[[], datetime] = utcnow) -> ScanReport:
+             now: Callable[[], datetime] = utcnow, prober: Prober | None = None) -> ScanReport:
     """Probe the chosen sources, store every result, evaluate the rules and sync findings.
 
     `store` may be a callable that opens it: the probes start first, and the store is opened
@@ -169,6 +180,7 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
 
     def task_for(source: SourceConfig) -> Callable[[], None]:
         timeout = float(source.timeout or inventory.defaults.timeout)
+        limit = timeout + (prober.grace(source) if prober is not None else 0.0)
         cancelled = threading.Event()
 
         def load_previous() -> SourceSnapshot | None:
@@ -184,11 +196,14 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
             with lock:
                 if abandoned.is_set():
                     return
-                running[source.id] = (began, timeout, context)
+                running[source.id] = (began, limit, context)
             if progress:
                 progress(f"probing {source.id} ({source.connector})", None)
             try:
-                snapshot = probe_source(source, context, registry)
+                if prober is not None:
+                    snapshot = prober.probe(source, context, registry)
+                else:
+                    snapshot = probe_source(source, context, registry)
                 results.put((source.id, snapshot, None, time.monotonic() - began))
             except ProbeError as exc:
                 results.put((source.id, None, exc, time.monotonic() - began))

@@ -947,6 +947,31 @@ class Store:
                                before=_iso(pending_before))
         return deleted, dropped
 
+    def prune_history(self, older_than: datetime) -> tuple[int, int]:
+        """Delete scans that started before `older_than` with their results; returns
+        (scans, results) deleted. Each source's newest result and newest successful one are
+        kept (drift and the daemon's state compare against them), so is any scan a finding
+        last saw, and findings themselves are never touched."""
+        cutoff = _iso(older_than)
+        with self._write() as conn:
+            keep = {row["id"] for row in conn.rows(
+                "SELECT max(id) AS id FROM source_results GROUP BY source_id "
+                "UNION SELECT max(id) AS id FROM source_results WHERE status = 'ok' GROUP BY source_id")}
+            candidates = [row["id"] for row in conn.rows(
+                "SELECT r.id AS id FROM source_results r JOIN scans s ON s.id = r.scan_id "
+                "WHERE s.started_at < :cutoff AND s.status <> 'running'", cutoff=cutoff)
+                if row["id"] not in keep]
+            results = 0
+            for start in range(0, len(candidates), 500):
+                clause, params = _in("id", candidates[start:start + 500])
+                results += conn.run(f"DELETE FROM source_results WHERE id IN {clause}", **params)
+            scans = conn.run(
+                "DELETE FROM scans WHERE started_at < :cutoff AND status <> 'running' "
+                "AND id NOT IN (SELECT scan_id FROM source_results) "
+                "AND id NOT IN (SELECT last_scan_id FROM findings WHERE last_scan_id IS NOT NULL)",
+                cutoff=cutoff)
+        return scans, results
+
     def interrupt_scans(self, trigger: str, started_since: datetime) -> int:
         """Mark `running` scans of one trigger started since a time as interrupted (a stop abandoned them)."""
         with self._write() as conn:

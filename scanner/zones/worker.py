@@ -1,0 +1,133 @@
+"""`ctxscan worker`: a Celery worker that probes the sources of one zone.
+
+A task carries one source as written in the inventory, its `${VAR}` references unexpanded;
+the worker expands them from its own environment, so credentials live only where the
+source is reachable and never cross the broker. It answers with the snapshot (or the
+failure); it has no access to the state store.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from scanner.errors import ProbeError
+from scanner.model import utcnow
+from scanner.plugins import ProbeContext, SourceConfig
+from scanner.zones import TASK_NAME, TASK_PROTOCOL, queue_name
+
+log = logging.getLogger("ctxscan.worker")
+
+
+def expand_source(raw: Mapping[str, Any], env: Mapping[str, str], timeout: float) -> SourceConfig:
+    """The source of a task, its `${VAR}` expanded from `env`; a ProbeError names what is wrong."""
+    from scanner.inventory import Defaults, _Checker, _convert_plain, _Doc, _source
+    from scanner.plugins import connectors
+
+    errors: list = []
+    doc = _Doc("<task>")
+    data = _convert_plain(raw, doc, ("source",), errors, env)
+    check = _Checker(doc, errors)
+    source = _source(check, data, ("source",), Defaults(timeout=timeout), connectors())
+    if errors or source is None:
+        first = errors[0] if errors else None
+        where = f"{first.field}: " if first is not None and first.field else ""
+        message = first.message if first is not None else "invalid source"
+        raise ProbeError(f"on the worker: {where}{message}".replace("source.", "", 1), reason="error")
+    return source
+
+
+def _answer(**values: Any) -> str:
+    return json.dumps({"protocol": TASK_PROTOCOL, **values})
+
+
+def execute(payload_text: str, zone: str, hostname: str, env: Mapping[str, str] | None = None) -> str:
+    """Run one task's probe and return the JSON answer (never raises for a probe's failure)."""
+    from scanner.model import encode_snapshot
+    from scanner.scan import probe_source
+
+    began = time.monotonic()
+    try:
+        payload = json.loads(payload_text)
+    except (TypeError, ValueError):
+        return _answer(status="refused", error="the task is not ctxscan JSON", worker=hostname)
+    protocol = payload.get("protocol") if isinstance(payload, dict) else None
+    if protocol != TASK_PROTOCOL:
+        return _answer(status="refused", worker=hostname,
+                       error=f"worker {hostname} in zone {zone} speaks task protocol {TASK_PROTOCOL}, "
+                             f"the task was sent with protocol {protocol}: run the same ctxscan version "
+                             "on the daemon and the zone's workers")
+    raw = payload.get("source") or {}
+    source_id = str(raw.get("id", "?"))
+    timeout = float(payload.get("timeout") or 60.0)
+    not_after = payload.get("not_after")
+    if isinstance(not_after, int | float) and time.time() > not_after:
+        # The dispatcher gave up on this probe long ago: do not spend the zone's time on it.
+        return _answer(status="refused", error="the task expired before a worker took it", worker=hostname)
+    try:
+        source = expand_source(raw, os.environ if env is None else env, timeout)
+    except ProbeError as exc:
+        return _answer(status="failed", error=f"{exc.message} (worker {hostname}, zone {zone})",
+                       reason=exc.reason, worker=hostname, duration=time.monotonic() - began)
+    cancelled = threading.Event()
+    context = ProbeContext(now=utcnow(), principals=frozenset(payload.get("principals") or ()),
+                           timeout=timeout, cancelled=cancelled)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["snapshot"] = probe_source(source, context)
+        except ProbeError as exc:
+            box["error"] = exc
+        except BaseException as exc:  # noqa: BLE001 (the answer says what happened)
+            box["error"] = ProbeError(f"{type(exc).__name__} on the worker", reason="error")
+
+    thread = threading.Thread(target=run, daemon=True, name=f"probe-{source_id}")
+    thread.start()
+    thread.join(timeout)
+    duration = time.monotonic() - began
+    if thread.is_alive():
+        cancelled.set()
+        return _answer(status="timeout", error=f"probe did not finish within {timeout:g}s on worker "
+                       f"{hostname} and was abandoned", reason="timeout", worker=hostname, duration=duration)
+    if "error" in box:
+        error: ProbeError = box["error"]
+        return _answer(status="failed", error=error.message, reason=error.reason,
+                       retryable=error.retryable, worker=hostname, duration=duration)
+    blob = encode_snapshot(box["snapshot"])
+    log.info("probed %s in %.2fs", source_id, duration)
+    return _answer(status="ok", snapshot=base64.b64encode(blob).decode("ascii"), worker=hostname,
+                   duration=duration)
+
+
+def worker_name(zone: str) -> str:
+    """The worker's Celery node name: the zone, the pid and the host."""
+    return f"ctxscan-{zone}-{os.getpid()}@{socket.gethostname()}"
+
+
+def register(app: Any, zone: str) -> Any:
+    """Register the probe task on `app` for a worker of `zone`."""
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def probe(self: Any, payload: str) -> str:
+        return execute(payload, zone, str(self.request.hostname or worker_name(zone)))
+    return probe
+
+
+def run_worker(zone: str, broker: str, concurrency: int = 4, log_level: str = "info") -> int:
+    """Consume the zone's queue until stopped (SIGTERM: a warm shutdown)."""
+    from scanner.zones.app import make_app
+
+    app = make_app(broker)
+    register(app, zone)
+    argv = ["worker", "--queues", queue_name(zone), "--hostname", worker_name(zone),
+            "--concurrency", str(max(1, concurrency)), "--pool", "threads",
+            "--loglevel", log_level.upper(), "--without-mingle", "--without-gossip"]
+    app.worker_main(argv)
+    return 0
