@@ -470,6 +470,9 @@ class Daemon:
             self._add_job(source_id, now)
         self.scheduler.add_job(self._housekeeping, "interval", seconds=60, id="__housekeeping",
                                coalesce=True, max_instances=1, misfire_grace_time=None)
+        if self.inventory.retention_scans is not None:  # at the start, then daily in housekeeping
+            self.scheduler.add_job(self._apply_retention, "date", run_date=now, id="__retention",
+                                   misfire_grace_time=None)
         self.scheduler.start()
         log.info("daemon started: %d sources, %d notification targets, state %s",
                  len(self.inventory.sources), len(self.dispatcher.targets), self.store.display_url,
@@ -789,6 +792,7 @@ class Daemon:
             else:
                 self.unprobed.append(source_id)
         if not self._stop.is_set():
+            self._apply_retention()
             self._refresh_findings(self.dispatcher.reconcile(self.inventory).findings)
             if not self.dispatcher.flush(deadline_extra):
                 log.warning("%d notification(s) still pending; they are delivered on the next run",

@@ -40,6 +40,16 @@ if ! mariadb-admin -h 127.0.0.1 -P 3306 -uroot ping >/dev/null 2>&1; then
 fi
 mariadb-admin -h 127.0.0.1 -P 3306 -uroot ping
 
+log "Redis (redis-server for the zone tests' private brokers) and RabbitMQ on 127.0.0.1:5672"
+if ! command -v redis-server >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    rabbitmq-server -detached
+    for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
+fi
+(exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+
 log "ruff and mypy"
 .venv/bin/ruff check scanner connectors tests bench
 .venv/bin/mypy scanner connectors

@@ -16,7 +16,7 @@ from scanner.rules import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("sqlalchemy", "networkx", "boto3", "botocore", "google.cloud", "apscheduler",
-         "prometheus_client", "psycopg", "pymysql", "yaml")
+         "prometheus_client", "psycopg", "pymysql", "yaml", "celery", "kombu", "redis")
 
 
 def test_help_imports_no_heavy_library() -> None:

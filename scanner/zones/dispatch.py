@@ -182,11 +182,11 @@ class ZoneDispatcher:
     def _snapshot(source: SourceConfig, zone: str, answer: Mapping[str, Any]) -> SourceSnapshot:
         from scanner.model import decode_snapshot
 
-        if answer.get("protocol") != TASK_PROTOCOL:
+        status = answer.get("status")
+        if status == "ok" and answer.get("protocol") != TASK_PROTOCOL:
             raise ProbeError(f"a worker of zone {zone} answered with task protocol {answer.get('protocol')}, "
                              f"this ctxscan speaks {TASK_PROTOCOL}: run the same version everywhere",
                              reason="error")
-        status = answer.get("status")
         if status == "ok":
             snapshot = decode_snapshot(base64.b64decode(answer["snapshot"]))
             kept = tuple(a for a in snapshot.assets if source.wants(a.path))
@@ -231,8 +231,11 @@ class ZoneDispatcher:
             with self.app.connection_for_read() as conn:
                 declared = conn.default_channel.queue_declare(queue=queue_name(zone), passive=True)
                 return int(declared.message_count)
-        except Exception:
-            return None
+        except Exception as exc:
+            from amqp.exceptions import ChannelError
+
+            # The broker keeps no empty queue (Redis) or never saw one: nothing waits in it.
+            return 0 if isinstance(exc, ChannelError) else None
 
     def zone_status(self, zones: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         """Per zone: live workers, queue depth, and dispatch latency (seconds to a worker)."""

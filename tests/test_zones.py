@@ -1,0 +1,376 @@
+"""Zones on Celery with real processes: a private redis-server, the machine's RabbitMQ,
+`ctxscan worker` subprocesses per zone, kill -9, broker restarts, a standby daemon, retention.
+
+Delivery timings are shortened through CTXSCAN_ZONE_* (tests/zones_support.py).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_support import DaemonProcess, wait_for
+from tests.zones_support import RedisServer, Worker, base_env, ctxscan, scan_json
+
+CANARY = "c4nary-" + uuid.uuid4().hex
+
+
+@pytest.fixture()
+def redis_broker(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _results(state_file: Path, source_id: str) -> list[tuple[int, str, str | None]]:
+    with sqlite3.connect(state_file) as conn:
+        return conn.execute("SELECT scan_id, status, error FROM source_results WHERE source_id = ? ORDER BY id",
+                            (source_id,)).fetchall()
+
+
+def test_two_zones_credentials_stay_in_their_zone(tmp_path: Path, redis_broker: RedisServer) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(
+        "version: 1\n"
+        "sources:\n"
+        "  - {id: here, connector: fake, tables: [main.t]}\n"
+        "  - {id: secret-db, connector: fake, zone: alpha, token: '${CANARY}', tables: ['t_${WHERE}']}\n"
+        "  - {id: other-db, connector: fake, zone: beta, tables: ['t_${WHERE}']}\n"
+        "  - {id: misconfigured, connector: fake, zone: beta, token: '${CANARY}', tables: [x]}\n"
+        "  - {id: nobody-home, connector: fake, zone: gamma, tables: [x]}\n")
+    # The daemon side has neither variable: validate still passes and names the zones.
+    checked = ctxscan("validate", "-c", str(config), "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["zones"] == {"alpha": ["secret-db"], "beta": ["misconfigured", "other-db"],
+                                                   "gamma": ["nobody-home"]}
+    assert "zones: alpha (1 sources" in ctxscan("validate", "-c", str(config)).stdout
+
+    monitor = subprocess.Popen(["redis-cli", "-p", str(redis_broker.port), "MONITOR"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    traffic: list[str] = []
+    reader = threading.Thread(target=lambda: traffic.extend(monitor.stdout or ()), daemon=True)
+    reader.start()
+    alpha = Worker(tmp_path, "alpha", redis_broker.url, env={"CANARY": CANARY, "WHERE": "alpha"})
+    beta = Worker(tmp_path, "beta", redis_broker.url, env={"WHERE": "beta"})
+    try:
+        alpha.wait_ready()
+        beta.wait_ready()
+        state = tmp_path / "state.db"
+        report = scan_json(config, f"sqlite:///{state}", redis_broker.url)
+        everything = redis_broker.everything()
+    finally:
+        alpha.stop()
+        beta.stop()
+        monitor.terminate()
+        monitor.wait()
+        reader.join(5)
+    outcomes = {s["id"]: s for s in report["sources"]}
+    assert outcomes["here"]["status"] == "ok"
+    # Each zoned source ran on its own zone's worker: the asset name comes from that worker's $WHERE.
+    assert outcomes["secret-db"]["status"] == "ok" and outcomes["other-db"]["status"] == "ok"
+    findings = json.loads(ctxscan("findings", "-c", str(config), "--state", f"sqlite:///{state}",
+                                  "--status", "all", "--json").stdout)
+    from scanner.store import Store
+
+    store = Store.open(f"sqlite:///{state}")
+    try:
+        snapshots = store.latest_snapshots()
+    finally:
+        store.close()
+    assert [a.path for a in snapshots["secret-db"].assets] == ["t_alpha"]
+    assert [a.path for a in snapshots["other-db"].assets] == ["t_beta"]
+    # A variable missing on the worker is a probe failure naming it, and the zone's worker said so.
+    assert outcomes["misconfigured"]["status"] == "failed"
+    assert "CANARY" in outcomes["misconfigured"]["error"] and "zone beta" in outcomes["misconfigured"]["error"]
+    # A zone without a worker does not wait forever.
+    assert outcomes["nobody-home"]["status"] == "failed"
+    assert outcomes["nobody-home"]["error"] == "no worker in zone gamma answered within 3s"
+    assert {f["source"] for f in findings if f["kind"] == "probe_failed"} == {"misconfigured", "nobody-home"}
+    # The secret never crossed the broker: not in its traffic, not in what it stores; the task
+    # carried the reference as written (so the capture did see the task).
+    seen = "".join(traffic)
+    assert "${CANARY}" in seen and "ctxscan.probe" in seen
+    assert CANARY not in seen and CANARY not in everything
+    assert CANARY not in state.read_bytes().decode("latin-1")
+
+
+def test_a_worker_killed_mid_probe_loses_nothing(tmp_path: Path, redis_broker: RedisServer) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n"
+                      "  - {id: slow, connector: fake, zone: alpha, latency: 3, timeout: 10s, tables: [t]}\n")
+    state = tmp_path / "state.db"
+    first = Worker(tmp_path, "alpha", redis_broker.url, concurrency=1).wait_ready()
+    second: Worker | None = None
+    scan = subprocess.Popen([sys_executable(), "-m", "scanner", "scan", "-c", str(config), "--state",
+                             f"sqlite:///{state}", "--broker", redis_broker.url, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env())
+    try:
+        wait_for(lambda: "received" in first.log, 30, "the first worker to take the task")
+        first.kill()  # kill -9 in the middle of the 3 s probe
+        killed_at = time.monotonic()
+        second = Worker(tmp_path, "alpha", redis_broker.url).wait_ready()
+        out, err = scan.communicate(timeout=60)
+        redelivered_after = time.monotonic() - killed_at
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+        if scan.poll() is None:
+            scan.kill()
+    report = json.loads(out)
+    assert report["sources"][0]["status"] == "ok", err
+    assert "probed slow" not in first.log and "probed slow" in (second.log if second else "")
+    assert redelivered_after < 120
+    assert [status for _, status, _ in _results(state, "slow")] == ["ok"]  # stored once
+
+
+def sys_executable() -> str:
+    import sys
+
+    return sys.executable
+
+
+def test_daemon_and_worker_survive_a_broker_restart(tmp_path: Path, redis_broker: RedisServer) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n"
+                      "  - {id: remote, connector: fake, zone: alpha, schedule: 1s, tables: [t]}\n"
+                      "  - {id: here, connector: fake, schedule: 1s, tables: [t]}\n")
+    worker = Worker(tmp_path, "alpha", redis_broker.url).wait_ready()
+    daemon = DaemonProcess(config, f"sqlite:///{tmp_path / 'state.db'}", "--broker", redis_broker.url,
+                           env=base_env())
+    try:
+        daemon.wait_up(40)
+        daemon.wait_scans("remote", 2, 40)
+        health = daemon.health()
+        assert health["role"] == "leader" and health["sources"]["remote"]["last_status"] == "ok"
+        alpha = health["zones"]["alpha"]
+        assert len(alpha["workers"]) == 1 and alpha["workers"][0].startswith("ctxscan-alpha-")
+        assert alpha["queue_depth"] is not None and alpha["dispatched"] >= 2
+        assert alpha["dispatch_latency_p50"] is not None and alpha["dispatch_latency_p99"] is not None
+        metrics = daemon.metrics()
+        assert 'ctxscan_zone_workers{zone="alpha"} 1.0' in metrics and "ctxscan_leader 1.0" in metrics
+        assert 'ctxscan_zone_queue_depth{zone="alpha"}' in metrics
+        assert 'ctxscan_zone_dispatch_latency_seconds{quantile="0.5",zone="alpha"}' in metrics
+
+        redis_broker.stop()
+        time.sleep(2)
+        redis_broker.start()  # same port, empty: a restarted broker that kept nothing
+        before = daemon.scans("remote")
+        # Both reconnect on their own: scans of the zoned source succeed again.
+        wait_for(lambda: daemon.scans("remote") >= before + 2
+                 and daemon.health()["sources"]["remote"]["last_status"] == "ok", 60,
+                 f"zoned scans after the broker restart\n{daemon.log}\n{worker.log}")
+        assert worker.proc.poll() is None
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+        worker.stop()
+
+
+def test_a_daemon_killed_mid_probe_rescans_when_it_returns(tmp_path: Path, redis_broker: RedisServer) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n"
+                      "  - {id: slow, connector: fake, zone: alpha, schedule: 1h, latency: 2, tables: [t]}\n")
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    worker = Worker(tmp_path, "alpha", redis_broker.url).wait_ready()
+    daemon = DaemonProcess(config, state, "--broker", redis_broker.url, env=base_env())
+    again: DaemonProcess | None = None
+    try:
+        daemon.wait_up(40)
+        wait_for(lambda: "received" in worker.log, 30, "the probe task to reach the worker")
+        daemon.kill()  # kill -9 while the probe runs
+        again = DaemonProcess(config, state, "--broker", redis_broker.url, env=base_env())
+        again.wait_up(40)
+        # The schedule is hourly, but the interrupted run is done again right away and stored.
+        again.wait_scans("slow", 1, 30)
+        assert again.health()["sources"]["slow"]["last_status"] == "ok"
+    finally:
+        daemon.kill()
+        if again is not None:
+            again.kill()
+        worker.stop()
+    assert [status for _, status, _ in _results(tmp_path / "state.db", "slow")] == ["ok"]
+
+
+def test_a_worker_of_another_protocol_refuses_the_task(tmp_path: Path, redis_broker: RedisServer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner import zones
+    from scanner.inventory import load_inventory
+    from scanner.scan import run_scan
+    from scanner.store import Store
+    from scanner.zones import dispatch
+
+    for key, value in base_env().items():
+        if key.startswith("CTXSCAN_ZONE_"):
+            monkeypatch.setenv(key, value)
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: remote, connector: fake, zone: alpha, tables: [t]}\n")
+    worker = Worker(tmp_path, "alpha", redis_broker.url).wait_ready()
+    try:
+        # This process plays a newer daemon: it sends protocol N+1.
+        monkeypatch.setattr(dispatch, "TASK_PROTOCOL", zones.TASK_PROTOCOL + 1)
+        store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+        report = run_scan(load_inventory([config]), store, prober=dispatch.ZoneDispatcher(redis_broker.url))
+        store.close()
+    finally:
+        worker.stop()
+    outcome = report.outcomes[0]
+    assert outcome.status == "failed"
+    assert (f"speaks task protocol {zones.TASK_PROTOCOL}, the task was sent with protocol "
+            f"{zones.TASK_PROTOCOL + 1}") in (outcome.error or "")
+    assert "probed remote" not in worker.log
+
+
+def test_a_standby_daemon_takes_over_without_repeating_a_notification(tmp_path: Path) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\n"
+                      "sources:\n  - {id: kb, connector: fake, schedule: 1s, tables: ['docs@3d']}\n"
+                      "workflows:\n  - {id: bot, stage: production, reads: [{asset: 'kb:docs', max_age: 1h}]}\n"
+                      "notify:\n  - {type: file, path: events.jsonl}\n")
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    lease = 2.0
+    first = DaemonProcess(config, state, "--lease", "2s", env=base_env())
+    second: DaemonProcess | None = None
+    events = tmp_path / "events.jsonl"
+
+    def delivered() -> list[tuple[str, str, str]]:
+        lines = events.read_text().splitlines() if events.exists() else []
+        return [(e["event"], e["finding"]["fingerprint"], e["finding"]["kind"]) for e in map(json.loads, lines)]
+
+    try:
+        first.wait_up(30)
+        second = DaemonProcess(config, state, "--lease", "2s", env=base_env())
+        second.wait_up(30)
+        assert first.health()["role"] == "leader"
+        standby = second.health()
+        assert standby["role"] == "standby" and standby["status"] == "standby"
+        assert "ctxscan_leader 0.0" in second.metrics()
+        wait_for(lambda: any(kind == "stale" for _, _, kind in delivered()), 30, "the stale notification")
+        first.wait_scans("kb", 2)
+        sent = delivered()
+        first.send(signal.SIGKILL)
+        died = time.monotonic()
+        wait_for(lambda: second.health().get("role") == "leader", 2 * lease + 1, "the standby to take over")
+        took_over = time.monotonic() - died
+        second.wait_scans("kb", 2, 30)
+        time.sleep(1.5)  # a few more cycles and deliveries
+        assert second.health()["sources"]["kb"]["last_status"] == "ok"
+        after = delivered()
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    assert took_over <= 2 * lease
+    assert len(after) == len(set(after)) and set(after) == set(sent), (sent, after)
+
+
+RABBIT = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def test_rabbitmq_broker_with_a_reply_queue(tmp_path: Path) -> None:
+    zone = "rabbit-" + uuid.uuid4().hex[:8]
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n"
+                      f"  - {{id: remote, connector: fake, zone: {zone}, latency: 2, tables: ['t_${{WHERE}}']}}\n")
+    first = Worker(tmp_path, zone, RABBIT, env={"WHERE": "rabbit"}, concurrency=1).wait_ready()
+    second: Worker | None = None
+    state = tmp_path / "state.db"
+    scan = subprocess.Popen([sys_executable(), "-m", "scanner", "scan", "-c", str(config), "--state",
+                             f"sqlite:///{state}", "--broker", RABBIT, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=base_env())
+    try:
+        wait_for(lambda: "received" in first.log, 30, "the first worker to take the task")
+        first.kill()  # RabbitMQ requeues an unacknowledged task as soon as its consumer is gone
+        second = Worker(tmp_path, zone, RABBIT, env={"WHERE": "rabbit"}).wait_ready()
+        out, err = scan.communicate(timeout=60)
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+        if scan.poll() is None:
+            scan.kill()
+        from kombu import Connection
+
+        with Connection(RABBIT) as conn:  # leave the machine's broker as it was
+            conn.default_channel.queue_delete(f"ctxscan.zone.{zone}")
+    report = json.loads(out)
+    assert report["sources"][0]["status"] == "ok", err
+    assert "probed remote" in (second.log if second else "")
+    assert [status for _, status, _ in _results(state, "remote")] == ["ok"]
+
+
+def test_retention_keeps_each_sources_newest_result_and_the_findings(tmp_path: Path) -> None:
+    from scanner.model import SourceSnapshot, utcnow
+    from scanner.store import Store
+
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nretention: {scans: 30d}\n"
+                      "sources:\n  - {id: a, connector: fake, tables: [t]}\n  - {id: b, connector: fake, tables: [t]}\n")
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store.open(state)
+    now = utcnow()
+    try:
+        # Old history: a scanned 100 and 60 days ago; b 95 days ago (ok) and 90 days ago (failed).
+        for days, source, status in ((100, "a", "ok"), (95, "b", "ok"), (90, "b", "failed"), (60, "a", "ok")):
+            when = now - timedelta(days=days)
+            scan_id = store.begin_scan([source], "daemon", None, when)
+            snapshot = SourceSnapshot(source, "fake", when) if status == "ok" else None
+            store.record_result(scan_id, source, "fake", status, 0.1, when, snapshot=snapshot)
+            store.finish_scan(scan_id, status, when)
+    finally:
+        store.close()
+    # Today's scan of a (it opens findings: unowned, orphan_source).
+    assert ctxscan("scan", "-c", str(config), "--state", state, "--source", "a").returncode == 0
+    store = Store.open(state)
+    try:
+        findings_before = {f.fingerprint for f in store.findings(None)}
+        assert findings_before
+    finally:
+        store.close()
+    result = ctxscan("prune", "-c", str(config), "--state", state, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["results_deleted"] == 2 and summary["scans_deleted"] == 2, summary
+    remaining = {(r["source_id"], r["status"], r["scan_id"]) for r in _rows(tmp_path / "state.db")}
+    # a: the recent CLI result; b: its newest (failed) and its newest success survive though old.
+    assert {(s, st) for s, st, _ in remaining} == {("a", "ok"), ("b", "failed"), ("b", "ok")}
+    store = Store.open(state)
+    try:
+        assert {f.fingerprint for f in store.findings(None)} == findings_before
+        assert set(store.latest_snapshots()) == {"a", "b"}
+    finally:
+        store.close()
+    assert json.loads(ctxscan("prune", "-c", str(config), "--state", state, "--json").stdout)["results_deleted"] == 0
+    # The daemon applies the same bound (at its start, then daily; `--once` too).
+    store = Store.open(state)
+    try:
+        old = store.begin_scan(["a"], "daemon", None, now - timedelta(days=40))
+        store.record_result(old, "a", "fake", "ok", 0.1, now - timedelta(days=40),
+                            snapshot=SourceSnapshot("a", "fake", now - timedelta(days=40)))
+        store.finish_scan(old, "ok", now - timedelta(days=40))
+    finally:
+        store.close()
+    daemon = ctxscan("daemon", "--once", "-c", str(config), "--state", state)
+    assert daemon.returncode == 0, daemon.stderr
+    # The --once run scanned b too, so b's old results are no longer its newest: 3 go.
+    assert "retention: deleted 3 scans and 3 results" in daemon.stderr
+    assert {(r["source_id"], r["status"]) for r in _rows(tmp_path / "state.db")} == {("a", "ok"), ("b", "ok")}
+    assert old not in {r["scan_id"] for r in _rows(tmp_path / "state.db")}
+
+
+def _rows(path: Path) -> list[dict]:
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT id, scan_id, source_id, status FROM source_results")]
