@@ -339,9 +339,9 @@ class Daemon:
                 state.last_status = remembered.last_status
                 state.last_success_at = remembered.last_success_at
                 state.last_duration = remembered.last_duration
-                state.interrupted = bool(remembered.last_started_at and (
-                    remembered.last_finished_at is None
-                    or remembered.last_finished_at < remembered.last_started_at))
+                state.interrupted = remembered.last_status == "running"
+                if state.interrupted:
+                    state.last_status = "interrupted"
             result = latest.get(source_id)
             if result is not None and (state.last_started_at is None or result.probed_at > state.last_started_at):
                 # A CLI scan since the daemon last ran counts as a run.
@@ -508,8 +508,9 @@ class Daemon:
             job = self.scheduler.get_job(source_id) if self.scheduler else None
             state.next_run_at = job.next_run_time if job is not None else None
         try:
+            # `running` until it finishes: a daemon that finds it so after a crash runs it again.
             self.store.record_schedule(source_id, schedule=state.schedule, last_started_at=started,
-                                       next_run_at=state.next_run_at)
+                                       next_run_at=state.next_run_at, last_status="running")
             future = self._submit(source_id, inventory)
             report = self._wait(future)
         except Exception as exc:
