@@ -1,11 +1,31 @@
-"""The Celery app shared by the dispatcher (daemon, scan) and the zone workers."""
+"""The Celery app shared by the dispatcher (daemon, scan) and the zone workers.
+
+Imported only when a zone or a broker is used: Celery is an optional dependency
+(`ctxscan[zones]`) and `ctxscan --help` never pays for it.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from celery import Celery
+from celery.backends.redis import RedisBackend
+
 from scanner.zones import ZoneSettings
+
+
+class PolledRedisBackend(RedisBackend):  # type: ignore[misc]
+    """Celery's Redis result backend without its pub/sub: the dispatcher reads every pending
+    task's state with one MGET (scanner.zones.dispatch), and a subscription that nobody reads
+    would grow the server's output buffer for that client until the server cuts it off."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        pass
+
+    def forget(self, task_id: str) -> None:
+        self._cache.pop(task_id, None)
+        self.delete(self.get_key_for_task(task_id))
 
 
 def result_backend_for(broker: str) -> str:
@@ -14,14 +34,12 @@ def result_backend_for(broker: str) -> str:
     if explicit:
         return explicit
     if broker.startswith(("redis://", "rediss://")):
-        return broker
+        return f"{PolledRedisBackend.__module__}.{PolledRedisBackend.__name__}+{broker}"
     return "rpc://"
 
 
 def make_app(broker: str, settings: ZoneSettings | None = None) -> Any:
-    """A configured Celery app (imported here only: the CLI never pays for Celery otherwise)."""
-    from celery import Celery
-
+    """A configured Celery app."""
     settings = settings or ZoneSettings.from_environment()
     app = Celery("ctxscan", broker=broker, backend=result_backend_for(broker), set_as_current=False)
     app.conf.update(

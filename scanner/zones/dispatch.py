@@ -61,6 +61,7 @@ class ZoneDispatcher:
         self._latency: dict[str, deque[float]] = {}
         self._dispatched: dict[str, int] = {}
         self._monitor: tuple[float, dict[str, list[str]]] | None = None
+        self._state_board: _Board | None = None
 
     # -- the prober run_scan calls ------------------------------------------------------------
     def grace(self, source: SourceConfig) -> float:
@@ -117,37 +118,51 @@ class ZoneDispatcher:
             self._dispatched[zone] = self._dispatched.get(zone, 0) + 1
         started: float | None = None
         checked_workers = sent
+        board = self._board()
+        watched = board.watch(key) if board is not None else None
         delay = 0.02
-        while True:
-            if context.cancelled.is_set():
-                self._revoke(result)
-                raise ProbeError("cancelled", reason="timeout")
-            try:
-                state = result.state
-            except Exception as exc:  # the broker or the backend is restarting: keep waiting
-                log.debug("zone %s: cannot read the state of %s: %s", zone, key, type(exc).__name__)
-                state = None
-            now = time.monotonic()
-            if state == "SUCCESS":
-                break
-            if state in ("FAILURE", "REVOKED"):
-                raise ProbeError(f"the probe task failed on a worker of zone {zone} ({state.lower()})",
-                                 reason="error")
-            if state == "STARTED" and started is None:
-                started = now
-                self._observe(zone, now - sent)
-            if started is None and now - checked_workers > self.settings.answer_timeout:
-                checked_workers = now
-                if not self.live_workers(zone, fresh=True):
-                    self._revoke(result)
-                    raise ProbeError(f"no worker in zone {zone} answered within "
-                                     f"{self.settings.answer_timeout:g}s", reason="unreachable",
-                                     retryable=True)
-                # A live worker is busy with other sources: keep waiting (run_scan's deadline holds).
-            time.sleep(delay)
-            delay = min(0.25, delay * 1.5)
+        value: Any = None
         try:
-            answer = json.loads(result.result)
+            while True:
+                if context.cancelled.is_set():
+                    self._revoke(result)
+                    raise ProbeError("cancelled", reason="timeout")
+                if watched is not None:
+                    watched.event.wait(0.2)
+                    watched.event.clear()
+                    state, value = watched.state, watched.value
+                else:
+                    try:
+                        state = result.state
+                        value = result.result if state == "SUCCESS" else None
+                    except Exception as exc:  # the broker or the backend is restarting: keep waiting
+                        log.debug("zone %s: cannot read the state of %s: %s", zone, key, type(exc).__name__)
+                        state = None
+                now = time.monotonic()
+                if state == "SUCCESS":
+                    break
+                if state in ("FAILURE", "REVOKED"):
+                    raise ProbeError(f"the probe task failed on a worker of zone {zone} ({state.lower()})",
+                                     reason="error")
+                if state == "STARTED" and started is None:
+                    started = now
+                    self._observe(zone, now - sent)
+                if started is None and now - checked_workers > self.settings.answer_timeout:
+                    checked_workers = now
+                    if not self.live_workers(zone, fresh=True):
+                        self._revoke(result)
+                        raise ProbeError(f"no worker in zone {zone} answered within "
+                                         f"{self.settings.answer_timeout:g}s", reason="unreachable",
+                                         retryable=True)
+                    # A live worker is busy with other sources: keep waiting (run_scan's deadline holds).
+                if watched is None:
+                    time.sleep(delay)
+                    delay = min(0.25, delay * 1.5)
+        finally:
+            if board is not None:
+                board.unwatch(key)
+        try:
+            answer = json.loads(value)
         except (TypeError, ValueError):
             raise ProbeError(f"a worker of zone {zone} sent an answer that is not ctxscan JSON",
                              reason="error") from None
@@ -171,6 +186,15 @@ class ZoneDispatcher:
                                      f"{type(exc).__name__}", reason="unreachable", retryable=True) from None
                 time.sleep(delay)
                 delay = min(5.0, delay * 2)
+
+    def _board(self) -> _Board | None:
+        """The shared state reader, for a Redis result backend (others are polled per task)."""
+        from scanner.zones.app import PolledRedisBackend
+
+        with self._lock:
+            if self._state_board is None and isinstance(self.app.backend, PolledRedisBackend):
+                self._state_board = _Board(self.app.backend)
+            return self._state_board
 
     def _revoke(self, result: Any) -> None:
         try:
@@ -253,6 +277,73 @@ class ZoneDispatcher:
                 "dispatch_latency_p99": _quantile(samples, 0.99),
             }
         return status
+
+
+class _Watched:
+    """One pending task as the board last read it."""
+
+    __slots__ = ("event", "state", "value", "raw")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.state: str | None = None
+        self.value: Any = None
+        self.raw: bytes | None = None
+
+
+class _Board:
+    """One thread reads the state of every pending task with one MGET every few milliseconds:
+    hundreds of waiting probes cost one round trip, and an answer is seen within ~10 ms."""
+
+    def __init__(self, backend: Any, interval: float = 0.01) -> None:
+        self.backend = backend
+        self.interval = interval
+        self.pending: dict[str, _Watched] = {}
+        self.cond = threading.Condition()
+        threading.Thread(target=self._run, daemon=True, name="ctxscan-zone-results").start()
+
+    def watch(self, task_id: str) -> _Watched:
+        watched = _Watched()
+        with self.cond:
+            self.pending[task_id] = watched
+            self.cond.notify()
+        return watched
+
+    def unwatch(self, task_id: str) -> None:
+        with self.cond:
+            self.pending.pop(task_id, None)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending:
+                    self.cond.wait()
+                ids = list(self.pending)
+            try:
+                values = []
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    values.extend(self.backend.mget([self.backend.get_key_for_task(i) for i in chunk]))
+            except Exception as exc:  # the backend is restarting: the waiters keep waiting
+                log.debug("reading task states: %s", type(exc).__name__)
+                time.sleep(0.5)
+                continue
+            for task_id, raw in zip(ids, values, strict=True):
+                with self.cond:
+                    watched = self.pending.get(task_id)
+                if raw is None or watched is None or raw == watched.raw:
+                    continue  # nothing new: a running task's STARTED record is read many times
+                watched.raw = raw
+                try:
+                    meta = self.backend.decode_result(raw)
+                except Exception:
+                    continue
+                if watched.state == meta.get("status"):
+                    continue
+                watched.value = meta.get("result")
+                watched.state = meta.get("status")
+                watched.event.set()
+            time.sleep(self.interval)
 
 
 def _quantile(samples: list[float], q: float) -> float | None:
