@@ -374,3 +374,42 @@ def _rows(path: Path) -> list[dict]:
     with sqlite3.connect(path) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute("SELECT id, scan_id, source_id, status FROM source_results")]
+
+
+def test_postgres_through_a_zone_worker_with_observed_freshness(tmp_path: Path, redis_broker: RedisServer) -> None:
+    from tests.connectors.dbservers import PostgresServer
+
+    server = PostgresServer()
+    try:
+        db = server.create_database()
+        conn = server.connect(db)
+        conn.execute("CREATE TABLE busy (x int); CREATE TABLE quiet (x int)")
+        # The URL and its password exist only in the worker's environment (trust auth here).
+        url = server.url(db, password=CANARY)
+        config = tmp_path / "ctxscan.yaml"
+        config.write_text("version: 1\nsources:\n  - {id: crm, connector: postgres, zone: eu-db, url: '${CRM_URL}'}\n")
+        state = tmp_path / "state.db"
+        worker = Worker(tmp_path, "eu-db", redis_broker.url, env={"CRM_URL": url}).wait_ready()
+        try:
+            first = scan_json(config, f"sqlite:///{state}", redis_broker.url)
+            conn.execute("INSERT INTO busy VALUES (1), (2)")
+            server.wait_for_changes(conn, "busy", 2)
+            second = scan_json(config, f"sqlite:///{state}", redis_broker.url)
+            everything = redis_broker.everything()
+        finally:
+            worker.stop()
+    finally:
+        server.close()
+    assert first["sources"][0]["status"] == "ok" and first["sources"][0]["assets"] == 2, first
+    assert second["sources"][0]["status"] == "ok", second
+    from scanner.store import Store
+
+    store = Store.open(f"sqlite:///{state}")
+    try:
+        snapshot = store.latest_snapshots()["crm"]
+    finally:
+        store.close()
+    # The worker compared the counters with the previous scan the dispatcher sent along.
+    assert snapshot.asset("public.busy").freshness.method == "observed"  # type: ignore[union-attr]
+    assert snapshot.asset("public.quiet").freshness.method == "none"  # type: ignore[union-attr]
+    assert CANARY not in everything and CANARY not in state.read_bytes().decode("latin-1")

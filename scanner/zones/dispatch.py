@@ -111,6 +111,12 @@ class ZoneDispatcher:
         payload = {"protocol": TASK_PROTOCOL, "key": key, "source": raw, "timeout": context.timeout,
                    "principals": sorted(context.principals),
                    "not_after": time.time() + context.timeout + self.grace(source)}
+        previous = context.previous  # waits for the store, as a local probe that reads it would
+        if previous is not None:
+            # Connectors compare with it (PostgreSQL's change counters): a snapshot holds no secret.
+            from scanner.model import encode_snapshot
+
+            payload["previous"] = base64.b64encode(encode_snapshot(previous)).decode("ascii")
         text = json.dumps(payload, default=str)
         sent = time.monotonic()
         result = self._send(text, zone, key, context, sent)

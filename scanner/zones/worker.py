@@ -76,9 +76,17 @@ def execute(payload_text: str, zone: str, hostname: str, env: Mapping[str, str] 
     except ProbeError as exc:
         return _answer(status="failed", error=f"{exc.message} (worker {hostname}, zone {zone})",
                        reason=exc.reason, worker=hostname, duration=time.monotonic() - began)
+    previous = None
+    if payload.get("previous"):
+        from scanner.model import decode_snapshot
+
+        try:
+            previous = decode_snapshot(base64.b64decode(payload["previous"]))
+        except Exception:  # a baseline that cannot be read is a first scan, not a failure
+            log.warning("the previous snapshot of %s in the task cannot be read; probing without it", source_id)
     cancelled = threading.Event()
     context = ProbeContext(now=utcnow(), principals=frozenset(payload.get("principals") or ()),
-                           timeout=timeout, cancelled=cancelled)
+                           timeout=timeout, cancelled=cancelled, previous=previous)
     box: dict[str, Any] = {}
 
     def run() -> None:
