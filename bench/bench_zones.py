@@ -12,6 +12,11 @@ second of wall time; the target is 4 workers >= 3.5x the throughput of 1.
 Dispatch overhead: 100 sources with no latency, one at a time (concurrency 1), local against
 one worker; each probe's duration as `run_scan` measured it (dispatch, queue, worker, answer),
 p50 and p99.
+
+With --postgres: a 5,000-table PostgreSQL database (bench/bench_postgres.py's builder) is
+scanned in-process and through one zone worker (the URL only in the worker's environment),
+each a first scan (fresh store) and a second scan (the previous snapshot goes along to the
+worker), best of --repeat interleaved runs; target: the zone within 1.3x of local.
 Latest figures: bench/README.md.
 """
 
@@ -29,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scanner.inventory import load_inventory  # noqa: E402
 from scanner.scan import run_scan  # noqa: E402
@@ -79,6 +85,10 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--worker-concurrency", type=int, default=8)
+    parser.add_argument("--postgres", action="store_true", help="also: 5,000 PostgreSQL tables through a zone")
+    parser.add_argument("--only-postgres", action="store_true", help="only the PostgreSQL comparison")
+    parser.add_argument("--tables-per-schema", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ctxscan-bench-zones-"))
     port = free_port()
@@ -105,6 +115,10 @@ def main() -> None:
                     raise SystemExit("workers did not come up")
                 time.sleep(0.5)
 
+        if args.only_postgres:
+            add_worker_env = {"BENCH_PG_URL": ""}  # set below
+            postgres_comparison(args, folder, broker, dispatcher, env, workers, add_worker_env)
+            return
         per_worker = args.worker_concurrency
         local = write_inventory(folder, "local", args.sources, args.latency, per_worker, None)
         cpu_before_local = cpu_seconds()
@@ -144,6 +158,8 @@ def main() -> None:
         print(f"dispatch overhead (zone - local): p50 "
               f"{(quantile(zoned_durations, 0.5) - quantile(local_durations, 0.5)) * 1000:.1f} ms, p99 "
               f"{(quantile(zoned_durations, 0.99) - quantile(local_durations, 0.99)) * 1000:.1f} ms; failed {failed}")
+        if args.postgres:
+            postgres_comparison(args, folder, broker, dispatcher, env, workers, {})
     finally:
         for worker in workers:
             worker.terminate()
@@ -155,6 +171,61 @@ def main() -> None:
         redis.kill()
         redis.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def postgres_comparison(args: argparse.Namespace, folder: Path, broker: str, dispatcher: object,
+                        env: dict[str, str], workers: list[subprocess.Popen[bytes]], _extra: dict[str, str]) -> None:
+    """5,000 tables: local run_scan against run_scan through one zone worker."""
+    import uuid
+
+    import bench_postgres as pg
+
+    for worker in workers:  # a worker of its own, with the database URL in its environment
+        worker.terminate()
+        worker.wait(30)
+    workers.clear()
+    suffix = uuid.uuid4().hex[:8]
+    database = f"ctxscan_bench_{suffix}"
+    roles = {k: f"ctxscan_bench_{k}_{suffix}" for k in ("reader", "writer", "analyst", "bot")}
+    url = pg.ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+    began = time.perf_counter()
+    pg.build(database, args.tables_per_schema, roles)
+    print(f"built {database}: {5 * args.tables_per_schema} tables in {time.perf_counter() - began:.1f} s")
+    try:
+        log = (folder / "worker-pg.log").open("wb")
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "scanner", "worker", "--zone", "pg", "--broker", broker, "--concurrency", "2",
+             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env={**env, "BENCH_PG_URL": url}))
+        deadline = time.monotonic() + 60
+        while not dispatcher.live_workers("pg", fresh=True):  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                raise SystemExit("the pg worker did not come up")
+            time.sleep(0.5)
+        local = folder / "pg-local.yaml"
+        local.write_text(f"version: 1\nsources:\n  - {{id: bench, connector: postgres, url: '{url}', timeout: 600s}}\n")
+        zoned = folder / "pg-zoned.yaml"
+        zoned.write_text("version: 1\nsources:\n  - {id: bench, connector: postgres, zone: pg, "
+                         "url: '${BENCH_PG_URL}', timeout: 600s}\n")
+        times: dict[str, list[float]] = {}
+        for run in range(args.repeat):
+            for name, config, prober in (("local", local, None), ("zone", zoned, dispatcher)):
+                store_url = f"sqlite:///{folder / f'pg-{name}-{run}.db'}"
+                for attempt in ("first", "second"):
+                    store = Store.open(store_url)
+                    inventory = load_inventory([config])
+                    start = time.perf_counter()
+                    report = run_scan(inventory, store, prober=prober)  # type: ignore[arg-type]
+                    wall = time.perf_counter() - start
+                    store.close()
+                    assert report.outcomes[0].status == "ok", report.outcomes[0].error
+                    times.setdefault(f"{name} {attempt}", []).append(wall)
+        for attempt in ("first", "second"):
+            best_local, best_zone = min(times[f"local {attempt}"]), min(times[f"zone {attempt}"])
+            print(f"5,000 tables, {attempt} scan: local {best_local:.2f} s (median "
+                  f"{statistics.median(times[f'local {attempt}']):.2f}), zone {best_zone:.2f} s (median "
+                  f"{statistics.median(times[f'zone {attempt}']):.2f}): {best_zone / best_local:.2f}x (target <= 1.3x)")
+    finally:
+        pg.drop(database, roles)
 
 
 if __name__ == "__main__":
