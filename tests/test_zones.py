@@ -233,13 +233,17 @@ def test_a_worker_of_another_protocol_refuses_the_task(tmp_path: Path, redis_bro
     assert "probed remote" not in worker.log
 
 
-def test_a_standby_daemon_takes_over_without_repeating_a_notification(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_standby_daemon_takes_over_without_repeating_a_notification(tmp_path: Path, backend: str,
+                                                                      request: pytest.FixtureRequest) -> None:
+    """A file lock for SQLite, an advisory lock for PostgreSQL; kill -9 of the leader."""
     config = tmp_path / "ctxscan.yaml"
     config.write_text("version: 1\n"
                       "sources:\n  - {id: kb, connector: fake, schedule: 1s, tables: ['docs@3d']}\n"
                       "workflows:\n  - {id: bot, stage: production, reads: [{asset: 'kb:docs', max_age: 1h}]}\n"
                       "notify:\n  - {type: file, path: events.jsonl}\n")
-    state = f"sqlite:///{tmp_path / 'state.db'}"
+    state = (f"sqlite:///{tmp_path / 'state.db'}" if backend == "sqlite"
+             else request.getfixturevalue("pg_database"))
     lease = 2.0
     first = DaemonProcess(config, state, "--lease", "2s", env=base_env())
     second: DaemonProcess | None = None
@@ -413,3 +417,21 @@ def test_postgres_through_a_zone_worker_with_observed_freshness(tmp_path: Path, 
     assert snapshot.asset("public.busy").freshness.method == "observed"  # type: ignore[union-attr]
     assert snapshot.asset("public.quiet").freshness.method == "none"  # type: ignore[union-attr]
     assert CANARY not in everything and CANARY not in state.read_bytes().decode("latin-1")
+
+
+def test_broker_urls_and_zone_names_are_checked(tmp_path: Path) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: remote, connector: fake, zone: alpha, tables: [t]}\n")
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    missing = ctxscan("scan", "-c", str(config), "--state", state)
+    assert missing.returncode == 2 and "pass --broker URL or set CTXSCAN_BROKER" in missing.stderr
+    for args in (("scan", "-c", str(config), "--state", state, "--broker", "ftp://user:pw-s3cret@host/"),
+                 ("worker", "--zone", "alpha", "--broker", "pw-s3cret"),
+                 ("worker", "--zone", "bad zone", "--broker", "redis://127.0.0.1:1/0")):
+        result = ctxscan(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result
+        assert "pw-s3cret" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    invalid = tmp_path / "bad.yaml"
+    invalid.write_text("version: 1\nsources:\n  - {id: remote, connector: fake, zone: 'eu db', tables: [t]}\n")
+    result = ctxscan("validate", "-c", str(invalid))
+    assert result.returncode == 2 and "sources[0].zone" in result.stderr

@@ -56,6 +56,18 @@ class ZoneSettings:
         return self.visibility_timeout + self.restore_interval
 
 
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
+
+
 def broker_url(explicit: str | None) -> str | None:
-    """--broker, else $CTXSCAN_BROKER, else None."""
-    return explicit or os.environ.get(BROKER_ENV) or None
+    """--broker, else $CTXSCAN_BROKER, else None; a UsageError for a scheme Celery cannot use."""
+    url = explicit or os.environ.get(BROKER_ENV) or None
+    if url is not None:
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in BROKER_SCHEMES:
+            from scanner.errors import UsageError
+
+            # Only the scheme is echoed: the URL may carry a password.
+            raise UsageError(f"the broker URL must start with redis://, rediss:// or amqp:// "
+                             f"(got {scheme + '://' if scheme else 'no scheme'})")
+    return url
