@@ -57,7 +57,7 @@ class ZoneDispatcher:
         self.settings = settings or ZoneSettings.from_environment()
         self.app = make_app(broker, self.settings)
         self._lock = threading.Lock()
-        self._raw: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+        self._raw: dict[tuple[str, ...], tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
         self._latency: dict[str, deque[float]] = {}
         self._dispatched: dict[str, int] = {}
         self._monitor: tuple[float, dict[str, list[str]]] | None = None
@@ -87,13 +87,22 @@ class ZoneDispatcher:
                              reason="unreachable", retryable=True) from None
 
     def raw_source(self, source: SourceConfig, files: tuple[str, ...]) -> dict[str, Any]:
-        key = tuple(files)
+        """The source's mapping as written, from its file (read again when the file changes)."""
+        import os
+
+        try:
+            stamp = tuple(os.stat(f).st_mtime_ns for f in files)
+        except OSError as exc:
+            raise ProbeError(f"cannot read the inventory file of source {source.id}: {exc.strerror}",
+                             reason="error") from None
         with self._lock:
-            raw = self._raw.get(key)
-        if raw is None:
+            cached = self._raw.get(files)
+        if cached is not None and cached[0] == stamp:
+            raw = cached[1]
+        else:
             raw = raw_sources(files)
             with self._lock:
-                self._raw[key] = raw
+                self._raw[files] = (stamp, raw)
         entry = raw.get(source.id)
         if entry is None or entry.get("connector") != source.connector:
             raise ProbeError(f"source {source.id} is no longer in the inventory file as loaded", reason="error")
