@@ -575,8 +575,9 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         description=check.string(data.get("description"), path + ("description",)),
         file=check.doc.file,
         line=check.doc.line(path),
-        same_as=check.identifier(data.get("same_as", "zone"), path + ("same_as",)) if data.get("same_as", "zone") is not None
+        same_as=check.identifier(data.get("same_as"), path + ("same_as",)) if data.get("same_as") is not None
         else None,
+        zone=check.identifier(data.get("zone"), path + ("zone",)) if data.get("zone") is not None else None,
     )
 
 
