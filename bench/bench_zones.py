@@ -131,7 +131,7 @@ def main() -> None:
             while len(workers) < count:
                 add_worker()
             zoned = write_inventory(folder, f"zoned{count}", args.sources, args.latency,
-                                    per_worker * count + 8, "bench")
+                                    args.sources, "bench")
             cpu_before = cpu_seconds(), sum(cpu_seconds(w.pid) for w in workers)
             wall, durations, failed = timed_scan(zoned, folder, dispatcher)
             cpu_after = cpu_seconds(), sum(cpu_seconds(w.pid) for w in workers)

@@ -57,6 +57,7 @@ class ZoneDispatcher:
         self.settings = settings or ZoneSettings.from_environment()
         self.app = make_app(broker, self.settings)
         self._lock = threading.Lock()
+        self._parse_lock = threading.Lock()
         self._raw: dict[tuple[str, ...], tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
         self._latency: dict[str, deque[float]] = {}
         self._dispatched: dict[str, int] = {}
@@ -95,13 +96,12 @@ class ZoneDispatcher:
         except OSError as exc:
             raise ProbeError(f"cannot read the inventory file of source {source.id}: {exc.strerror}",
                              reason="error") from None
-        with self._lock:
+        with self._parse_lock:  # one parse however many probes start at once
             cached = self._raw.get(files)
-        if cached is not None and cached[0] == stamp:
-            raw = cached[1]
-        else:
-            raw = raw_sources(files)
-            with self._lock:
+            if cached is not None and cached[0] == stamp:
+                raw = cached[1]
+            else:
+                raw = raw_sources(files)
                 self._raw[files] = (stamp, raw)
         entry = raw.get(source.id)
         if entry is None or entry.get("connector") != source.connector:
@@ -110,7 +110,7 @@ class ZoneDispatcher:
 
     def forget_inventory(self) -> None:
         """Read the inventory files again at the next dispatch (after a reload)."""
-        with self._lock:
+        with self._parse_lock:
             self._raw.clear()
 
     def _remote(self, source: SourceConfig, zone: str, context: ProbeContext) -> SourceSnapshot:
