@@ -1316,12 +1316,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "demo": ("ctxscan demo", "ctxscan demo --dir /tmp/demo --json"),
     "daemon": ("ctxscan daemon --metrics-port 9464", "ctxscan daemon --once --fail-on high",
                "ctxscan daemon --log-format json --log-level debug"),
+    "worker": ("ctxscan worker --zone eu-db --broker redis://broker.internal:6379/0",
+               "CTXSCAN_BROKER=amqp://user:pw@rabbit// ctxscan worker --zone on-prem --concurrency 8"),
+    "prune": ("ctxscan prune", "ctxscan prune --json"),
 }
 EXIT_CODES = {
     "scan": "0 ok; 1 a source could not be probed, or findings at --fail-on; 2 usage or invalid inventory",
     "daemon": "0 stopped cleanly; with --once, 1 a source could not be probed or findings at --fail-on; "
               "2 usage or invalid inventory",
     "readiness": "0 ok; 1 a workflow not ready (--strict only); 2 usage or invalid inventory",
+    "worker": "0 stopped (SIGTERM: running probes finish first); 2 usage (no broker, a bad zone name)",
     "validate": "0 valid (warnings allowed); 1 a source could not be opened (--connect); "
                 "2 invalid inventory, or warnings under --strict",
 }
