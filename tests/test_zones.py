@@ -435,3 +435,24 @@ def test_broker_urls_and_zone_names_are_checked(tmp_path: Path) -> None:
     invalid.write_text("version: 1\nsources:\n  - {id: remote, connector: fake, zone: 'eu db', tables: [t]}\n")
     result = ctxscan("validate", "-c", str(invalid))
     assert result.returncode == 2 and "sources[0].zone" in result.stderr
+
+
+def test_a_task_delivered_twice_is_stored_once(tmp_path: Path, redis_broker: RedisServer) -> None:
+    """On Redis a probe longer than the visibility timeout is handed to a second worker while the
+    first still runs: both probe, one answer is used, one result stored."""
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n"
+                      "  - {id: long, connector: fake, zone: alpha, latency: 4, timeout: 20s, tables: [t]}\n")
+    state = tmp_path / "state.db"
+    short = {"CTXSCAN_ZONE_VISIBILITY_TIMEOUT": "1s", "CTXSCAN_ZONE_RESTORE_INTERVAL": "1s"}
+    workers = [Worker(tmp_path, "alpha", redis_broker.url, env=short, concurrency=1) for _ in range(2)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        report = scan_json(config, f"sqlite:///{state}", redis_broker.url, env=short)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert report["sources"][0]["status"] == "ok"
+    assert all("probed long" in worker.log for worker in workers), [w.log for w in workers]
+    assert [status for _, status, _ in _results(state, "long")] == ["ok"]

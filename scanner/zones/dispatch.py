@@ -108,11 +108,6 @@ class ZoneDispatcher:
             raise ProbeError(f"source {source.id} is no longer in the inventory file as loaded", reason="error")
         return entry
 
-    def forget_inventory(self) -> None:
-        """Read the inventory files again at the next dispatch (after a reload)."""
-        with self._parse_lock:
-            self._raw.clear()
-
     def _remote(self, source: SourceConfig, zone: str, context: ProbeContext) -> SourceSnapshot:
         files = (source.file,) if source.file else ()
         raw = self.raw_source(source, files)
