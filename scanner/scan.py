@@ -202,6 +202,11 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
             try:
                 if prober is not None:
                     snapshot = prober.probe(source, context, registry)
+                elif source.zone:
+                    # Its settings hold the zone's ${VAR} unexpanded: only a zone worker can probe it.
+                    raise ProbeError(f"source {source.id} is in zone {source.zone}: it is probed by "
+                                     f"`ctxscan worker --zone {source.zone}` through a broker (--broker or "
+                                     "CTXSCAN_BROKER)", reason="error")
                 else:
                     snapshot = probe_source(source, context, registry)
                 results.put((source.id, snapshot, None, time.monotonic() - began))

@@ -456,3 +456,23 @@ def test_a_task_delivered_twice_is_stored_once(tmp_path: Path, redis_broker: Red
     assert report["sources"][0]["status"] == "ok"
     assert all("probed long" in worker.log for worker in workers), [w.log for w in workers]
     assert [status for _, status, _ in _results(state, "long")] == ["ok"]
+
+
+def test_a_zoned_source_is_never_probed_in_process(tmp_path: Path) -> None:
+    """Without a dispatcher (a daemon started before the zone was added), the source fails
+    with the reason instead of being probed with its settings unexpanded."""
+    from scanner.inventory import load_inventory
+    from scanner.scan import run_scan
+    from scanner.store import Store
+
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: here, connector: fake, tables: [t]}\n"
+                      "  - {id: remote, connector: fake, zone: alpha, token: '${NOT_HERE}', tables: [t]}\n")
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        report = run_scan(load_inventory([config], env={}), store)
+    finally:
+        store.close()
+    outcomes = {o.source_id: o for o in report.outcomes}
+    assert outcomes["here"].status == "ok"
+    assert outcomes["remote"].status == "failed" and "ctxscan worker --zone alpha" in (outcomes["remote"].error or "")
