@@ -36,7 +36,8 @@ class FakeConnector(Connector):
     description = "a fake source for tests and trials: declared assets, latency and failure knobs"
     settings = (
         Setting("tables", list, help="asset paths, each `path`, `path@AGE` (e.g. 2h), `path@none`, or "
-                                     "`path@observed:OLDEST:NEWEST` (changed between two scans)"),
+                                     "`path@observed:OLDEST:NEWEST` (changed between two scans), or "
+                                     "`path@unchanged:AGE` (counters unchanged for at least AGE)"),
         Setting("columns", list, help="columns of every asset, each `name:type`"),
         Setting("asset_columns", list, help="columns of one asset, each `path=name:type,name:type` "
                                             "(instead of `columns`)"),
@@ -96,6 +97,12 @@ class FakeConnector(Connector):
                 continue
             if age == "none":
                 freshness = FreshnessObservation()
+            elif age.startswith("unchanged:"):  # counters unchanged for at least this long
+                from scanner.durations import parse_duration
+
+                freshness = FreshnessObservation(
+                    method="observed", detail="change counters unchanged",
+                    last_changed=context.now - timedelta(seconds=parse_duration(age.split(":", 1)[1])))
             elif age.startswith("observed:"):
                 from scanner.durations import parse_duration
 

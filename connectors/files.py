@@ -1,9 +1,11 @@
 """`files`: a folder of documents. Each first-level subfolder and file is an asset.
 
 Freshness is the newest mtime beneath an asset (method `metadata`). Access is the POSIX
-mode and owner; a world-writable or world-readable entry shows as a grant to `world`, the
-group bits as grants to `group:NAME`. In `runs_as`, `user:NAME` and `group:NAME` name a
-user or group of this machine, a bare name is a user; `root` bypasses the mode bits.
+mode and owner; a world-writable or world-readable entry shows as a grant to `world`, and so
+does a world-writable file or folder anywhere inside a folder asset (the grant's `via` names
+its path: anyone can change what the asset holds); the group bits show as grants to
+`group:NAME`. In `runs_as`, `user:NAME` and `group:NAME` name a user or group of this
+machine, a bare name is a user; `root` bypasses the mode bits.
 Symlinks are never followed out of the root (and not at all with `follow_symlinks: false`);
 a file or folder reached twice within one asset, through a link or a cycle, counts once.
 Unreadable entries are noted, not fatal.
@@ -35,6 +37,7 @@ from scanner.model import (
 from scanner.plugins import Connector, ProbeContext, Setting
 
 MAX_NOTES = 50
+MAX_WRITABLE = 5  # world-writable entries named per asset (the count says how many in all)
 
 
 def _owner_name(uid: int) -> str:
@@ -60,6 +63,7 @@ class FilesConnector(Connector):
 
     kind = "files"
     description = "a folder of files: each first-level subfolder and file is an asset"
+    owner_tags = False  # nothing in the system carries an owner tag
     settings = (
         Setting("path", str, required=True, help="the folder to scan"),
         Setting("follow_symlinks", bool, help="follow symlinks that stay inside the folder (default true)"),
@@ -120,8 +124,10 @@ class FilesConnector(Connector):
                 continue
             is_dir = stat.S_ISDIR(info.st_mode)
             newest, count, size = info.st_mtime, 0, 0
+            inner_writable: list[tuple[str, int]] = []
             if is_dir:
-                newest, count, size = self._walk(target, root_real, name, note, context, bool(follow))
+                newest, count, size = self._walk(target, root_real, name, note, context, bool(follow),
+                                                 inner_writable)
                 newest = max(newest, info.st_mtime) if count == 0 else newest
             else:
                 count, size = 1, info.st_size
@@ -157,6 +163,12 @@ class FilesConnector(Connector):
                     principals.setdefault(group, Principal(group, "group"))
                     grants.append(Grant(group, right, name, SCOPE_ASSET, level, via=f"mode {oct(mode)} group "
                                                                                     f"{properties['owner_group']}"))
+            for inner, inner_mode in inner_writable[:MAX_WRITABLE]:
+                grants.append(Grant("world", "write", name, SCOPE_ASSET, ACCESS_WRITE, public=True,
+                                    via=f"{inner} mode {oct(inner_mode)}"))
+            if inner_writable:
+                properties["world_writable_entries"] = [path for path, _ in inner_writable[:MAX_WRITABLE]]
+                properties["world_writable_count"] = len(inner_writable)
         if any(g.principal == "world" for g in grants):
             principals["world"] = Principal("world", "public")
         memberships, state = _runs_as(context, principals, notes)
@@ -169,8 +181,10 @@ class FilesConnector(Connector):
 
     @staticmethod
     def _walk(folder: Path, root: Path, label: str, note: Callable[[str], None],
-              context: ProbeContext, follow: bool) -> tuple[float, int, int]:
-        """Newest mtime, file count and bytes beneath a folder.
+              context: ProbeContext, follow: bool,
+              writable: list[tuple[str, int]] | None = None) -> tuple[float, int, int]:
+        """Newest mtime, file count and bytes beneath a folder; each world-writable file or
+        folder beneath it (its path from the root, its mode) goes to `writable`.
 
         Symlinks are followed only with `follow` and only while they stay in the root. Files and
         folders are identified by (device, inode), so one reached again through a link, a link
@@ -215,6 +229,9 @@ class FilesConnector(Connector):
                     note(f"{relative(entry.path)}: cannot stat ({exc.strerror})")
                     continue
                 key = (info.st_dev, info.st_ino)
+                if (writable is not None and info.st_mode & stat.S_IWOTH and key not in seen_files
+                        and key not in seen_folders and not stat.S_ISLNK(info.st_mode)):
+                    writable.append((relative(entry.path), stat.S_IMODE(info.st_mode)))
                 if stat.S_ISDIR(info.st_mode):
                     if key not in seen_folders:
                         seen_folders.add(key)

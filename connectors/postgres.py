@@ -13,6 +13,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors._sqlcommon import (
@@ -235,6 +236,17 @@ def _is_timestamp(type_name: str) -> bool:
     return type_name.startswith("timestamp") or type_name == "date"
 
 
+def _parse_iso(value: Any) -> datetime | None:
+    """A timestamp this connector wrote into its state, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -454,6 +466,7 @@ class _Probe:
         state = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
                  "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
         freshness = self._observed(assets_rel, totals, state)
+        state["unchanged_since"] = self._unchanged_since
         column_name = self.source.freshness.column
         if column_name:
             freshness.update(self._column_freshness(column_name, assets_rel, columns, partitions, max_locks))
@@ -543,10 +556,21 @@ class _Probe:
 
     def _observed(self, assets: list[_Relation], totals: Mapping[int, int],
                   state: Mapping[str, Any]) -> dict[int, FreshnessObservation]:
-        """Freshness from change counters compared with the previous scan's."""
+        """Freshness from change counters compared with the previous scan's.
+
+        Counters unchanged since the scan at T0 that first recorded them prove the last change
+        came before T0: the age is at least now - T0 (`unchanged_since` in the state, per
+        path). That lower bound is an `observed` freshness without `changed_after`, and becomes
+        `stale` once it passes the SLA. A move of the counters, a re-created table, a
+        statistics reset or a server restart starts the bound again.
+        """
         previous = self.context.previous
+        now_iso = self.context.now.isoformat()
+        self._unchanged_since: dict[str, str] = {}
         prev_state = previous.state if previous is not None else {}
         prev_counters = prev_state.get("counters") if isinstance(prev_state, Mapping) else None
+        prev_since = prev_state.get("unchanged_since") if isinstance(prev_state, Mapping) else None
+        prev_since = prev_since if isinstance(prev_since, Mapping) else {}
         baseline = (previous is not None and isinstance(prev_counters, Mapping)
                     and prev_state.get("database") == state["database"])
         reset = baseline and (prev_state.get("stats_reset") != state["stats_reset"]
@@ -561,6 +585,8 @@ class _Probe:
         none_first = FreshnessObservation(
             method=METHOD_NONE, detail="first scan: change counters recorded; changes show from the next scan")
         for rel in assets:
+            if rel.oid in totals:
+                self._unchanged_since[rel.path] = now_iso  # unless the counters held still (below)
             if rel.oid not in totals:
                 kind = RELKIND_ASSET_KIND[rel.relkind].replace("_", " ")
                 out[rel.oid] = FreshnessObservation(
@@ -588,7 +614,7 @@ class _Probe:
             elif reset or now_total < before_total:
                 # Counters restarted from zero: more, equal or fewer prove nothing.
                 caveat = "statistics were reset since this change was observed; later changes may be missed"
-                if carried is not None:
+                if carried is not None and carried.changed_after is not None:  # a bound restarts
                     out[rel.oid] = FreshnessObservation(
                         method=METHOD_OBSERVED, last_changed=carried.last_changed,
                         changed_after=carried.changed_after, caveat=caveat, detail=carried.detail)
@@ -601,10 +627,18 @@ class _Probe:
                     method=METHOD_OBSERVED, last_changed=self.context.now, changed_after=previous.probed_at,
                     caveat=OBSERVED_CAVEAT,
                     detail=f"{now_total - before_total} rows inserted, updated or deleted between two scans")
-            elif carried is not None:
-                out[rel.oid] = carried
             else:
-                out[rel.oid] = FreshnessObservation(method=METHOD_NONE, detail="no change seen yet")
+                # Unchanged: the counters have held this value since T0 (the scan that first
+                # recorded it, else the previous scan), so nothing changed after T0.
+                since = _parse_iso(prev_since.get(rel.path)) or previous.probed_at
+                self._unchanged_since[rel.path] = since.isoformat()
+                if carried is not None and carried.changed_after is not None:
+                    out[rel.oid] = carried  # a change seen between two scans: a tighter window
+                else:
+                    out[rel.oid] = FreshnessObservation(
+                        method=METHOD_OBSERVED, last_changed=since, caveat=OBSERVED_CAVEAT,
+                        detail=f"change counters unchanged since {since.isoformat(timespec='seconds')}: "
+                               "the last change was before that")
         return out
 
     def _column_freshness(self, column: str, assets: list[_Relation], columns: Mapping[int, list[Column]],

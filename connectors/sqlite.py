@@ -53,6 +53,7 @@ class SqliteConnector(Connector):
 
     kind = "sqlite"
     description = "a SQLite file, opened read-only: tables and views as main.<name>"
+    owner_tags = False  # nothing in the system carries an owner tag
     settings = (Setting("path", str, required=True, help="the SQLite file"),)
 
     def _path(self) -> Path:
@@ -68,7 +69,7 @@ class SqliteConnector(Connector):
         path = self._path()
         if not path.is_file():
             raise ProbeError(f"SQLite file {path} does not exist", reason="not_found")
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        mtime, mtime_detail = _last_write(path)
         # mode=ro: never writes, never creates; the file is opened as a URI.
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         engine = sa.create_engine("sqlite+pysqlite:///" + uri + "&uri=true",
@@ -94,7 +95,7 @@ class SqliteConnector(Connector):
                     if kind == "table":
                         count = int(conn.exec_driver_sql(f"SELECT count(*) FROM {quoted}").scalar() or 0)
                     freshness = FreshnessObservation(method=METHOD_METADATA, last_changed=mtime,
-                                                     caveat=MTIME_CAVEAT)
+                                                     caveat=MTIME_CAVEAT, detail=mtime_detail)
                     if column_name and any(c.name == column_name for c in columns):
                         # Text timestamps in mixed formats compare wrongly as strings:
                         # julianday() normalises them; numbers are epoch seconds or ms.
@@ -127,3 +128,19 @@ class SqliteConnector(Connector):
             assets=tuple(assets), notes=tuple(notes), reports_grants=False,
             partial=context.cancelled.is_set(),
         )
+
+
+def _last_write(path: Path) -> tuple[datetime, str]:
+    """The newest mtime of the database file and its `-wal` file, and which one it was.
+
+    In WAL mode a commit appends to `NAME-wal` and leaves the main file alone until a
+    checkpoint: the main file's mtime alone can be hours behind a row written a second ago.
+    """
+    main = path.stat().st_mtime
+    try:
+        wal = path.with_name(path.name + "-wal").stat().st_mtime
+    except OSError:
+        wal = None
+    if wal is not None and wal > main:
+        return datetime.fromtimestamp(wal, UTC), f"mtime of {path.name}-wal (write-ahead log, newer than {path.name})"
+    return datetime.fromtimestamp(main, UTC), f"mtime of {path.name}"

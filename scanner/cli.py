@@ -246,7 +246,7 @@ def validate(as_json: bool, strict: bool, connect: bool) -> None:
 
     inventory = _app().inventory()
     load_errors()  # discovers every plugin: one that cannot load or claims a built-in kind is logged
-    warnings = inventory_warnings(inventory)
+    warnings = inventory_warnings(inventory) + accept_warning_records(_app())
     if strict and warnings:
         if as_json:
             echo_json({"valid": False, "files": list(inventory.files), "errors": [w.to_json() for w in warnings]})
@@ -392,14 +392,66 @@ def scan_to_json(report: Any) -> dict[str, Any]:
     }
 
 
-def open_findings(app: App) -> list[Any]:
-    """Open findings that no unexpired `accept:` entry hides."""
-    from scanner.acceptance import acceptance_for, utc_today
+def accept_warning_records(app: App) -> list[Any]:
+    """`accept:` entries that expired or match no open finding, as `validate` warnings
+    (check `accept`): validate prints them (errors under --strict), scan prints them too.
+
+    Validate reads an existing store only: checking a file must not create one.
+    """
+    from scanner.acceptance import accept_warnings, utc_today
+    from scanner.validation import ValidationWarning
 
     inventory = app.inventory()
-    today = utc_today()
-    return [f for f in app.store().findings("open")
-            if acceptance_for(f, inventory.accept, today) is None]
+    if not inventory.accept:
+        return []
+    from scanner.store import sqlite_path
+
+    try:
+        path = sqlite_path(app.state_url())
+    except ValueError:
+        path = None
+    stored: list[Any] = []
+    if path is None or (path != ":memory:" and os.path.exists(path)):
+        from scanner.errors import CtxscanError
+
+        try:
+            stored = app.store().findings(None)
+        except CtxscanError:
+            stored = []
+    return [ValidationWarning(message, entry.file, entry.line, None, "accept")
+            for entry, message in accept_warnings(inventory.accept, stored, utc_today(), inventory.workflows)]
+
+
+def parse_as_of(value: str | None) -> Any:
+    """`--as-of TIMESTAMP` as an aware datetime, else now (UTC)."""
+    from datetime import UTC, datetime
+
+    from scanner.errors import UsageError
+    from scanner.model import utcnow
+
+    if value is None:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--as-of: {value!r} is not an ISO timestamp (e.g. 2026-01-01T12:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+AS_OF_HELP = "Judge ages as of this UTC time instead of now (reproducible output)."
+
+
+def open_findings(app: App, now: Any = None, judge: bool = True) -> list[Any]:
+    """Open findings that no unexpired `accept:` entry hides, with ages judged `now`
+    (`judge=False`: as stored, for a scan of every source that has just judged them)."""
+    from scanner.acceptance import acceptance_for
+    from scanner.rules import judge_now
+
+    inventory = app.inventory()
+    now = now or parse_as_of(None)
+    today = now.date()
+    found = judge_now(inventory, app.store(), now) if judge else app.store().findings("open")
+    return [f for f in found if f.status == "open" and acceptance_for(f, inventory.accept, today) is None]
 
 
 @main.command()
@@ -427,7 +479,10 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
     report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress, prober=prober)
     from scanner.output import SEVERITY_COLOURS, table
 
-    current = open_findings(app)
+    # A scan of some sources only leaves the others judged at their own scan: judge them now.
+    current = open_findings(app, judge=bool(source_ids))
+    for warning in accept_warning_records(app):
+        click.secho(f"warning: {warning.one_line()}", fg="yellow", err=True)
     if as_json:
         payload = scan_to_json(report)
         payload["findings"]["open"] = len(current)
@@ -445,7 +500,9 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
         click.echo(f"\nscan {report.scan_id}: {report.status}; {len(current)} open findings"
                    + (f" ({', '.join(parts)})" if parts else "")
                    + f"; {len(report.changes.opened) + len(report.changes.reopened)} new, "
-                     f"{len(report.changes.resolved)} resolved. `ctxscan findings` lists them.")
+                     f"{len(report.changes.resolved)} resolved"
+                   + (f", {len(report.changes.escalated)} escalated" if report.changes.escalated else "")
+                   + ". `ctxscan findings` lists them.")
     unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
     sys.exit(scan_exit_code(_not_accepted(app, unprobed), current, fail_on))
 
@@ -499,22 +556,26 @@ def scan_exit_code(unprobed: list[str], current: list[Any], fail_on: str | None)
 @click.option("--format", "fmt", type=click.Choice(FINDING_FORMATS), default="table", show_default=True,
               help="table for people; json, csv, markdown; sarif (2.1.0, at the inventory entries) for code "
                    "scanning; ocsf (Detection Finding events) for security data lakes.")
+@click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP", help=AS_OF_HELP)
 @click.pass_context
 def findings(ctx: click.Context, kind: tuple[str, ...], severity: str | None, status: str,
-             source_id: str | None, workflow_id: str | None, as_json: bool, fmt: str) -> None:
+             source_id: str | None, workflow_id: str | None, as_json: bool, fmt: str, as_of: str | None) -> None:
     """List findings from the latest scans; `findings show ID` prints one whole."""
     if ctx.invoked_subcommand is not None:
         return
-    from scanner.acceptance import acceptance_for, utc_today
+    from scanner.acceptance import acceptance_for
     from scanner.output import SEVERITY_COLOURS, table
+    from scanner.rules import judge_now
     from scanner.store import SEVERITY_RANK
 
     if as_json:
         fmt = "json"
     app = _app()
     inventory = app.inventory()
-    today = utc_today()
-    everything = app.store().findings(None)  # one read serves the filter check and the listing
+    now = parse_as_of(as_of)
+    today = now.date()
+    # one read serves the filter check and the listing; ages are judged now, not at the scan
+    everything = judge_now(inventory, app.store(), now)
     _check_finding_filters(kind, source_id, workflow_id, inventory, everything)
     wanted_status = None if status in ("all", "accepted") else status
     rows = []
@@ -907,7 +968,8 @@ def _exit_promptly(code: int) -> None:
 @click.option("--strict", is_flag=True, help="Exit 1 when a workflow shown is not ready.")
 @click.option("--format", "fmt", type=click.Choice(READINESS_FORMATS), default="table", show_default=True,
               help="table for people; json; markdown; junit (a test case per check, for CI dashboards).")
-def readiness(workflow_id: str | None, as_json: bool, strict: bool, fmt: str) -> None:
+@click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP", help=AS_OF_HELP)
+def readiness(workflow_id: str | None, as_json: bool, strict: bool, fmt: str, as_of: str | None) -> None:
     """The production-readiness card of each workflow (or one): seven checks, each with its reason."""
     import difflib
 
@@ -921,7 +983,7 @@ def readiness(workflow_id: str | None, as_json: bool, strict: bool, fmt: str) ->
         close = difflib.get_close_matches(workflow_id, list(inventory.workflows), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(f"unknown workflow {workflow_id!r}{hint}")
-    now = utcnow()
+    now = parse_as_of(as_of) if as_of else utcnow()
     cards = assess(inventory, app.store(), now, [workflow_id] if workflow_id else None)
     if as_json or fmt == "json":
         echo_json({"as_of": now.isoformat(), "ready": all(c.ready for c in cards),

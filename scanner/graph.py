@@ -35,7 +35,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -268,6 +268,12 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     context = RuleContext(inventory=inventory, snapshots=snapshots, results=results,
                           now=max(as_of) if as_of else datetime.now().astimezone())
     upstreams = _add_lineage(b, context)
+    from scanner.rules.sla import carried_needs
+
+    # The findings are judged now; the first moment an asset crosses one of its levels (a
+    # warning, its SLA, a workflow's own need) the graph is out of date.
+    crossings: list[datetime] = []
+    built_at = datetime.now().astimezone()
     for node, attrs in b.nodes.items():
         if attrs["type"] != ASSET:
             continue
@@ -278,6 +284,11 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
         b.node(node, sla_seconds=_seconds(sla.max_age), sla_warn_seconds=_seconds(sla.warn_after),
                sla_origin=sla.origin, sla_set_by=sla.set_by, sla_description=sla.describe(),
                sla_via=list(sla.via) or None)
+        changed = attrs.get("last_changed")
+        if changed:
+            levels = [sla.warn_after, sla.max_age, *carried_needs(context, source_id, path).values()]
+            moments = [datetime.fromisoformat(changed) + timedelta(seconds=level) for level in levels if level]
+            crossings += [m for m in moments if m > built_at]
 
     _attach_findings(b, findings)
     valid_until = _valid_until(inventory, today)
@@ -295,6 +306,8 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     })
     if upstreams:  # assets something is derived from: where `feeds` starts following lineage
         graph.graph["derived_upstreams"] = upstreams
+    if crossings:  # absent when nothing can cross a level later: reproducible exports stay as they were
+        graph.graph["valid_before"] = min(crossings).isoformat()
     order = sorted(b.nodes, key=sort_key)
     rank = {node: i for i, node in enumerate(order)}
     graph.add_nodes_from((node, b.nodes[node]) for node in order)
@@ -400,14 +413,22 @@ def _read_paths(read: ReadDeclaration, snapshots: Mapping[str, SourceSnapshot],
     A glob that matches nothing names itself, so the declaration still shows (as a missing
     asset node, which its `missing_asset` finding hangs on) instead of vanishing.
     """
+    from scanner.rules.base import folder_prefix
+
+    snapshot = snapshots.get(read.source)
+    head = folder_prefix(read.path)
+    # Something inside a folder asset (`kb:articles/*`) is that folder, as the rules see it.
+    folder = [head] if head and snapshot is not None and any(
+        a.path == head and a.kind == "folder" for a in snapshot.assets) else []
     if not read.is_glob:
+        if folder and not any(a.path == read.path for a in snapshot.assets):  # type: ignore[union-attr]
+            return folder
         return [read.path]
     key = (read.source, read.path)
     if key not in matchers:
-        snapshot = snapshots.get(read.source)
         match = _compiled(read.path)
         matchers[key] = (sorted(a.path for a in snapshot.assets if match(a.path)) if snapshot else []) \
-            or [read.path]
+            or folder or [read.path]
     return matchers[key]
 
 
@@ -998,6 +1019,9 @@ def _usable(graph: LiteGraph | None, today: date | None) -> LiteGraph | None:
         return None
     valid_until = graph.graph.get("valid_until")
     if valid_until and (today or date.today()).isoformat() > valid_until:
+        return None
+    valid_before = graph.graph.get("valid_before")  # an asset has gone stale since it was built
+    if valid_before and datetime.now().astimezone() >= datetime.fromisoformat(valid_before):
         return None
     return graph
 

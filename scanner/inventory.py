@@ -557,6 +557,13 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         ))
     timeout = check.duration(data.get("timeout"), path + ("timeout",))
     schedule = check.schedule(data.get("schedule"), path + ("schedule",))
+    if data.get("owner_tag") is not None and connector_cls is not None and not connector_cls.owner_tags:
+        check.error(path + ("owner_tag",), f"the {connector_name} connector has no tags or labels to find "
+                    "an owner in: declare owner: (or an assets: entry's owner) instead")
+    _check_warning_level(check, freshness_raw, path + ("freshness",))
+    for i, item in enumerate(data.get("assets") or ()):
+        if isinstance(item, dict):
+            _check_warning_level(check, item, path + ("assets", i))
     if source_id is None or connector_name is None:
         return None
     return SourceConfig(
@@ -612,6 +619,7 @@ def _workflow(check: _Checker, raw: Any, path: tuple[Any, ...]) -> WorkflowConfi
                         f"{asset!r} is not an asset id (write SOURCE:PATH, e.g. crm:public.customers)")
             continue
         source_id, _, asset_path = asset.partition(":")
+        _check_warning_level(check, entry, item_path)
         reads.append(ReadDeclaration(
             asset=asset, source=source_id, path=asset_path,
             max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
@@ -689,6 +697,19 @@ def _notify_target(check: _Checker, raw: Any, path: tuple[Any, ...],
     )
 
 
+def _check_warning_level(check: _Checker, entry: Mapping[str, Any], path: tuple[Any, ...]) -> None:
+    """A `warn_after` not shorter than the `max_age` beside it could never warn first."""
+    if entry.get("warn_after") is None or entry.get("max_age") is None:
+        return
+    try:
+        warn, limit = parse_duration(entry["warn_after"]), parse_duration(entry["max_age"])
+    except ValueError:
+        return  # the duration itself is reported
+    if warn >= limit:
+        check.error(path + ("warn_after",), f"warn_after {entry['warn_after']} is not shorter than max_age "
+                    f"{entry['max_age']}: the warning could never come first (shorten it, or drop it)")
+
+
 def _date(check: _Checker, value: Any, path: tuple[Any, ...]) -> date | None:
     if value is None:
         return None
@@ -734,6 +755,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     canonical: list[Any] = []
     workflow_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
     source_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
+    accept_checks: list[tuple[_Checker, tuple[Any, ...], AcceptConfig]] = []
 
     for file in files:
         doc, data = _parse_file(file, env, errors)
@@ -773,6 +795,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                 warn_after=check.duration(defaults_raw.get("warn_after"), ("defaults", "warn_after")),
                 concurrency=concurrency,
             )
+            _check_warning_level(check, defaults_raw, ("defaults",))
         for i, raw in enumerate(check.sequence(data.get("owners"), ("owners",))):
             path = ("owners", i)
             if isinstance(raw, str):
@@ -836,8 +859,6 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             reason = check.string(entry.get("reason"), path + ("reason",), required=True)
             if entry.get("expires") is None:
                 check.error(path + ("expires",), "is required: an acceptance expires (write YYYY-MM-DD)")
-            if not entry.get("fingerprint") and not entry.get("kind"):
-                check.error(path, "needs a fingerprint, or a kind with a subject (source, asset, workflow)")
             accept.append(AcceptConfig(
                 reason=reason or "",
                 expires=_date(check, entry.get("expires"), path + ("expires",)),
@@ -849,6 +870,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                 principal=check.string(entry.get("principal"), path + ("principal",)),
                 line=doc.line(path), file=doc.file,
             ))
+            accept_checks.append((check, path, accept[-1]))
 
     # Cross-references, once every file is merged.
     for check, path, read in read_checks:
@@ -873,8 +895,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             close = difflib.get_close_matches(target, list(workflows), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             check.error(path, f"workflow {workflow_id!r} feeds unknown workflow {target!r}{hint}")
-    cycle = _feeds_cycle(workflows)
-    if cycle:
+    for cycle in _feeds_cycles(workflows):
         check, path = workflow_paths[cycle[0]]
         check.error(path + ("feeds",), f"cycle in feeds: {' -> '.join(cycle)}")
     if any(o.derived_from for s in sources.values() for o in s.assets):
@@ -887,6 +908,14 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         for source_id, index, position, message in check_derived_from(sources, read_paths):
             check, path = source_paths[source_id]
             check.error(path + ("assets", index, "derived_from", position), message)
+    if accept_checks:
+        from scanner.acceptance import entry_errors
+        from scanner.rules import RULES
+
+        declared_reads = {r.asset for w in workflows.values() for r in w.reads}
+        for check, path, accepted in accept_checks:
+            for name, message in entry_errors(accepted, RULES, sources, workflows, declared_reads):
+                check.error(path + (name,) if getattr(accepted, name, None) else path, message)
     # Owners not listed in `owners` are findings (`unowned`), not an invalid file.
     if errors:
         order = {str(f): i for i, f in enumerate(files)}
@@ -908,31 +937,32 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     )
 
 
-def _feeds_cycle(workflows: Mapping[str, WorkflowConfig]) -> list[str] | None:
-    """A cycle in workflow-to-workflow feeds, as the list of ids around it, or None."""
+def _feeds_cycles(workflows: Mapping[str, WorkflowConfig]) -> list[list[str]]:
+    """Every cycle in workflow-to-workflow feeds (each as the ids around it, one per back
+    edge the search meets): fixing the first must not hide the next."""
     WHITE, GREY, BLACK = 0, 1, 2
     colour = dict.fromkeys(workflows, WHITE)
     stack: list[str] = []
+    cycles: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
 
-    def visit(node: str) -> list[str] | None:
+    def visit(node: str) -> None:
         colour[node] = GREY
         stack.append(node)
         for nxt in workflows[node].feeds:
             if nxt not in workflows:
                 continue
             if colour[nxt] == GREY:
-                return stack[stack.index(nxt):] + [nxt]
-            if colour[nxt] == WHITE:
-                found = visit(nxt)
-                if found:
-                    return found
+                cycle = stack[stack.index(nxt):] + [nxt]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    cycles.append(cycle)
+            elif colour[nxt] == WHITE:
+                visit(nxt)
         stack.pop()
         colour[node] = BLACK
-        return None
 
     for start in sorted(workflows):
         if colour[start] == WHITE:
-            found = visit(start)
-            if found:
-                return found
-    return None
+            visit(start)
+    return cycles

@@ -89,6 +89,12 @@ class FreshnessObservation:
         reference = self.changed_after if self.changed_after is not None else self.last_changed
         return max(0.0, (now - reference).total_seconds())
 
+    @property
+    def lower_bound(self) -> bool:
+        """Whether the evidence only proves no change since `last_changed` (change counters
+        that held still): the age is at least now - `last_changed`, perhaps much more."""
+        return self.method == METHOD_OBSERVED and self.changed_after is None and self.last_changed is not None
+
     def newest_age_seconds(self, now: datetime) -> float | None:
         """Seconds since the change, optimistically (the youngest the evidence allows)."""
         if self.method == METHOD_NONE or self.last_changed is None:

@@ -144,6 +144,8 @@ class Connector:
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
     settings: ClassVar[tuple[Setting, ...]] = ()
+    # Whether the system has tags, labels or comments where `owner_tag` can find an owner.
+    owner_tags: ClassVar[bool] = True
 
     def __init__(self, source: SourceConfig) -> None:
         self.source = source

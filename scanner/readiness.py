@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from scanner.acceptance import acceptance_for
+from scanner.acceptance import acceptance_for_workflow
 from scanner.inventory import AcceptConfig, Inventory, WorkflowConfig
 from scanner.model import Finding
 from scanner.rules.base import RuleContext
@@ -91,14 +91,16 @@ def readiness_cards(ctx: RuleContext, findings: Sequence[Finding], accepts: Sequ
                     workflow_ids: Iterable[str] | None = None) -> list[ReadinessCard]:
     """The card of each workflow (or of the named ones), from a context and its findings."""
     today = today or ctx.now.date()
-    counting: list[Finding] = []
-    accepted: list[Finding] = []
-    for finding in findings:
-        (accepted if acceptance_for(finding, accepts, today) else counting).append(finding)
     ids = list(workflow_ids) if workflow_ids is not None else sorted(ctx.inventory.workflows)
     cards = []
     for workflow_id in ids:
         workflow = ctx.inventory.workflows[workflow_id]
+        # An entry for another workflow waives nothing on this card.
+        counting: list[Finding] = []
+        accepted: list[Finding] = []
+        for finding in findings:
+            waived = acceptance_for_workflow(finding, workflow_id, accepts, today)
+            (accepted if waived else counting).append(finding)
         cards.append(ReadinessCard(workflow.id, workflow.stage, workflow.owner, (
             _scope(workflow),
             _owner(ctx, workflow),
@@ -155,6 +157,9 @@ def _touches(ctx: RuleContext, workflow: WorkflowConfig, finding: Finding, asset
         return finding.source in sources
     if finding.kind == "stale":
         return _stale_for(workflow, finding)
+    if finding.kind == "freshness_unknown" and "blocks" in finding.evidence:
+        # only the workflows that state a need on it: with no SLA anywhere it is information
+        return workflow.id in finding.evidence["blocks"]
     if finding.kind == "schema_drift":  # only the columns this workflow depends on
         return workflow.id in finding.evidence.get("dependants", ())
     return finding.asset in assets
@@ -191,6 +196,12 @@ def _context(ctx: RuleContext, workflow: WorkflowConfig, counting: list[Finding]
     found = len(assets - {r.asset for r in workflow.reads if r.is_glob})
     reason = (f"{len(workflow.reads)} read{_s(workflow.reads)} ({found} asset{'s' if found != 1 else ''}) "
               "exist, are fresh within their SLA and owned")
+    # Too old for another workflow's need, not for this one's: information, never a failure.
+    others = sorted({f.asset for f in counting if f.kind in ("stale", "freshness_unknown") and f.asset in assets
+                     and f.subkind != "warning" and not _touches(ctx, workflow, f, assets, sources)})
+    if others:
+        reason += f"; for information: {', '.join(others)} fall{'s' if len(others) == 1 else ''} short of " \
+                  "another workflow's need, not this one's"
     return Check("context", True, reason + _waived(waived))
 
 

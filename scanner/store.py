@@ -821,13 +821,22 @@ class Store:
                     changes.escalated.append(record)
                 else:
                     changes.still_open += 1
+            # A finding another one replaces (a vanished asset's stale gives way to its
+            # missing_asset) resolves saying so, not as if fixed.
+            successors = {fp: f for f in firing.values() for fp in (f.evidence.get("supersedes") or ())}
             for fingerprint, old in stored.items():
                 if old["status"] == "open" and fingerprint not in firing:
-                    conn.run("UPDATE findings SET status = 'resolved', resolved_at = :now "
-                             "WHERE fingerprint = :fingerprint", now=now_text, fingerprint=fingerprint)
+                    successor = successors.get(fingerprint)
+                    message = old["message"]
+                    if successor is not None:
+                        message = printable(f"{message} (gave way to {successor.kind}: {successor.message})")
+                    conn.run("UPDATE findings SET status = 'resolved', resolved_at = :now, message = :message "
+                             "WHERE fingerprint = :fingerprint", now=now_text, fingerprint=fingerprint,
+                             message=message)
                     resolved = _stored_finding(old)
                     changes.resolved.append(StoredFinding(**{
-                        **resolved.__dict__, "status": "resolved", "resolved_at": parse_time(now_text)}))
+                        **resolved.__dict__, "status": "resolved", "resolved_at": parse_time(now_text),
+                        "message": message}))
         return changes
 
     def findings(self, status: str | None = "open") -> list[StoredFinding]:

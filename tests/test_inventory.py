@@ -136,6 +136,13 @@ REJECTIONS = {
     "not_a_mapping": ("- just\n- a list\n", 1, None, "must be a mapping"),
     "empty_webhook_url": ("version: 1\nnotify:\n  - type: webhook\n    url: ${HOOK:-}\n", 4,
                           "notify[0].url", "with a host (is its environment variable empty?)"),
+    "warn_after_not_shorter": ("version: 1\nsources: [{id: crm, connector: fake}]\nworkflows:\n  - id: w\n"
+                               "    reads: [{asset: 'crm:x', max_age: 1h, warn_after: 4h}]\n", 5,
+                               "workflows[0].reads[0].warn_after", "is not shorter than max_age 1h"),
+    "owner_tag_on_files": ("version: 1\nsources:\n  - {id: kb, connector: files, path: /tmp, owner_tag: owner}\n",
+                           3, "sources[0].owner_tag", "the files connector has no tags"),
+    "accept_kind_alone": ("version: 1\naccept:\n  - {kind: stale, reason: all of them, expires: 2099-01-01}\n", 3,
+                          "accept[0].kind", "alone would accept every stale finding"),
     "accept_without_expiry": ("version: 1\naccept:\n  - {kind: stale, reason: known}\n", 3,
                               "accept[0].expires", "an acceptance expires"),
 }
@@ -159,6 +166,17 @@ def test_rejections_name_file_line_and_field(case: str, write_inventory, ctxscan
     assert f"{path}:{line}:" in result.err
     assert words in result.err
     assert "Traceback" not in result.err and result.out == ""
+
+
+def test_every_feeds_cycle_is_reported(write_inventory) -> None:
+    path = write_inventory("version: 1\nworkflows:\n  - {id: a, feeds: [b]}\n  - {id: b, feeds: [a]}\n"
+                           "  - {id: c, feeds: [d]}\n  - {id: d, feeds: [c]}\n  - {id: e, feeds: [e]}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_inventory([path], env={})
+    cycles = [e.one_line() for e in caught.value.errors if "cycle" in e.one_line()]  # type: ignore[attr-defined]
+    assert len(cycles) == 3, cycles
+    assert any("a -> b -> a" in c for c in cycles) and any("c -> d -> c" in c for c in cycles)
+    assert any("e -> e" in c for c in cycles)
 
 
 def test_missing_file_is_one_line(tmp_path: Path, ctxscan) -> None:

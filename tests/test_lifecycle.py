@@ -64,6 +64,25 @@ def test_open_resolved_reopened_across_three_scans(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_dropped_assets_stale_gives_way_to_missing_asset(tmp_path: Path) -> None:
+    config = tmp_path / "ctxscan.yaml"
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    first = _scan(_write(config, age="2h"), store, T0)
+    (stale,) = [f for f in first.changes.opened if f.kind == "stale"]
+    # The table is dropped: its staleness is not fixed, it gives way to missing_asset.
+    config.write_text(INVENTORY.format(age="2h", stage="production", extra="").replace(
+        '"public.customers@2h", ', ""), encoding="utf-8")
+    second = _scan(config, store, T0 + timedelta(hours=1))
+    (missing,) = [f for f in second.changes.opened if f.kind == "missing_asset"]
+    assert stale.fingerprint in missing.evidence["supersedes"]
+    (resolved,) = [f for f in second.changes.resolved if f.fingerprint == stale.fingerprint]
+    assert "(gave way to missing_asset: workflow assistant reads crm:public.customers, which was not found" \
+        in resolved.message
+    (stored,) = [f for f in store.findings("resolved") if f.fingerprint == stale.fingerprint]
+    assert stored.message == resolved.message
+    store.close()
+
+
 def test_a_warning_escalates_into_a_breach(tmp_path: Path) -> None:
     config = tmp_path / "ctxscan.yaml"
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")

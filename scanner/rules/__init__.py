@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from scanner.inventory import Inventory
@@ -18,7 +19,7 @@ from scanner.rules.probe_failed import probe_failed
 from scanner.rules.schema_drift import schema_drift
 from scanner.rules.stale import stale
 from scanner.rules.unowned import unowned
-from scanner.store import Store
+from scanner.store import SEVERITY_RANK, Store, StoredFinding
 
 Rule = Callable[[RuleContext], Iterable[Finding]]
 
@@ -67,3 +68,48 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
         for finding in rule(ctx):
             found.setdefault(finding.fingerprint, finding)
     return list(found.values())
+
+
+# Kinds whose verdict changes with the clock alone: a query re-judges them at its own time.
+TIME_KINDS = ("stale",)
+
+
+def judge_now(inventory: Inventory, store: Store, now: datetime,
+              stored: Sequence[StoredFinding] | None = None) -> list[StoredFinding]:
+    """The stored findings with the time-dependent ones judged at `now`, not at the scan.
+
+    An asset fresh at the last scan may be stale an hour later with nothing scanned since:
+    `findings`, `--fail-on` and the exports ask at their own time. An open finding takes the
+    current severity, sub-kind, message and evidence; one that fires now but is not open in
+    the store (new since the scan, or resolved earlier) is shown open as of now. The store
+    itself changes only at the next scan.
+    """
+    stored = list(store.findings(None) if stored is None else stored)
+    if not store.scans(1):
+        return stored
+    ctx = build_context(inventory, store, now)
+    fresh: dict[str, Finding] = {}
+    for kind in TIME_KINDS:
+        for judged in RULES[kind](ctx):
+            fresh.setdefault(judged.fingerprint, judged)
+    out: list[StoredFinding] = []
+    for old in stored:
+        finding = fresh.pop(old.fingerprint, None)
+        if finding is None:
+            out.append(old)
+            continue
+        reopened = old.status != "open"
+        out.append(replace(old, severity=finding.severity, subkind=finding.subkind, message=finding.message,
+                           evidence=dict(finding.evidence), workflow=finding.workflow, status="open",
+                           last_seen=now, resolved_at=None,
+                           times_opened=old.times_opened + (1 if reopened else 0)))
+    for finding in fresh.values():
+        out.append(StoredFinding(
+            fingerprint=finding.fingerprint, kind=finding.kind, subkind=finding.subkind,
+            severity=finding.severity, status="open", source=finding.source, asset=finding.asset,
+            workflow=finding.workflow, principal=finding.principal, message=finding.message,
+            remediation=finding.remediation, evidence=dict(finding.evidence), first_seen=now,
+            last_seen=now, resolved_at=None, times_opened=1))
+    out.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.kind, f.source or "",
+                            f.asset or "", f.workflow or "", f.fingerprint))
+    return out

@@ -36,7 +36,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,19 +100,41 @@ class RuleContext:
     def _open_findings(self) -> dict[str, list[StoredFinding]]:
         return {}
 
+    def stored_findings(self, kind: str) -> list[StoredFinding]:
+        """The stored findings of a kind, open or resolved (none without a store): a change
+        seen once stays true until reverted, whatever the next scan sees, and a revert is
+        not a new change."""
+        if kind not in self._stored_findings:
+            found = self.store.findings(None) if self.store is not None else []
+            self._stored_findings[kind] = [f for f in found if f.kind == kind]
+        return list(self._stored_findings[kind])
+
+    @cached_property
+    def _stored_findings(self) -> dict[str, list[StoredFinding]]:
+        return {}
+
     def read_matches(self, read: ReadDeclaration) -> list[Asset]:
         """The assets of the newest snapshot that a read declaration names."""
         snapshot = self.snapshots.get(read.source)
         if snapshot is None:
             return []
         if not read.is_glob:
-            asset = self.asset(read.source, read.path)
+            asset = self.asset(read.source, read.path) or self._folder_of(read)
             return [asset] if asset else []
         key = (read.source, read.path)
         if key not in self._glob_matches:
             pattern = _glob(read.path)
-            self._glob_matches[key] = [a for a in snapshot.assets if pattern.match(a.path)]
+            found = [a for a in snapshot.assets if pattern.match(a.path)]
+            folder = None if found else self._folder_of(read)
+            self._glob_matches[key] = found or ([folder] if folder else [])
         return list(self._glob_matches[key])
+
+    def _folder_of(self, read: ReadDeclaration) -> Asset | None:
+        """The folder asset a read names something inside of (`kb:articles/*`,
+        `kb:articles/faq.md`): files under a folder asset are that asset."""
+        head = folder_prefix(read.path)
+        asset = self.asset(read.source, head) if head else None
+        return asset if asset is not None and asset.kind == "folder" else None
 
     @cached_property
     def _glob_matches(self) -> dict[tuple[str, str], list[Asset]]:
@@ -157,20 +178,45 @@ class RuleContext:
     @cached_property
     def downstream(self) -> Mapping[str, Mapping[str, tuple[str, ...]]]:
         """workflow -> every workflow it feeds, transitively, with the shortest path to it."""
-        workflows = self.inventory.workflows
         result: dict[str, dict[str, tuple[str, ...]]] = {}
-        for start in workflows:
-            paths: dict[str, tuple[str, ...]] = {}
-            todo: deque[tuple[str, tuple[str, ...]]] = deque([(start, (start,))])
-            while todo:
-                current, path = todo.popleft()
-                for target in workflows[current].feeds if current in workflows else ():
-                    if target not in workflows or target == start or target in paths:
-                        continue
-                    paths[target] = path + (target,)
-                    todo.append((target, path + (target,)))
+        for start in self.inventory.workflows:
+            paths = dict(self.feed_paths((start,)))
+            paths.pop(start, None)
             result[start] = paths
         return result
+
+    def feed_paths(self, starts: Iterable[str]) -> Mapping[str, tuple[str, ...]]:
+        """workflow -> its path from the nearest of `starts` through feeds (a start: itself).
+
+        Breadth first, each level in id order, the first parent found wins: the rule
+        `ctxscan feeds` follows, so a finding's `fed via` and `feeds`/`depends` name the same
+        path for the same tie.
+        """
+        key = frozenset(starts)
+        cached = self._feed_paths.get(key)
+        if cached is not None:
+            return cached
+        workflows = self.inventory.workflows
+        paths: dict[str, tuple[str, ...]] = {s: (s,) for s in sorted(key) if s in workflows}
+        frontier = sorted(paths)
+        while frontier:
+            following: list[str] = []
+            for node in frontier:
+                for target in sorted(set(workflows[node].feeds)):
+                    if target in workflows and target not in paths:
+                        paths[target] = paths[node] + (target,)
+                        following.append(target)
+            frontier = sorted(following)
+        self._feed_paths[key] = paths
+        return paths
+
+    @cached_property
+    def _feed_paths(self) -> dict[frozenset[str], dict[str, tuple[str, ...]]]:
+        return {}
+
+    def upstream_readers(self, workflow_id: str, readers: Iterable[str]) -> bool:
+        """Whether any of `readers` (other than the workflow) feeds it, transitively."""
+        return any(workflow_id in self.downstream.get(r, {}) for r in readers if r != workflow_id)
 
     def asset_readers(self, source_id: str, path: str) -> list[tuple[WorkflowConfig, ReadDeclaration]]:
         """The (workflow, read) pairs that read one asset directly."""
@@ -222,6 +268,13 @@ class RuleContext:
         """Workflows a source reaches: those declaring a read from it and everything they feed."""
         return self.with_downstream(w for w in self.inventory.workflows.values()
                                     if any(r.source == source_id for r in w.reads))
+
+
+def folder_prefix(path: str) -> str | None:
+    """The first segment of a path with a `/` in it (`articles` of `articles/*`), or None:
+    the folder asset it would lie inside, on a source whose assets are folders."""
+    head, sep, _ = path.partition("/")
+    return head if sep and head and not any(c in head for c in "*?[") else None
 
 
 @lru_cache(maxsize=1024)

@@ -12,7 +12,9 @@ def missing_asset(ctx: RuleContext) -> Iterator[Finding]:
     """Fires when a workflow declares a read (an asset id, or a glob) that matches nothing in
     the newest successful snapshot of its source. A source that was never scanned
     successfully is `probe_failed` instead, and a partial snapshot (a probe cut short) proves
-    nothing missing, so neither fires this.
+    nothing missing, so neither fires this. A `stale` or `freshness_unknown` finding about
+    the asset from before it vanished gives way to this one (`evidence.supersedes`): the store
+    resolves it saying so, not as if it had been fixed.
 
     Fix: correct the asset id in the workflow's `reads` (check the source's `include` and
     `exclude` too), or restore the table, prefix or folder at the source.
@@ -40,5 +42,9 @@ def missing_asset(ctx: RuleContext) -> Iterator[Finding]:
                 evidence={"declared": read.asset, "glob": read.is_glob, "line": read.line,
                           "probed_at": snapshot.probed_at.isoformat(),
                           "assets_in_source": len(snapshot.assets), "filtered_out": excluded,
-                          "workflows": workflow_ids(affected)},
+                          "workflows": workflow_ids(affected),
+                          # what was said about the asset while it existed gives way to this
+                          # finding (the store resolves those saying so, not as if fixed)
+                          "supersedes": [] if read.is_glob else
+                          [fingerprint(kind, read.source, read.path) for kind in ("stale", "freshness_unknown")]},
             )

@@ -21,6 +21,9 @@ def schema_drift(ctx: RuleContext) -> Iterator[Finding]:
     Only the columns a workflow declares in `columns` count for it; a read without `columns`
     depends on every column. A declared column that is absent (sub-kind `missing`) keeps the
     finding open on later scans, until the column is back or the declaration changes.
+    A drop or type change stays open on the following scans too (the previous snapshot then
+    already shows it): until the column or its type is restored, no read depends on it any
+    more (its `columns:` leave it out), or an `accept:` entry covers it.
 
     Fix: restore the column (or its type) at the source, or update the workflow (its prompt,
     retrieval query or `columns`) to the new schema and scan again.
@@ -37,8 +40,16 @@ def schema_drift(ctx: RuleContext) -> Iterator[Finding]:
             earlier = ctx.previous.get(source_id)
             previous_assets[source_id] = {a.path: a for a in earlier.assets} if earlier else {}
         before = previous_assets[source_id].get(path)
+        lasting, reverted = _still_drifted(ctx, source_id, path, current)
         for workflow, read in pairs:
-            for column, change in _column_changes(read, before, current).items():
+            found = {column: change for column, change in _column_changes(read, before, current).items()
+                     if column not in reverted}  # back to what it was: undone, not a new change
+            for column, change in lasting.items():
+                # seen at an earlier scan and not undone: open until reverted, no longer
+                # depended on (`columns:`), or accepted
+                if not read.columns or column in read.columns:
+                    found[column] = change
+            for column, change in found.items():
                 key = (source_id, path, column)
                 changes.setdefault(key, change)
                 dependants.setdefault(key, [])
@@ -139,3 +150,32 @@ def _environment_drift(ctx: RuleContext) -> Iterator[Finding]:
                               "types": {source_id: a, other_id: b}, "dependants": direct,
                               "workflows": workflow_ids(workflows)},
                 )
+
+
+def _still_drifted(ctx: RuleContext, source_id: str, path: str,
+                   current: Asset) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """(column -> change, reverted columns) for the open drift findings of an asset: those
+    the newest snapshot has not undone (the column still absent, or still not of its old
+    type), and those it has (the column back with its old type)."""
+    now = {c.name: c.type for c in current.columns}
+    asset_id = f"{source_id}:{path}"
+    lasting: dict[str, dict[str, Any]] = {}
+    reverted: set[str] = set()
+    for stored in ctx.stored_findings("schema_drift"):
+        if stored.asset != asset_id or stored.source != source_id:
+            continue
+        evidence = stored.evidence
+        column, change, old_type = evidence.get("column"), evidence.get("change"), evidence.get("old_type")
+        if not isinstance(column, str) or change not in ("dropped", "type_changed") or old_type is None:
+            continue
+        if stored.status != "open":
+            if column in now and _normal(now[column]) == _normal(str(old_type)):
+                reverted.add(column)  # back to the type it had before that recorded change
+            continue
+        if column not in now:
+            lasting[column] = {"change": "dropped", "old_type": old_type, "new_type": None}
+        elif _normal(now[column]) != _normal(str(old_type)):
+            lasting[column] = {"change": "type_changed", "old_type": old_type, "new_type": now[column]}
+        else:
+            reverted.add(column)
+    return lasting, reverted

@@ -26,9 +26,12 @@ through a chain of derived assets, needs this one as fresh as it needs the deriv
 (its own read's `max_age`, or what it needs through `feeds`), with origin `derived` and the
 chain of assets in `via`. The upstream asset's own direct readers still speak for themselves.
 
-A stale asset (past its SLA) blocks the readiness of every workflow that reads it directly
-(it is past its one SLA) and of each downstream workflow whose own requirement its age
-breaks, the one that set the SLA among them (`blocked_workflows`).
+A stale asset (past its SLA) blocks the readiness of each workflow whose own need its age
+breaches, directly, through the workflows it feeds, or through derived assets: a workflow
+that feeds another carries that workflow's need (`carried_needs`, `blocked_workflows`). A
+workflow whose need holds is not blocked, and the finding's severity follows the most
+critical blocked workflow. A read without its own `max_age` states the source's default only
+where nothing stricter reaches the workflow through feeds.
 """
 
 from __future__ import annotations
@@ -119,8 +122,8 @@ def _fallback(source: SourceConfig, path: str) -> tuple[float | None, list[float
              if w is not None]
     if override is not None and override.max_age is not None:
         return override.max_age, warns, ORIGIN_ASSET
-    origin = ORIGIN_ASSET if override is not None and override.warn_after is not None else ORIGIN_SOURCE
-    return source.freshness.max_age, warns, origin
+    # An override that only sets warn_after leaves the SLA to the source: say so.
+    return source.freshness.max_age, warns, ORIGIN_SOURCE
 
 
 def requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
@@ -179,17 +182,30 @@ def _own_requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requi
         elif levels:                        # a warning level alone: warn, never breach
             direct[workflow_id] = Requirement(workflow_id, None, levels[0], ORIGIN_READ, (workflow_id,))
     downstream: dict[str, Requirement] = {}
-    for reader in sorted(warned):
-        for target, chain in ctx.downstream.get(reader, {}).items():
-            if target in warned:
-                continue  # it reads the asset itself: its read says what it needs
-            need = propagated_requirement(ctx.inventory.workflows[target])
-            if need is None:
+    # The path from the readers, as `ctxscan feeds` finds it (breadth first, ids in order).
+    paths = dict(ctx.feed_paths(warned))
+    for target in sorted(warned):
+        if target not in declared and ctx.upstream_readers(target, warned):
+            # a reader without a max_age of its own that the asset also reaches through feeds
+            chain = ctx.feed_paths([r for r in warned if r != target]).get(target)
+            if chain is not None:
+                paths[target] = chain
+    for target, chain in paths.items():
+        if len(chain) < 2 or target in declared:
+            continue  # not fed, or it reads the asset itself with a max_age: its word
+        need = propagated_requirement(ctx.inventory.workflows[target])
+        if need is None:
+            continue
+        if target in direct:
+            # It reads the asset without a max_age of its own, and it also reaches it
+            # through feeds: the source's default never relaxes what its inputs need.
+            own = direct[target].max_age
+            if own is not None and own <= need[0]:
                 continue
-            known = downstream.get(target)
-            if known is None or (len(chain), chain) < (len(known.path), known.path):
-                downstream[target] = Requirement(target, need[0], _warning(need[0], [need[1], *fallback_warns]),
-                                                 ORIGIN_DOWNSTREAM, chain)
+        downstream[target] = Requirement(target, need[0], _warning(need[0], [need[1], *fallback_warns]),
+                                         ORIGIN_DOWNSTREAM, chain)
+    for target in downstream:
+        direct.pop(target, None)
     return list(direct.values()) + [downstream[w] for w in sorted(downstream)]
 
 
@@ -223,14 +239,30 @@ def effective_sla(ctx: RuleContext, source_id: str, path: str) -> EffectiveSla |
     return None
 
 
+def carried_needs(ctx: RuleContext, source_id: str, path: str) -> dict[str, float]:
+    """workflow -> the age of the asset it can bear: its own requirement (as a reader, a
+    downstream workflow or through derived assets), tightened by the requirement of every
+    workflow it feeds (transitively) that has one.
+
+    A workflow that feeds another carries that workflow's need: its output is the other's
+    input, so what is too old for the downstream is too old to pass through it.
+    """
+    needs = requirements(ctx, source_id, path)
+    own = {n.workflow: n.max_age for n in needs if n.max_age is not None}
+    reached = {w.id for w in ctx.affected_by_asset(source_id, path)} | {n.workflow for n in needs}
+    carried: dict[str, float] = {}
+    for workflow_id in reached:
+        limits = [own[w] for w in (workflow_id, *ctx.downstream.get(workflow_id, {})) if w in own]
+        if limits:
+            carried[workflow_id] = min(limits)
+    return carried
+
+
 def blocked_workflows(ctx: RuleContext, source_id: str, path: str, age: float) -> list[str]:
-    """The workflows whose context an asset this old breaks, once it is past its SLA: every
-    direct reader, and each downstream workflow (through feeds or derived assets) whose own
-    requirement the age exceeds."""
-    readers = {w.id for w, _ in ctx.asset_readers(source_id, path)}
-    breached = {n.workflow for n in requirements(ctx, source_id, path)
-                if not n.direct and n.max_age is not None and age > n.max_age}
-    return sorted(readers | breached)
+    """The workflows whose need an asset this old breaches: their own requirement, or the
+    need of a workflow they feed (`carried_needs`). A workflow whose need holds is not
+    blocked, however critical the others are."""
+    return sorted(w for w, limit in carried_needs(ctx, source_id, path).items() if age > limit)
 
 
 def _warning(max_age: float, options: Sequence[float | None]) -> float | None:

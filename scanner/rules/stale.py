@@ -18,15 +18,18 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
     override, else the source's `freshness.max_age`; a workflow it reaches only through
     `feeds` requires the strictest `max_age` among its own reads. The finding names the
     workflow that set the SLA and the path through feeds, and lists in `blocks` the
-    workflows whose readiness it fails: every direct reader and each downstream workflow
-    whose own requirement the age breaks. Past `warn_after` but within `max_age` it fires as
+    workflows whose readiness it fails: each workflow whose own need the age breaches,
+    directly or through a workflow it feeds (it carries that workflow's need); its severity
+    follows the most critical of those. Past `warn_after` but within `max_age` it fires as
     the `warning` sub-kind, with a low severity and blocking nobody; past `max_age` the same
     finding escalates.
 
-    Ages are measured at the probe that observed them, from the youngest age the evidence
-    allows: an `observed` change (counters moved somewhere between two scans) is stale only
-    when even its latest possible moment is older than the SLA. An asset without evidence is
-    `freshness_unknown`, never stale and never fresh.
+    Ages are judged at the time of evaluation (a query judges them now), from the youngest
+    age the evidence allows: an `observed` change (counters moved somewhere between two scans) is stale only
+    when even its latest possible moment is older than the SLA. Change counters that held
+    still since a scan at T0 prove an age of at least now - T0: stale once that passes the
+    SLA ("unchanged for at least 9d"), `freshness_unknown` before. An asset without evidence
+    is `freshness_unknown`, never stale and never fresh.
 
     Fix: find why the asset stopped loading (a failed job, a paused sync) and reload it, or
     relax the SLA of the workflow named in the finding if it can live with older data.
@@ -34,7 +37,9 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
     for source_id, snapshot in sorted(ctx.snapshots.items()):
         if source_id not in ctx.inventory.sources:
             continue
-        as_of = min(ctx.now, snapshot.probed_at)
+        # Judged now, not at the probe: an asset fresh at the last scan may be stale by the
+        # time anyone asks (nothing newer than the probe is known, so its age only grows).
+        as_of = ctx.now
         for asset in snapshot.assets:
             derived = ctx.derived_readers(source_id, asset.path)
             if not ctx.asset_readers(source_id, asset.path) and not derived:
@@ -53,10 +58,14 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
             else:
                 continue
             affected = ctx.affected_by_asset(source_id, asset.path)
-            top = most_critical(affected)
+            blocks = blocked_workflows(ctx, source_id, asset.path, youngest) if level is None else []
+            # Severity follows the workflows whose need it breaches, not every one it reaches.
+            top = most_critical([w for w in affected if w.id in blocks] if blocks else affected)
             asset_id = f"{source_id}:{asset.path}"
             oldest = freshness.age_seconds(as_of) or youngest
-            if freshness.method == METHOD_OBSERVED and oldest > youngest:
+            if freshness.lower_bound:  # counters held still since then: at least this old
+                age_text = f"unchanged for at least {format_duration(youngest)}"
+            elif freshness.method == METHOD_OBSERVED and oldest > youngest:
                 age_text = (f"changed between {format_duration(oldest)} and "
                             f"{format_duration(youngest)} ago")
             else:
@@ -84,7 +93,7 @@ def stale(ctx: RuleContext) -> Iterator[Finding]:
                 "workflows": workflow_ids(affected),
                 # whose readiness it blocks: every direct reader, and each downstream
                 # workflow whose own need it breaks; a warning blocks nobody
-                "blocks": blocked_workflows(ctx, source_id, asset.path, youngest) if level is None else [],
+                "blocks": blocks,
             }
             if sla.via:
                 evidence["sla_via"] = list(sla.via)

@@ -237,3 +237,16 @@ def test_an_unknown_files_principal_is_a_finding(kb: Path, tmp_path: Path) -> No
 
     answer = why(build_graph(inventory, {"kb": snapshot}), snapshot, "assistant", "kb:articles")
     assert answer["can_read"] is None and "rooot does not exist in source kb" in answer["note"]
+def test_a_world_writable_file_inside_a_folder_exposes_the_folder(kb: Path) -> None:
+    # Only the first-level entry's mode used to count: anyone could rewrite deep/b.md unseen.
+    os.chmod(kb / "articles", 0o755)
+    os.chmod(kb / "articles" / "deep" / "b.md", 0o666)
+    _, snapshot = _probe(kb)
+    writes = [g for g in snapshot.grants if g.public and g.access == "write"]
+    assert [(g.target, g.via) for g in writes] == [("articles", "articles/deep/b.md mode 0o666")]
+    articles = snapshot.asset("articles")
+    assert articles is not None and articles.properties["world_writable"] is False
+    assert articles.properties["world_writable_entries"] == ["articles/deep/b.md"]
+    os.chmod(kb / "articles" / "deep" / "b.md", 0o644)
+    _, snapshot = _probe(kb)
+    assert not [g for g in snapshot.grants if g.public and g.access == "write"]

@@ -434,14 +434,16 @@ def test_observed_freshness_across_scans_and_a_statistics_reset(postgres_server:
     assert busy is not None and busy.freshness.method == "observed"
     assert busy.freshness.last_changed == t1 and busy.freshness.changed_after == t0
     assert busy.freshness.caveat
+    # quiet's counters held still since t0: its last change came before t0 (a lower bound).
     quiet = second.asset("public.quiet")
-    assert quiet is not None and quiet.freshness.method == "none" and quiet.freshness.detail == "no change seen yet"
+    assert quiet is not None and quiet.freshness.method == "observed" and quiet.freshness.lower_bound
+    assert quiet.freshness.last_changed == t0 and quiet.freshness.changed_after is None
 
-    # No change: the earlier observation is carried forward, not renewed.
+    # No change: the earlier observation is carried forward, not renewed; the bound keeps t0.
     t2 = t1 + timedelta(minutes=15)
     third = probe(url, previous=second, now=t2)
     assert third.asset("public.busy").freshness == busy.freshness  # type: ignore[union-attr]
-    assert third.asset("public.quiet").freshness.method == "none"  # type: ignore[union-attr]
+    assert third.asset("public.quiet").freshness.last_changed == t0  # type: ignore[union-attr]
 
     # A statistics reset: busy is written again (more rows than before the reset) and quiet
     # gets exactly as many as it had; neither may count as a change or as no change.
@@ -476,6 +478,58 @@ def test_observed_freshness_across_scans_and_a_statistics_reset(postgres_server:
     t5 = t4 + timedelta(minutes=15)
     sixth = probe(url, previous=fifth, now=t5)
     assert sixth.asset("public.busy").freshness.method == "observed"  # type: ignore[union-attr]
+
+
+def test_unchanged_counters_prove_staleness_and_a_reset_restarts_the_bound(
+        postgres_server: PostgresServer, tmp_path: Path) -> None:
+    # A loader that died: the table's counters never move. Scans at T0, T0+5d and T0+9d
+    # (clock pinned) prove its last change came before T0, so past its 7d SLA it is stale.
+    from scanner.inventory import load_inventory
+    from scanner.rules import build_context, evaluate
+    from scanner.scan import run_scan
+    from scanner.store import Store
+
+    db = postgres_server.create_database()
+    conn = postgres_server.connect(db)
+    conn.execute("CREATE TABLE idle (x int); INSERT INTO idle SELECT generate_series(1, 3)")
+    postgres_server.wait_for_changes(conn, "idle", 3)
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(json.dumps({
+        "version": 1,
+        "sources": [{"id": "crm", "connector": "postgres", "url": postgres_server.url(db)}],
+        "workflows": [{"id": "w", "stage": "production", "reads": [{"asset": "crm:public.idle", "max_age": "7d"}]}],
+    }))
+    inventory = load_inventory([config], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    t0 = datetime.now(UTC)
+
+    def scan_at(moment: datetime) -> list[Any]:
+        run_scan(inventory, store, now=lambda: moment)
+        return [f for f in evaluate(build_context(inventory, store, moment))
+                if f.kind in ("stale", "freshness_unknown")]
+
+    try:
+        first = scan_at(t0)
+        assert [f.kind for f in first] == ["freshness_unknown"]  # nothing known yet
+        at_5d = scan_at(t0 + timedelta(days=5))
+        assert [f.kind for f in at_5d] == ["freshness_unknown"], at_5d  # at least 5d: within 7d, unproven
+        assert "at least 5d old" in at_5d[0].message
+        at_9d = scan_at(t0 + timedelta(days=9))
+        assert [f.kind for f in at_9d] == ["stale"], at_9d
+        assert "crm:public.idle unchanged for at least 9d, past its SLA of 7d" in at_9d[0].message
+        assert at_9d[0].severity == "critical" and at_9d[0].evidence["last_changed"] == t0.isoformat()
+
+        # A statistics reset: the counters prove nothing across it, so the bound restarts.
+        conn.execute("SELECT pg_stat_reset()")
+        t_reset = t0 + timedelta(days=10)
+        after_reset = scan_at(t_reset)
+        assert [f.kind for f in after_reset] == ["freshness_unknown"], after_reset
+        later = scan_at(t0 + timedelta(days=12))
+        assert [f.kind for f in later] == ["freshness_unknown"] and "at least 2d old" in later[0].message
+        idle = build_context(inventory, store, t0 + timedelta(days=12)).snapshots["crm"].asset("public.idle")
+        assert idle is not None and idle.freshness.last_changed == t_reset
+    finally:
+        store.close()
 
 
 def test_column_freshness_with_partitions_views_and_gaps(postgres_server: PostgresServer, shop: str) -> None:

@@ -97,3 +97,32 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     with pytest.raises(ProbeError) as caught:
         SqliteConnector(_source(bad)).probe(ProbeContext(now=NOW))
     assert "not a database" in caught.value.message
+
+
+def test_wal_mode_freshness_is_the_newest_of_the_file_and_its_wal(tmp_path: Path) -> None:
+    # A writer in WAL mode commits into app.db-wal and leaves app.db alone until a
+    # checkpoint: the row written just now must not read as two hours old (issue 13).
+    path = tmp_path / "app.db"
+    writer = sqlite3.connect(path)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")  # keep the commit in the -wal file
+        writer.execute("CREATE TABLE t (x INTEGER)")
+        writer.commit()
+        old = (NOW - timedelta(hours=2)).timestamp()
+        os.utime(path, (old, old))
+        writer.execute("INSERT INTO t VALUES (1)")
+        writer.commit()
+        wal = path.with_name("app.db-wal")
+        assert wal.exists() and wal.stat().st_mtime > path.stat().st_mtime
+        asset = next(a for a in SqliteConnector(_source(path)).probe(ProbeContext(now=NOW)).assets
+                     if a.path == "main.t")
+        assert asset.freshness.last_changed == datetime.fromtimestamp(wal.stat().st_mtime, UTC)
+        assert (datetime.now(UTC) - asset.freshness.last_changed) < timedelta(minutes=1)
+        assert asset.freshness.detail == "mtime of app.db-wal (write-ahead log, newer than app.db)"
+    finally:
+        writer.close()
+    # Closed, the last connection checkpoints and removes the log: the main file is the evidence.
+    asset = next(a for a in SqliteConnector(_source(path)).probe(ProbeContext(now=NOW)).assets if a.path == "main.t")
+    assert asset.freshness.detail == "mtime of app.db"
+    assert asset.freshness.last_changed == datetime.fromtimestamp(path.stat().st_mtime, UTC)

@@ -1,7 +1,8 @@
 """Rule cases as data: each YAML file in cases/ is a table of cases for one finding kind.
 
 A case declares an inventory of `fake` sources, one or more scans (each may override source
-settings, e.g. a column's type in the second scan), and what must fire (`fires`), what must
+settings, e.g. a column's type in the second scan, or `_workflows` to replace the workflows
+from that scan on), and what must fire (`fires`), what must
 not (`quiet`), and optionally how many findings of the kind there are (`count`). Scans go
 through `run_scan` with a fixed clock, so ages and SLA boundaries are exact.
 """
@@ -47,6 +48,8 @@ def _inventory_for(case: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     inventory.setdefault("version", 1)
     for source in inventory.get("sources", []):
         source.update(overrides.get(source["id"], {}))
+    if "_workflows" in overrides:  # a later scan with the workflows' declarations changed
+        inventory["workflows"] = copy.deepcopy(overrides["_workflows"])
     return inventory
 
 
