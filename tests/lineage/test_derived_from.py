@@ -179,7 +179,9 @@ def test_slice_keeps_upstream_lineage_and_exports_the_edge(estate, graph) -> Non
 def test_cli_scan_marks_workflows_reading_derived_assets(estate) -> None:
     _, _, directory = estate
     config = str(directory / "ctxscan.yaml")
-    result = CliRunner().invoke(main, ["findings", "-c", config, "--kind", "stale", "--json"])
+    # The estate was scanned at NOW: judge its ages then (findings judge them now by default).
+    result = CliRunner().invoke(main, ["findings", "-c", config, "--kind", "stale", "--json",
+                                       "--as-of", NOW.isoformat()])
     assert result.exit_code == 0, result.output
     stale = {f["asset"]: f for f in json.loads(result.output)}
     finding = stale["raw:public.orders"]
