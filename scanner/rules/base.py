@@ -40,6 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
+from typing import Any
 
 from scanner.inventory import Inventory, ReadDeclaration, WorkflowConfig
 from scanner.model import Asset, SourceSnapshot
@@ -98,6 +99,15 @@ class RuleContext:
 
     @cached_property
     def _open_findings(self) -> dict[str, list[StoredFinding]]:
+        return {}
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """A cache for one derived value per subject (an asset's requirements), kept as long
+        as this context: rules that ask the same question of an asset compute it once."""
+        return self._memos.setdefault(name, {})
+
+    @cached_property
+    def _memos(self) -> dict[str, dict[Any, Any]]:
         return {}
 
     def stored_findings(self, kind: str) -> list[StoredFinding]:

@@ -130,6 +130,13 @@ def requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requiremen
     """What each workflow the asset reaches needs of it: one entry per workflow that asks
     anything (a max_age or a warning level), direct readers first, then downstream, then
     through derived assets, each part by workflow id."""
+    cache = ctx.memo("requirements")  # the SLA, the blocked workflows and the rules all ask
+    if (source_id, path) not in cache:
+        cache[(source_id, path)] = _requirements(ctx, source_id, path)
+    return list(cache[(source_id, path)])
+
+
+def _requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
     own = _own_requirements(ctx, source_id, path)
     derived = ctx.derived_assets(source_id, path)
     if not derived:
