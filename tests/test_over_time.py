@@ -243,3 +243,22 @@ workflows: [{{id: w, owner: team, stage: {stage}, reads: [{{asset: "crm:public.x
     config = _write(tmp_path, inventory.format(stage="production"))
     second = ctxscan("-c", str(config), "scan")
     assert "0 new, 0 resolved, 1 escalated." in second.out, second
+
+
+def test_an_unchanged_bound_turns_stale_when_asked_later(tmp_path: Path, ctxscan) -> None:
+    config = _write(tmp_path, """
+version: 1
+sources: [{id: db, connector: fake, tables: ["public.t@unchanged:5d"]}]
+workflows: [{id: w, stage: pilot, reads: [{asset: "db:public.t", max_age: 7d}]}]
+""")
+    assert ctxscan("-c", str(config), "scan").code == 0
+    fresh_kinds = ("stale", "freshness_unknown")
+    now = [(f["kind"], f["status"]) for f in json.loads(ctxscan("-c", str(config), "findings", "--json").out)
+           if f["kind"] in fresh_kinds]
+    assert now == [("freshness_unknown", "open")], now
+    later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    found = [f for f in json.loads(ctxscan("-c", str(config), "findings", "--json", "--status", "all",
+                                           "--as-of", later).out) if f["kind"] in fresh_kinds]
+    assert sorted((f["kind"], f["status"]) for f in found) == [("freshness_unknown", "resolved"), ("stale", "open")]
+    stale = next(f for f in found if f["kind"] == "stale")
+    assert "unchanged for at least 8d, past its SLA of 7d" in stale["message"], stale["message"]

@@ -71,7 +71,7 @@ def evaluate(ctx: RuleContext) -> list[Finding]:
 
 
 # Kinds whose verdict changes with the clock alone: a query re-judges them at its own time.
-TIME_KINDS = ("stale",)
+TIME_KINDS = ("stale", "freshness_unknown")  # an unchanged-counters bound turns into stale
 
 
 def judge_now(inventory: Inventory, store: Store, now: datetime,
@@ -81,8 +81,9 @@ def judge_now(inventory: Inventory, store: Store, now: datetime,
     An asset fresh at the last scan may be stale an hour later with nothing scanned since:
     `findings`, `--fail-on` and the exports ask at their own time. An open finding takes the
     current severity, sub-kind, message and evidence; one that fires now but is not open in
-    the store (new since the scan, or resolved earlier) is shown open as of now. The store
-    itself changes only at the next scan.
+    the store (new since the scan, or resolved earlier) is shown open as of now, and an open
+    one of those kinds that no longer fires is shown resolved. The store itself changes only
+    at the next scan.
     """
     stored = list(store.findings(None) if stored is None else stored)
     if not store.scans(1):
@@ -96,6 +97,9 @@ def judge_now(inventory: Inventory, store: Store, now: datetime,
     for old in stored:
         finding = fresh.pop(old.fingerprint, None)
         if finding is None:
+            if old.kind in TIME_KINDS and old.status == "open":
+                # no longer true at this time (a lower bound that became `stale`)
+                old = replace(old, status="resolved", resolved_at=now)
             out.append(old)
             continue
         reopened = old.status != "open"
