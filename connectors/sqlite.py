@@ -1,8 +1,9 @@
 """`sqlite`: a SQLite file through SQLAlchemy, opened read-only.
 
 Tables and views are `main.<name>` assets with columns and row counts. Freshness comes from
-`freshness.column` when declared (method `column`), otherwise from the file's mtime for
-every table (method `metadata`, with the caveat that any write to the file moves it).
+`freshness.column` when declared (method `column`), otherwise from the newest mtime of the
+file and its `-wal` file (in WAL mode commits land in the log first) for every table (method
+`metadata`, with the caveat that any write to the file moves it; the detail says which file).
 """
 
 from __future__ import annotations
