@@ -105,8 +105,13 @@ def test_ocsf_events_are_detection_findings_prowler_can_read(estate) -> None:
 
 
 def test_csv_round_trips_through_a_csv_reader(estate) -> None:
-    listed = json.loads(estate("findings", "--json").out)
-    rows = list(csv.DictReader(io.StringIO(estate("findings", "--format", "csv").out, newline="")))
+    # Ages are judged when asked: pin the clock so both listings judge them at one moment.
+    from datetime import UTC, datetime
+
+    moment = datetime.now(UTC).isoformat()
+    listed = json.loads(estate("findings", "--json", "--as-of", moment).out)
+    rows = list(csv.DictReader(io.StringIO(estate("findings", "--format", "csv", "--as-of", moment).out,
+                                           newline="")))
     assert [r["fingerprint"] for r in rows] == [f["fingerprint"] for f in listed]
     for row, finding in zip(rows, listed, strict=True):
         assert row["message"] == finding["message"] and row["severity"] == finding["severity"]

@@ -77,7 +77,10 @@ accept:
     assert (f"accept (fingerprint {no_owner['fingerprint']}) matches no open finding (its finding named "
             "workflow alpha, which the inventory no longer declares") in result.err, result.err
     listed = json.loads(ctxscan("-c", str(config), "validate", "--json").out)
-    assert len(listed["warnings"]) == 3, listed["warnings"]
+    accept_warnings = [w for w in listed["warnings"] if w["check"] == "accept"]
+    assert len(accept_warnings) == 3 and all(w["line"] for w in accept_warnings), listed["warnings"]
+    strict = ctxscan("-c", str(config), "validate", "--strict")
+    assert strict.code == 2 and "error: " in strict.err and "expired on 2020-01-01" in strict.err, strict
 
 
 ESTATE = """
