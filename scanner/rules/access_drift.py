@@ -20,6 +20,7 @@ from scanner.rules.parity import (
     is_privileged,
     principal_in,
     public_by_asset,
+    same_access_facts,
 )
 
 KIND = "access_drift"
@@ -169,15 +170,21 @@ def _levels_text(levels: frozenset[str] | set[str] | None) -> str:
 
 def _changes(ctx: RuleContext, source_id: str, before: SourceSnapshot,
              after: SourceSnapshot) -> Iterator[_Change]:
+    existed = {a.path for a in before.assets}
+    # Unchanged grants, memberships and principals give every principal the same access to
+    # every asset both snapshots hold: only new assets need a look (the common rescan).
+    paths = None if not same_access_facts(before, after) else [
+        a.path for a in after.assets if a.path not in existed]
+    if paths == []:
+        return
     cache: dict[tuple[int, str], dict[str, frozenset[str]]] = {}
 
     def access(snapshot: SourceSnapshot, principal: str) -> dict[str, frozenset[str]]:
         key = (id(snapshot), principal)
         if key not in cache:
-            cache[key] = access_by_asset(snapshot, principal)
+            cache[key] = access_by_asset(snapshot, principal, paths)
         return cache[key]
 
-    existed = {a.path for a in before.assets}
     for workflow, principal in _principals(ctx, source_id):
         how = is_privileged(after, principal)
         if how and not is_privileged(before, principal):
@@ -205,7 +212,7 @@ def _changes(ctx: RuleContext, source_id: str, before: SourceSnapshot,
             yield _Change("gained_read", source_id, workflow.id, principal, gained_read, READ,
                           {"levels": "none"}, {"levels": "read"},
                           _paths(after, principal, gained_read[0], READ))
-    public_before, public_after = public_by_asset(before), public_by_asset(after)
+    public_before, public_after = public_by_asset(before, paths), public_by_asset(after, paths)
     for path in sorted(public_after):
         gained = public_after[path] - public_before.get(path, frozenset())
         if gained:
@@ -231,7 +238,7 @@ def _still_open(ctx: RuleContext) -> Iterator[_Change]:
             continue
         assets = [a for a in evidence.get("assets", []) if isinstance(a, str)]
         if change == "became_public":
-            public = public_by_asset(snapshot)
+            public = public_by_asset(snapshot, assets)
             held = [a for a in assets if public.get(a)]
             if held:
                 yield _Change(change, source_id, None, None, held, _levels_text(public[held[0]]),
@@ -247,7 +254,7 @@ def _still_open(ctx: RuleContext) -> Iterator[_Change]:
                 yield _Change(change, source_id, workflow.id, principal, [], "privileged",
                               evidence.get("before", {}), evidence.get("after", {}), evidence.get("paths", []))
             continue
-        now = access_by_asset(snapshot, principal)
+        now = access_by_asset(snapshot, principal, assets)
         if change == "gained_write":
             held = [a for a in assets if WRITE in now.get(a, ()) and WRITE not in _declared(workflow, source_id, a)]
         elif change == "gained_read":

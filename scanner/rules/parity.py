@@ -7,9 +7,11 @@ environments: the rules compare what a workflow depends on in one with the other
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from scanner.access import LEVEL_ESCALATION, LEVEL_SET_ROLE, PrincipalAccess
 from scanner.inventory import Inventory, WorkflowConfig
-from scanner.model import ACCESS_ALTER, ACCESS_READ, ACCESS_WRITE, PUBLIC_PRINCIPALS, SourceSnapshot
+from scanner.model import ACCESS_ALTER, ACCESS_READ, ACCESS_WRITE, PUBLIC_PRINCIPALS, Asset, SourceSnapshot
 
 PRODUCTION = frozenset({"prod", "production"})
 # What the access comparisons look at, per principal and asset.
@@ -51,14 +53,22 @@ def principal_in(workflow: WorkflowConfig, source_id: str, fallback: str | None)
     return workflow.runs_as.get(source_id) or fallback
 
 
-def access_by_asset(snapshot: SourceSnapshot, principal: str) -> dict[str, frozenset[str]]:
-    """What a principal can do to each asset of a snapshot, as itself or after SET ROLE (the
-    access model's `effective` and `via_set_role` levels): asset path -> {"read", "write"}.
-    Altering (ALTER, DROP, CREATE) counts as write: the data can change. Superuser-like
-    status is reported by `is_privileged`."""
+def same_access_facts(before: SourceSnapshot, after: SourceSnapshot) -> bool:
+    """Whether two snapshots report the same grants, memberships and principals: then every
+    asset both hold gives every principal the same access, and only new assets need a look."""
+    return (before.grants == after.grants and before.memberships == after.memberships
+            and before.principals == after.principals and before.container_usage == after.container_usage)
+
+
+def access_by_asset(snapshot: SourceSnapshot, principal: str,
+                    paths: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
+    """What a principal can do to each asset of a snapshot (or to the assets named by
+    `paths`), as itself or after SET ROLE (the access model's `effective` and `via_set_role`
+    levels): asset path -> {"read", "write"}. Altering (ALTER, DROP, CREATE) counts as write:
+    the data can change. Superuser-like status is reported by `is_privileged`."""
     access = PrincipalAccess(snapshot, principal)
     result: dict[str, frozenset[str]] = {}
-    for asset in snapshot.assets:
+    for asset in _assets(snapshot, paths):
         verdicts = access.report(asset).verdicts.get(LEVEL_SET_ROLE, frozenset())
         levels = _levels(verdicts)
         if levels:
@@ -84,15 +94,15 @@ def is_privileged(snapshot: SourceSnapshot, principal: str) -> str | None:
     return None
 
 
-def public_by_asset(snapshot: SourceSnapshot) -> dict[str, frozenset[str]]:
-    """Assets a public principal (PUBLIC, allUsers, a public bucket, world-writable) can really
-    read or write, container USAGE included: asset path -> levels. A world-readable file is
-    the POSIX default and does not count."""
+def public_by_asset(snapshot: SourceSnapshot, paths: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
+    """Assets (of the snapshot, or named by `paths`) a public principal (PUBLIC, allUsers, a
+    public bucket, world-writable) can really read or write, container USAGE included: asset
+    path -> levels. A world-readable file is the POSIX default and does not count."""
     if not PUBLIC_PRINCIPALS & snapshot.grantees:
         return {}
     anyone = PrincipalAccess(snapshot, None)
     result: dict[str, frozenset[str]] = {}
-    for asset in snapshot.assets:
+    for asset in _assets(snapshot, paths):
         report = anyone.report(asset)
         gives: set[str] = set()
         for path in report.effective:
@@ -104,6 +114,12 @@ def public_by_asset(snapshot: SourceSnapshot) -> dict[str, frozenset[str]]:
         if levels:
             result[asset.path] = levels
     return result
+
+
+def _assets(snapshot: SourceSnapshot, paths: Iterable[str] | None) -> list[Asset]:
+    if paths is None:
+        return list(snapshot.assets)
+    return [asset for path in paths if (asset := snapshot.asset(path)) is not None]
 
 
 def _levels(verdicts: frozenset[str]) -> frozenset[str]:
