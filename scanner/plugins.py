@@ -70,6 +70,8 @@ class AssetOverride:
     warn_after: float | None = None
     line: int | None = None
     derived_from: tuple[str, ...] = ()   # asset ids this asset is built from (scanner.lineage)
+    max_lag: float | None = None         # seconds an index may trail its upstream (index_lag)
+    expect_count_ratio: float | None = None  # least records per upstream document/row/object
 
 
 @dataclass(frozen=True)

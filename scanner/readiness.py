@@ -45,7 +45,8 @@ CHECKS = (
 )
 TITLES = dict(CHECKS)
 _CATCH_ALL = re.compile(r"^[*?./\[\]]*$")
-CONTEXT_KINDS = ("missing_asset", "stale", "freshness_unknown", "unowned", "schema_drift", "probe_failed")
+CONTEXT_KINDS = ("missing_asset", "stale", "freshness_unknown", "unowned", "schema_drift", "probe_failed",
+                 "index_lag")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""`index_lag` with real stores: a Chroma collection built from a folder of articles.
+
+The index lags (the articles changed long after the collection was last written), then a
+rebuild catches it up and the stored finding resolves; an index missing part of its source
+fires `count_ratio` until the missing records are added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scanner.inventory import load_inventory
+from scanner.readiness import readiness_cards
+from scanner.rules import build_context, evaluate
+from scanner.scan import run_scan
+from scanner.store import Store
+
+if TYPE_CHECKING:
+    from tests.connectors.vectorservers import ChromaServer
+
+pytest_plugins = ("tests.connectors.cloudservers", "tests.connectors.vectorservers")
+
+
+def vectors(n: int) -> list[list[float]]:
+    return [[random.random() for _ in range(4)] for _ in range(n)]
+
+
+def test_lagging_then_caught_up_after_a_rebuild(chroma_server: ChromaServer, tmp_path: Path) -> None:
+    name = "idx_" + uuid.uuid4().hex[:8]
+    client = chroma_server.client()
+    collection = client.create_collection(name, embedding_function=None)
+    articles = tmp_path / "kb" / "articles"
+    articles.mkdir(parents=True)
+    for i in range(10):
+        (articles / f"a{i}.md").write_text(f"article {i}")
+    collection.add(ids=[f"a{i}" for i in range(10)], embeddings=vectors(10))
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1, "owners": [{"id": "team"}],
+        "sources": [
+            {"id": "kb", "connector": "files", "path": str(tmp_path / "kb"), "owner": "team"},
+            {"id": "kb-index", "connector": "chroma", "url": chroma_server.endpoint, "owner": "team",
+             "include": [name],
+             "assets": [{"path": name, "derived_from": ["kb:articles"], "max_lag": "1d",
+                         "expect_count_ratio": 0.95}]}],
+        "workflows": [{"id": "rag", "owner": "team", "stage": "production", "reads": [f"kb-index:{name}"],
+                       "evaluation": {"suite": "e.yaml"}, "rollout": {"fallback": "h", "rollback_owner": "team"}}],
+    }))
+    inventory = load_inventory([inventory_file], env={})
+    now = datetime.now(UTC)
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+
+    def scan(moment: datetime) -> list:
+        run_scan(inventory, store, now=lambda: moment)
+        return [f for f in store.findings("open") if f.kind == "index_lag"]
+
+    try:
+        # Two scans ten and nine days ago: the second sees the collection change (one more record).
+        old = (now - timedelta(days=11)).timestamp()
+        for path in [articles, *articles.iterdir()]:
+            os.utime(path, (old, old))
+        assert scan(now - timedelta(days=10)) == []
+        collection.add(ids=["a10"], embeddings=vectors(1))
+        (articles / "a10.md").write_text("article 10")
+        os.utime(articles / "a10.md", (old, old))
+        assert scan(now - timedelta(days=9)) == []  # written in (10d, 9d] ago, after the articles' change
+        # The articles change an hour ago; the index does not.
+        fresh = (now - timedelta(hours=1)).timestamp()
+        os.utime(articles / "a3.md", (fresh, fresh))
+        [lag] = scan(now)
+        assert lag.asset == f"kb-index:{name}" and lag.subkind is None and lag.severity == "critical"
+        assert f"kb-index:{name} is 8d23h behind kb:articles" in lag.message, lag.message
+        written = datetime.fromisoformat(lag.evidence["index_written"])
+        assert written == now - timedelta(days=9)  # the scan that saw the index change
+        assert lag.evidence["upstream_changed"] == datetime.fromtimestamp(fresh, UTC).isoformat()
+        ctx = build_context(inventory, store, now)
+        [card] = readiness_cards(ctx, evaluate(ctx), inventory.accept)
+        context = next(c for c in card.checks if c.id == "context")
+        assert not context.ok and lag.fingerprint in context.findings
+        # Rebuild: the collection is rewritten; the next scan sees it and the finding resolves.
+        collection.upsert(ids=["a3"], embeddings=vectors(1), documents=["article 3, edited"])
+        assert scan(now + timedelta(minutes=5)) == []
+        resolved = [f for f in store.findings("resolved") if f.kind == "index_lag"]
+        assert [f.fingerprint for f in resolved] == [lag.fingerprint]
+        # Count ratio: 11 articles, 11 records: complete. Six articles more and the index misses them.
+        for i in range(11, 17):
+            (articles / f"a{i}.md").write_text(f"article {i}")
+        [short] = [f for f in scan(now + timedelta(minutes=10)) if f.subkind == "count_ratio"]
+        assert "holds 11 records for 17 in kb:articles" in short.message
+        collection.add(ids=[f"a{i}" for i in range(11, 17)], embeddings=vectors(6))
+        assert [f for f in scan(now + timedelta(minutes=15)) if f.subkind == "count_ratio"] == []
+    finally:
+        store.close()
+        client.delete_collection(name)
