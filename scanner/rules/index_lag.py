@@ -83,6 +83,7 @@ def index_lag(ctx: RuleContext) -> Iterator[Finding]:
                 upstreams.append((entry, upstream))
         max_lag: float | None
         set_by: str | None
+        lag_origin: str | None
         if override.max_lag is not None:
             max_lag, lag_origin, set_by = override.max_lag, "asset", None
         else:
