@@ -98,3 +98,18 @@ def test_lagging_then_caught_up_after_a_rebuild(chroma_server: ChromaServer, tmp
     finally:
         store.close()
         client.delete_collection(name)
+
+
+def test_the_demo_shows_its_index_lagging(tmp_path: Path) -> None:
+    """`ctxscan demo`'s search index was built before the articles changed: index_lag, next to stale."""
+    from scanner.demo import run_demo
+
+    result = run_demo(tmp_path / "demo", echo=None, now=datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+    kinds = {(f["kind"], f["asset"]) for f in result["findings"]}
+    assert ("index_lag", "kb-index:main.chunks") in kinds and ("stale", "kb:policies") in kinds
+    lag = next(f for f in result["findings"] if f["kind"] == "index_lag")
+    assert lag["message"] == ("kb-index:main.chunks is 45h behind kb:articles (articles changed 2026-01-01 09:00, "
+                              "index written 2025-12-30 12:00; max_lag 12h)")
+    card = next(c for c in result["readiness"] if c["workflow"] == "support-reply-assistant")
+    context = next(c for c in card["checks"] if c["check"] == "context")
+    assert not context["ok"] and "index_lag" in context["reason"]
