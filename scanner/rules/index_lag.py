@@ -41,6 +41,14 @@ def _derived_assets(ctx: RuleContext) -> Iterator[tuple[str, Asset, AssetOverrid
                     yield source_id, scanned[path], override
 
 
+def _records(asset: Asset) -> int | None:
+    """An asset's documents, rows or objects: its row count, or an S3 prefix's object count."""
+    if asset.row_count is not None:
+        return asset.row_count
+    count = asset.properties.get("object_count")
+    return int(count) if isinstance(count, int) and not isinstance(count, bool) else None
+
+
 def _default_max_lag(ctx: RuleContext, source_id: str, path: str) -> tuple[float | None, str | None]:
     """The smallest `max_age` among the workflows reading the index (directly, through feeds or
     through assets derived from it), and the workflow that declared it."""
@@ -120,7 +128,7 @@ def index_lag(ctx: RuleContext) -> Iterator[Finding]:
         ratio = override.expect_count_ratio
         if ratio is None or asset.row_count is None or not upstreams:
             continue
-        counts = [u.row_count for _, u in upstreams]
+        counts = [_records(u) for _, u in upstreams]
         if any(c is None for c in counts):
             continue
         expected = sum(c or 0 for c in counts)

@@ -13,7 +13,7 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scanner.inventory import load_inventory
 from scanner.readiness import readiness_cards
@@ -22,6 +22,7 @@ from scanner.scan import run_scan
 from scanner.store import Store
 
 if TYPE_CHECKING:
+    from tests.connectors.cloudservers import MotoServer
     from tests.connectors.vectorservers import ChromaServer
 
 pytest_plugins = ("tests.connectors.cloudservers", "tests.connectors.vectorservers")
@@ -113,3 +114,51 @@ def test_the_demo_shows_its_index_lagging(tmp_path: Path) -> None:
     card = next(c for c in result["readiness"] if c["workflow"] == "support-reply-assistant")
     context = next(c for c in card["checks"] if c["check"] == "context")
     assert not context["ok"] and "index_lag" in context["reason"]
+
+
+def test_a_lancedb_index_of_an_s3_prefix(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Both directions on real stores without a pinned clock: LanceDB's version time against
+    S3's LastModified, and the index's rows against the prefix's object count."""
+    import time
+
+    import lancedb
+
+    bucket = moto_server.create_bucket("kb")
+    moto_server.put_objects(bucket, [f"articles/a{i}.md" for i in range(10)])
+    db = lancedb.connect(tmp_path / "lance")
+    table = db.create_table("chunks", data=[{"id": i, "vector": vectors(1)[0]} for i in range(4)])
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1,
+        "sources": [
+            {"id": "kb", "connector": "s3", "bucket": bucket, "prefixes": ["articles/"],
+             "endpoint_url": moto_server.endpoint, "region": "us-east-1"},
+            {"id": "idx", "connector": "lancedb", "uri": str(tmp_path / "lance"),
+             "assets": [{"path": "chunks", "derived_from": ["kb:articles/"], "max_lag": "1s",
+                         "expect_count_ratio": 0.9}]}],
+        "workflows": [{"id": "rag", "stage": "pilot", "reads": ["idx:chunks"]}],
+    }))
+    inventory = load_inventory([inventory_file], env={})
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+
+    def scan() -> dict[str | None, Any]:
+        run_scan(inventory, store)
+        return {f.subkind: f for f in store.findings("open") if f.kind == "index_lag"}
+
+    try:
+        # 4 rows for 10 objects; the table was written after the objects: no lag.
+        found = scan()
+        assert set(found) == {"count_ratio"} and "holds 4 records for 10 in kb:articles/" in found["count_ratio"].message
+        # Objects written more than max_lag after the table's newest version: the index lags.
+        time.sleep(2.5)  # S3 LastModified has whole seconds: the lag is then at least 1.5 s
+        moto_server.put_objects(bucket, ["articles/new.md"])
+        found = scan()
+        assert set(found) == {None, "count_ratio"}, found
+        assert found[None].message.startswith("idx:chunks is ") and "behind kb:articles/" in found[None].message
+        assert found[None].evidence["max_lag_seconds"] == 1.0 and found[None].evidence["upstream_method"] == "metadata"
+        # The rebuild: every document indexed, a new version written; both findings resolve.
+        table.add([{"id": i, "vector": vectors(1)[0]} for i in range(4, 11)])
+        assert scan() == {}
+        assert {f.subkind for f in store.findings("resolved") if f.kind == "index_lag"} == {None, "count_ratio"}
+    finally:
+        store.close()
