@@ -23,6 +23,7 @@ from scanner.plugins import ProbeContext, SourceConfig
 from tests.connectors.contract import check_snapshot_contract
 
 if TYPE_CHECKING:
+    from tests.connectors.cloudservers import FaultProxies, Reply
     from tests.connectors.vectorservers import AuthProxy, ChromaServer
 
 pytest_plugins = ("tests.connectors.cloudservers", "tests.connectors.vectorservers")
@@ -221,3 +222,22 @@ def test_a_persistent_folder(chroma_venv_python: Path, tmp_path: Path) -> None:
     assert not_chroma.value.reason == "not_found"
     with pytest.raises(ProbeError):
         probe(SourceConfig(id="local", connector="chroma", settings={"url": "http://127.0.0.1:1", "path": "x"}))
+
+
+def test_a_server_that_hangs_is_bounded(chroma_server: ChromaServer, prefix: str, fault_proxy: FaultProxies) -> None:
+    """chromadb's own HTTP session never times out; the connector bounds it by the probe's timeout."""
+    import time
+
+    chroma_server.client().create_collection(prefix + "slow", embedding_function=None)
+
+    def hang_on_count(method: str, path: str, body: bytes) -> Reply | None:
+        if "/count" in path:
+            time.sleep(3)
+        return None
+
+    proxy = fault_proxy(chroma_server.endpoint, [hang_on_count])
+    started = time.monotonic()
+    with pytest.raises(ProbeError) as failed:
+        ChromaConnector(source(proxy.endpoint, prefix)).probe(ProbeContext(now=datetime.now(UTC), timeout=1))
+    assert time.monotonic() - started < 2.9
+    assert failed.value.reason == "timeout" and failed.value.retryable, failed.value.message
