@@ -61,18 +61,21 @@ def fingerprint_limit(value: Any) -> int:
     return limit
 
 
-def observed_freshness(context: ProbeContext, key: str, current: Mapping[str, Any],
+def observed_freshness(context: ProbeContext, key: str, current: dict[str, Any],
                        path: str, what: str = "record count or content") -> FreshnessObservation:
     """`observed` freshness of one collection from its fingerprint now and at the previous scan.
 
     `key` identifies the collection across scans (an id that changes when it is dropped and
     created again); `current` is what this scan saw (`count`, `hash`, ...), also what the
-    caller stores under `state["fingerprints"][path]`.
+    caller stores under `state["fingerprints"][path]`. It gets `since`: the scan from which
+    the fingerprint has not moved, so the collection was last written at or before it (the
+    `unchanged_since` property, which `index_lag` uses when no change was seen yet).
     """
     previous = context.previous
     prev_state = previous.state if previous is not None else {}
     prints = prev_state.get("fingerprints") if isinstance(prev_state, Mapping) else None
     before = prints.get(path) if isinstance(prints, Mapping) else None
+    current["since"] = context.now.isoformat()
     if previous is None or not isinstance(before, Mapping):
         return FreshnessObservation(
             method=METHOD_NONE,
@@ -90,6 +93,7 @@ def observed_freshness(context: ProbeContext, key: str, current: Mapping[str, An
             detail = f"record count {before.get('count')} -> {current.get('count')} between two scans"
         return FreshnessObservation(method=METHOD_OBSERVED, last_changed=context.now,
                                     changed_after=previous.probed_at, caveat=OBSERVED_CAVEAT, detail=detail)
+    current["since"] = str(before.get("since") or previous.probed_at.isoformat())
     if carried is not None and carried.method == METHOD_OBSERVED:
         return carried
     return FreshnessObservation(method=METHOD_NONE, detail="no change seen since the fingerprint was first recorded")

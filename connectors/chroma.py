@@ -125,8 +125,8 @@ class ChromaConnector(Connector):
             if exc.code in (401, 403):
                 return False
             if exc.code == 404:
-                raise ProbeError(f"chroma: tenant {tenant!r} or database {database!r} not found",
-                                 reason="not_found") from None
+                raise ProbeError(f"chroma: tenant {tenant!r} or database {database!r} not found (or the "
+                                 "server predates Chroma's v2 API, 1.0)", reason="not_found") from None
             raise ProbeError(f"chroma: the server answered HTTP {exc.code}", reason="error",
                              retryable=exc.code >= 500) from None
         except (urllib.error.URLError, OSError) as exc:
@@ -198,14 +198,15 @@ class ChromaConnector(Connector):
                 for record in sorted(zip(ids, documents, metadatas, strict=False), key=lambda r: r[0]):
                     digest.add(*record)
                 offset += len(ids)
-            current = {"key": str(collection.id), "count": count, "hash": digest.hexdigest(),
-                       "config": Fingerprint.of(metadata, configuration), "partial": count > limit}
+            current: dict[str, Any] = {"key": str(collection.id), "count": count, "hash": digest.hexdigest(),
+                                       "config": Fingerprint.of(metadata, configuration), "partial": count > limit}
             prints[name] = current
             freshness = observed_freshness(context, str(collection.id), current, name)
             dimension = getattr(model, "dimension", None)
             embedding = configuration.get("embedding_function") or {}
             properties: dict[str, Any] = {
                 "collection_id": str(collection.id),
+                "unchanged_since": current["since"],
                 "dimension": dimension,
                 "metadata": metadata,
                 "distance": (configuration.get("hnsw") or {}).get("space")
@@ -229,10 +230,10 @@ class ChromaConnector(Connector):
         name = type(exc).__name__
         text = str(exc).splitlines()[0] if str(exc) else name
         lowered = f"{name} {text}".lower()
-        if "connect" in lowered or "refused" in lowered:
-            reason, retry = "unreachable", True
-        elif "timeout" in lowered or "timed out" in lowered:
+        if "timeout" in lowered or "timed out" in lowered:
             reason, retry = "timeout", True
+        elif "connect" in lowered or "refused" in lowered:
+            reason, retry = "unreachable", True
         elif "unauthorized" in lowered or "401" in lowered or "authentication" in lowered:
             reason, retry = "no_credentials", False
         elif "forbidden" in lowered or "403" in lowered or "permission" in lowered:

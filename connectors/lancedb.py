@@ -151,10 +151,10 @@ class LanceDbConnector(Connector):
         """Lance's and object_store's errors as a ProbeError (secrets redacted)."""
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         lowered = text.lower()
-        if "connect" in lowered or "dns" in lowered or "refused" in lowered:
-            reason, retry = "unreachable", True
-        elif "timed out" in lowered or "timeout" in lowered:
+        if "timed out" in lowered or "timeout" in lowered:
             reason, retry = "timeout", True
+        elif "connect" in lowered or "dns" in lowered or "refused" in lowered:
+            reason, retry = "unreachable", True
         elif "403" in lowered or "forbidden" in lowered or "accessdenied" in lowered:
             reason, retry = "access_denied", False
         elif "not found" in lowered or "nosuchbucket" in lowered or "404" in lowered:

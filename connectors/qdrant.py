@@ -163,8 +163,8 @@ class QdrantConnector(Connector):
             vectors = _vectors(info.config.params)
             status = str(getattr(info.status, "value", info.status))
             config = Fingerprint.of(vectors, sorted((info.payload_schema or {}).keys()))
-            current = {"key": name, "count": count, "hash": digest.hexdigest(), "config": config,
-                       "partial": count > limit}
+            current: dict[str, Any] = {"key": name, "count": count, "hash": digest.hexdigest(), "config": config,
+                                       "partial": count > limit}
             prints[name] = current
             freshness = observed_freshness(context, name, current, name, what="points count or payloads")
             columns = [Column("id", "point id", False), Column("payload", "map")]
@@ -173,7 +173,7 @@ class QdrantConnector(Connector):
                 if all(c.name != label for c in columns):
                     columns.append(Column(label, f"vector({vector['size']}, {vector['distance']})"))
             properties: dict[str, Any] = {
-                "status": status, "vectors": vectors,
+                "status": status, "vectors": vectors, "unchanged_since": current["since"],
                 "indexed_vectors_count": info.indexed_vectors_count,
                 "payload_indexes": sorted((info.payload_schema or {}).keys()),
             }
@@ -192,10 +192,10 @@ class QdrantConnector(Connector):
         if "already accessed by another instance" in lowered:
             reason, retry = "error", True
             text = "the folder is open in another Qdrant client (local mode allows one at a time)"
-        elif "connect" in lowered or "refused" in lowered:
-            reason, retry = "unreachable", True
         elif "timeout" in lowered or "timed out" in lowered:
             reason, retry = "timeout", True
+        elif "connect" in lowered or "refused" in lowered:
+            reason, retry = "unreachable", True
         elif "401" in lowered or "unauthorized" in lowered:
             reason, retry = "no_credentials", False
         elif "403" in lowered or "forbidden" in lowered:

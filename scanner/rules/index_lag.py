@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from scanner.durations import format_duration
@@ -14,6 +14,7 @@ from scanner.rules.base import RuleContext, fingerprint, most_critical, severity
 from scanner.rules.sla import ORIGIN_DERIVED, ORIGIN_DOWNSTREAM, ORIGIN_READ, requirements
 
 KIND = "index_lag"
+UNCHANGED_SINCE = "unchanged_since"
 
 
 def _when(moment: datetime) -> str:
@@ -41,6 +42,25 @@ def _derived_assets(ctx: RuleContext) -> Iterator[tuple[str, Asset, AssetOverrid
                     yield source_id, scanned[path], override
 
 
+def _written(asset: Asset) -> tuple[datetime | None, str]:
+    """The latest moment the index can have been written, and the evidence for it.
+
+    Its freshness says when it last changed; without a change seen yet, a connector that
+    fingerprints content (chroma, qdrant) says since when it has not changed
+    (`unchanged_since`): the index was written at or before that scan.
+    """
+    if asset.freshness.method != "none" and asset.freshness.last_changed is not None:
+        return asset.freshness.last_changed, asset.freshness.method
+    since = asset.properties.get("unchanged_since")
+    if isinstance(since, str):
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            return None, "none"
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), UNCHANGED_SINCE
+    return None, "none"
+
+
 def _records(asset: Asset) -> int | None:
     """An asset's documents, rows or objects: its row count, or an S3 prefix's object count."""
     if asset.row_count is not None:
@@ -66,9 +86,11 @@ def index_lag(ctx: RuleContext) -> Iterator[Finding]:
     the derived asset was last written: the index no longer holds what its source says.
     `max_lag` is the asset override's, else the smallest `max_age` of the workflows reading
     the index. The lag is proven, never guessed: it runs from the latest moment the index can
-    have been written (for `observed` freshness, the scan that saw it change) to the earliest
-    moment the upstream can have changed; without freshness evidence on both sides nothing
-    fires (`freshness_unknown` covers that).
+    have been written (for `observed` freshness, the scan that saw it change; for a vector
+    store whose content fingerprint has not moved since it was first recorded, that first
+    scan: `unchanged_since`, "at least" in the message) to the earliest moment the upstream
+    can have changed; without freshness evidence on both sides nothing fires
+    (`freshness_unknown` covers that).
 
     With `expect_count_ratio`, it also fires (sub-kind `count_ratio`) when the index holds
     fewer records than that share of its upstream assets' documents, rows or objects: an
@@ -97,7 +119,7 @@ def index_lag(ctx: RuleContext) -> Iterator[Finding]:
         else:
             max_lag, set_by = _default_max_lag(ctx, source_id, asset.path)
             lag_origin = "workflow" if max_lag is not None else None
-        written = asset.freshness.last_changed if asset.freshness.method != "none" else None
+        written, index_method = _written(asset)
         if max_lag is not None and written is not None:
             for entry, upstream in upstreams:
                 fresh = upstream.freshness
@@ -109,13 +131,17 @@ def index_lag(ctx: RuleContext) -> Iterator[Finding]:
                     continue
                 limit = (f"max_lag {format_duration(max_lag)}" if lag_origin == "asset"
                          else f"max_lag {format_duration(max_lag)}, the max_age of workflow {set_by}")
-                message = (f"{asset_id} is {format_duration(lag)} behind {entry} ({upstream.path} changed "
-                           f"{_when(changed)}, index written {_when(written)}; {limit})")
+                if index_method == UNCHANGED_SINCE:
+                    message = (f"{asset_id} is at least {format_duration(lag)} behind {entry} ({upstream.path} "
+                               f"changed {_when(changed)}, index unchanged since {_when(written)}; {limit})")
+                else:
+                    message = (f"{asset_id} is {format_duration(lag)} behind {entry} ({upstream.path} changed "
+                               f"{_when(changed)}, index written {_when(written)}; {limit})")
                 evidence: dict[str, Any] = {
                     "upstream": entry, "lag_seconds": round(lag), "max_lag_seconds": max_lag,
                     "max_lag_origin": lag_origin, "max_lag_set_by": set_by,
                     "upstream_changed": changed.isoformat(), "upstream_method": fresh.method,
-                    "index_written": written.isoformat(), "index_method": asset.freshness.method,
+                    "index_written": written.isoformat(), "index_method": index_method,
                     "as_of": as_of.isoformat(), "workflows": workflow_ids(affected),
                 }
                 yield Finding(

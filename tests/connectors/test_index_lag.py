@@ -162,3 +162,39 @@ def test_a_lancedb_index_of_an_s3_prefix(moto_server: MotoServer, tmp_path: Path
         assert {f.subkind for f in store.findings("resolved") if f.kind == "index_lag"} == {None, "count_ratio"}
     finally:
         store.close()
+
+
+def test_an_index_never_rebuilt_since_it_was_first_seen(chroma_server: ChromaServer, tmp_path: Path) -> None:
+    """The commonest failure: the index job stopped. Chroma keeps no write time and no change was
+    ever seen, yet the collection has not changed since the first scan: it lags at least from there."""
+    name = "idx_" + uuid.uuid4().hex[:8]
+    client = chroma_server.client()
+    client.create_collection(name, embedding_function=None).add(ids=["a"], embeddings=vectors(1))
+    (tmp_path / "kb" / "articles").mkdir(parents=True)
+    (tmp_path / "kb" / "articles" / "a.md").write_text("a")
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(json.dumps({
+        "version": 1,
+        "sources": [{"id": "kb", "connector": "files", "path": str(tmp_path / "kb")},
+                    {"id": "kb-index", "connector": "chroma", "url": chroma_server.endpoint, "include": [name],
+                     "assets": [{"path": name, "derived_from": ["kb:articles"]}]}],
+        "workflows": [{"id": "rag", "stage": "pilot", "reads": [{"asset": f"kb-index:{name}", "max_age": "12h"}]}],
+    }))
+    inventory = load_inventory([inventory_file], env={})
+    now = datetime.now(UTC)
+    store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        first = now - timedelta(days=5)
+        old = (first - timedelta(days=1)).timestamp()
+        os.utime(tmp_path / "kb" / "articles" / "a.md", (old, old))
+        run_scan(inventory, store, now=lambda: first)
+        os.utime(tmp_path / "kb" / "articles" / "a.md")  # the article changes now; the index never does
+        run_scan(inventory, store, now=lambda: now)
+        [lag] = [f for f in store.findings("open") if f.kind == "index_lag"]
+        assert lag.evidence["index_method"] == "unchanged_since"
+        assert lag.evidence["index_written"] == first.isoformat()
+        assert f"kb-index:{name} is at least 5d behind kb:articles" in lag.message, lag.message
+        assert "index unchanged since" in lag.message and "max_lag 12h, the max_age of workflow rag" in lag.message
+    finally:
+        store.close()
+        client.delete_collection(name)
