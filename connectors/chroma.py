@@ -227,6 +227,9 @@ class ChromaConnector(Connector):
 
     def _translate(self, exc: Exception) -> ProbeError:
         """Chroma's and httpx's errors as a ProbeError (secrets redacted)."""
+        if isinstance(exc, ImportError):
+            return ProbeError(f"chroma: the chromadb package is missing or incomplete ({exc}); "
+                              "pip install 'ctxscan[chroma]'")
         name = type(exc).__name__
         text = str(exc).splitlines()[0] if str(exc) else name
         lowered = f"{name} {text}".lower()

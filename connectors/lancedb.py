@@ -149,6 +149,8 @@ class LanceDbConnector(Connector):
 
     def _translate(self, exc: Exception) -> ProbeError:
         """Lance's and object_store's errors as a ProbeError (secrets redacted)."""
+        if isinstance(exc, ImportError):
+            return ProbeError(f"lancedb: the lancedb package is missing ({exc}); pip install 'ctxscan[lancedb]'")
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         lowered = text.lower()
         if "timed out" in lowered or "timeout" in lowered:

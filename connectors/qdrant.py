@@ -186,6 +186,8 @@ class QdrantConnector(Connector):
 
     def _translate(self, exc: Exception) -> ProbeError:
         """qdrant-client's and httpx's errors as a ProbeError (secrets redacted)."""
+        if isinstance(exc, ImportError):
+            return ProbeError(f"qdrant: the qdrant-client package is missing ({exc}); pip install 'ctxscan[qdrant]'")
         name = type(exc).__name__
         text = str(exc).splitlines()[0] if str(exc) else name
         lowered = f"{name} {text}".lower()
