@@ -189,7 +189,7 @@ def test_scan_public_access_and_a_down_store(chroma_server: ChromaServer, prefix
 
 
 PATH_PROBE = """
-import json, random, sys
+import json, random, subprocess, sys
 from datetime import UTC, datetime
 import chromadb
 from chromadb.config import Settings
@@ -202,8 +202,14 @@ from connectors.chroma import ChromaConnector
 from scanner.model import snapshot_to_dict
 from scanner.plugins import ProbeContext, SourceConfig
 config = SourceConfig(id="local", connector="chroma", settings={"path": folder})
-snapshot = ChromaConnector(config).probe(ProbeContext(now=datetime.now(UTC)))
-print(json.dumps(snapshot_to_dict(snapshot)))
+first = ChromaConnector(config).probe(ProbeContext(now=datetime.now(UTC)))
+# Another process writes to the folder between two probes (as the index job would).
+writer = ("import chromadb, random; from chromadb.config import Settings; "
+          f"c = chromadb.PersistentClient(path={folder!r}, settings=Settings(anonymized_telemetry=False)); "
+          "c.get_collection('notes').add(ids=['d', 'e'], embeddings=[[random.random() for _ in range(5)] for _ in range(2)])")
+subprocess.run([sys.executable, "-c", writer], check=True)
+second = ChromaConnector(config).probe(ProbeContext(now=datetime.now(UTC), previous=first))
+print(json.dumps([snapshot_to_dict(first), snapshot_to_dict(second)]))
 """
 
 
@@ -214,12 +220,14 @@ def test_a_persistent_folder(chroma_venv_python: Path, tmp_path: Path) -> None:
     proc = subprocess.run([str(chroma_venv_python), "-c", PATH_PROBE, str(folder)], capture_output=True,
                           text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    snapshot = snapshot_from_dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    snapshot, later = (snapshot_from_dict(d) for d in json.loads(proc.stdout.strip().splitlines()[-1]))
     config = SourceConfig(id="local", connector="chroma", settings={"path": str(folder)})
     check_snapshot_contract(snapshot, config)
     [asset] = snapshot.assets
     assert (asset.path, asset.row_count, asset.properties["dimension"]) == ("notes", 3, 5)
     assert asset.properties["embedding_model"] == "e5-small"
+    # The second probe, in the same process, sees the other process's write.
+    assert later.assets[0].row_count == 5 and later.assets[0].freshness.method == "observed"
     with pytest.raises(ProbeError) as not_chroma:
         probe(SourceConfig(id="local", connector="chroma", settings={"path": str(tmp_path)}))
     assert not_chroma.value.reason == "not_found"
@@ -244,3 +252,27 @@ def test_a_server_that_hangs_is_bounded(chroma_server: ChromaServer, prefix: str
         ChromaConnector(source(proxy.endpoint, prefix)).probe(ProbeContext(now=datetime.now(UTC), timeout=1))
     assert time.monotonic() - started < 2.9
     assert failed.value.reason == "timeout" and failed.value.retryable, failed.value.message
+
+
+def test_a_tenant_and_database(chroma_server: ChromaServer) -> None:
+    import chromadb
+    from chromadb.config import Settings
+
+    tenant, database = "t_" + uuid.uuid4().hex[:8], "db_" + uuid.uuid4().hex[:8]
+    admin = chromadb.AdminClient(Settings(chroma_api_impl="chromadb.api.fastapi.FastAPI", anonymized_telemetry=False,
+                                          chroma_server_host="127.0.0.1", chroma_server_http_port=chroma_server.port))
+    admin.create_tenant(tenant)
+    admin.create_database(database, tenant)
+    client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port, tenant=tenant, database=database,
+                                 settings=Settings(anonymized_telemetry=False))
+    client.create_collection("kb_docs", embedding_function=None).add(ids=["1", "2"], embeddings=vectors(2))
+    config = SourceConfig(id="kbindex", connector="chroma",
+                          settings={"url": chroma_server.endpoint, "tenant": tenant, "database": database})
+    snapshot = probe(config)
+    check_snapshot_contract(snapshot, config)
+    assert [(a.path, a.row_count) for a in snapshot.assets] == [("kb_docs", 2)]
+    with pytest.raises(ProbeError) as missing:
+        probe(SourceConfig(id="kbindex", connector="chroma",
+                           settings={"url": chroma_server.endpoint, "tenant": tenant, "database": "nope"}))
+    assert missing.value.reason == "not_found"
+    admin.delete_database(database, tenant)  # the tenant stays: Chroma cannot delete one (the server's folder goes)
