@@ -19,6 +19,7 @@ for `url`).
 
 from __future__ import annotations
 
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +43,29 @@ from scanner.redact import redact_text
 # Metadata keys under which teams record the embedding model, in the order they are tried.
 MODEL_KEYS = ("embedding_model", "embedding_model_name", "model_name", "model", "embedder")
 PAGE = 1000
+
+
+def _release(client: Any) -> None:
+    """Close a chromadb client (if one was made) and drop the Systems chromadb leaks.
+
+    chromadb keeps every client's System in a process-wide cache until the client is closed,
+    and 1.5's AdminClient.from_system registers a client's System once more under a fresh id
+    that holds no reference count and that nothing ever releases, also when the client fails
+    to start (an unknown database). Without this a daemon would keep one System per probe.
+    Entries without a reference count belong to no live client, so dropping them is safe
+    while other probes run.
+    """
+    try:
+        if client is not None:
+            client.close()
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        counted = SharedSystemClient._identifier_to_refcount
+        cache = SharedSystemClient._identifier_to_system
+        for identifier in [i for i in list(cache) if i not in counted]:
+            cache.pop(identifier, None)
+    except Exception:  # noqa: S110 - releasing is best effort; the probe's result stands
+        pass
 
 
 class ChromaConnector(Connector):
@@ -70,6 +94,7 @@ class ChromaConnector(Connector):
         grants: list[Grant] = []
         principals: list[Principal] = []
         reports_grants = False
+        client = None
         try:
             if url:
                 public = self._answers_without_credentials(str(url), context)
@@ -94,6 +119,9 @@ class ChromaConnector(Connector):
             raise
         except Exception as exc:  # the SDK's errors, translated in one place
             raise self._translate(exc) from None
+        finally:
+            if "chromadb" in sys.modules:
+                _release(client)
         if limit and any(p.get("partial") for p in prints.values()):
             notes.append(f"collections over {limit} records are fingerprinted on their first {limit}: "
                          "a change past them shows only through the count")

@@ -276,3 +276,16 @@ def test_a_tenant_and_database(chroma_server: ChromaServer) -> None:
                            settings={"url": chroma_server.endpoint, "tenant": tenant, "database": "nope"}))
     assert missing.value.reason == "not_found"
     admin.delete_database(database, tenant)  # the tenant stays: Chroma cannot delete one (the server's folder goes)
+
+
+def test_probes_leave_no_chromadb_system_behind(chroma_server: ChromaServer, prefix: str) -> None:
+    """chromadb caches a System per client for the whole process; a daemon probes for weeks."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    chroma_server.client().create_collection(prefix + "docs", embedding_function=None)
+    before = set(SharedSystemClient._identifier_to_system)
+    for _ in range(3):
+        probe(source(chroma_server.endpoint, prefix))
+        with pytest.raises(ProbeError):  # the client fails to start: an unknown database
+            probe(source(chroma_server.endpoint, prefix, database="missing_db"))
+    assert set(SharedSystemClient._identifier_to_system) <= before
