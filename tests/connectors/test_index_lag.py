@@ -198,3 +198,26 @@ def test_an_index_never_rebuilt_since_it_was_first_seen(chroma_server: ChromaSer
     finally:
         store.close()
         client.delete_collection(name)
+
+
+def test_bad_index_lag_keys_are_refused_with_the_field(tmp_path: Path) -> None:
+    from scanner.inventory import InventoryInvalid
+
+    inventory_file = tmp_path / "ctxscan.yaml"
+    inventory_file.write_text(
+        "version: 1\n"
+        "sources:\n"
+        "  - {id: kb, connector: files, path: .}\n"
+        "  - id: idx\n"
+        "    connector: files\n"
+        "    path: .\n"
+        "    assets:\n"
+        "      - {path: a, derived_from: [\"kb:x\"], max_lag: soon, expect_count_ratio: lots}\n"
+        "      - {path: b, derived_from: [\"kb:x\"], expect_count_ratio: -1}\n")
+    try:
+        load_inventory([inventory_file], env={})
+        raise AssertionError("the file was accepted")
+    except InventoryInvalid as exc:
+        text = "\n".join(e.one_line() for e in exc.errors)
+    assert "sources[1].assets[0].max_lag" in text and "sources[1].assets[0].expect_count_ratio" in text, text
+    assert "sources[1].assets[1].expect_count_ratio" in text and "ctxscan.yaml:8" in text, text
