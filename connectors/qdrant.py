@@ -8,8 +8,9 @@ state and compared at the next scan.
 
 Access (server): before using `api_key`, the connector lists collections without it; when
 the server answers, anyone who can reach it can read every collection, reported as a public
-read grant (`public_access`). A local folder is opened by qdrant-client, which locks it:
-a folder another process holds open fails with a clear reason.
+read grant (`public_access`). A local folder is opened by qdrant-client, which locks it
+(a folder another process holds open fails with a clear reason) and loads its collections
+into memory: local mode is for small stores, as qdrant-client itself says.
 
 Needs `pip install 'ctxscan[qdrant]'`.
 """
