@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from scanner.errors import ProbeError
@@ -68,8 +69,10 @@ def observed_freshness(context: ProbeContext, key: str, current: dict[str, Any],
     `key` identifies the collection across scans (an id that changes when it is dropped and
     created again); `current` is what this scan saw (`count`, `hash`, ...), also what the
     caller stores under `state["fingerprints"][path]`. It gets `since`: the scan from which
-    the fingerprint has not moved, so the collection was last written at or before it (the
-    `unchanged_since` property, which `index_lag` uses when no change was seen yet).
+    the fingerprint has not moved. As for PostgreSQL's change counters, a fingerprint
+    unchanged since the scan at T0 proves the last write came before T0: an `observed`
+    freshness without `changed_after` (a lower bound on the age, `lower_bound`), unless a
+    change seen between two scans gives a tighter window.
     """
     previous = context.previous
     prev_state = previous.state if previous is not None else {}
@@ -93,8 +96,21 @@ def observed_freshness(context: ProbeContext, key: str, current: dict[str, Any],
             detail = f"record count {before.get('count')} -> {current.get('count')} between two scans"
         return FreshnessObservation(method=METHOD_OBSERVED, last_changed=context.now,
                                     changed_after=previous.probed_at, caveat=OBSERVED_CAVEAT, detail=detail)
-    current["since"] = str(before.get("since") or previous.probed_at.isoformat())
-    if carried is not None and carried.method == METHOD_OBSERVED:
-        return carried
-    return FreshnessObservation(method=METHOD_NONE, detail="no change seen since the fingerprint was first recorded")
+    since = _parse(before.get("since")) or previous.probed_at
+    current["since"] = since.isoformat()
+    if carried is not None and carried.method == METHOD_OBSERVED and carried.changed_after is not None:
+        return carried  # a change seen between two scans: a tighter window than the bound
+    return FreshnessObservation(
+        method=METHOD_OBSERVED, last_changed=since, caveat=OBSERVED_CAVEAT,
+        detail=f"{what} unchanged since {since.isoformat(timespec='seconds')}: the last write was before that")
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

@@ -234,7 +234,6 @@ class ChromaConnector(Connector):
             embedding = configuration.get("embedding_function") or {}
             properties: dict[str, Any] = {
                 "collection_id": str(collection.id),
-                "unchanged_since": current["since"],
                 "dimension": dimension,
                 "metadata": metadata,
                 "distance": (configuration.get("hnsw") or {}).get("space")

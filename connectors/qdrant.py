@@ -174,7 +174,7 @@ class QdrantConnector(Connector):
                 if all(c.name != label for c in columns):
                     columns.append(Column(label, f"vector({vector['size']}, {vector['distance']})"))
             properties: dict[str, Any] = {
-                "status": status, "vectors": vectors, "unchanged_since": current["since"],
+                "status": status, "vectors": vectors,
                 "indexed_vectors_count": info.indexed_vectors_count,
                 "payload_indexes": sorted((info.payload_schema or {}).keys()),
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from scanner.durations import format_duration
@@ -45,20 +45,15 @@ def _derived_assets(ctx: RuleContext) -> Iterator[tuple[str, Asset, AssetOverrid
 def _written(asset: Asset) -> tuple[datetime | None, str]:
     """The latest moment the index can have been written, and the evidence for it.
 
-    Its freshness says when it last changed; without a change seen yet, a connector that
-    fingerprints content (chroma, qdrant) says since when it has not changed
-    (`unchanged_since`): the index was written at or before that scan.
+    Its freshness says when it last changed; for a lower bound (change counters or a content
+    fingerprint that held still since a scan, `FreshnessObservation.lower_bound`) the index was
+    written at or before that scan: `unchanged_since`.
     """
-    if asset.freshness.method != "none" and asset.freshness.last_changed is not None:
-        return asset.freshness.last_changed, asset.freshness.method
-    since = asset.properties.get("unchanged_since")
-    if isinstance(since, str):
-        try:
-            moment = datetime.fromisoformat(since)
-        except ValueError:
-            return None, "none"
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), UNCHANGED_SINCE
-    return None, "none"
+    if asset.freshness.method == "none" or asset.freshness.last_changed is None:
+        return None, "none"
+    if asset.freshness.lower_bound:
+        return asset.freshness.last_changed, UNCHANGED_SINCE
+    return asset.freshness.last_changed, asset.freshness.method
 
 
 def _records(asset: Asset) -> int | None:
@@ -86,9 +81,9 @@ def index_lag(ctx: RuleContext) -> Iterator[Finding]:
     the derived asset was last written: the index no longer holds what its source says.
     `max_lag` is the asset override's, else the smallest `max_age` of the workflows reading
     the index. The lag is proven, never guessed: it runs from the latest moment the index can
-    have been written (for `observed` freshness, the scan that saw it change; for a vector
-    store whose content fingerprint has not moved since it was first recorded, that first
-    scan: `unchanged_since`, "at least" in the message) to the earliest moment the upstream
+    have been written (for `observed` freshness, the scan that saw it change; for counters or
+    a content fingerprint unchanged since a scan, that scan: "at least" in the message) to the
+    earliest moment the upstream
     can have changed; without freshness evidence on both sides nothing fires
     (`freshness_unknown` covers that).
 

@@ -93,16 +93,17 @@ def test_observed_freshness_follows_count_and_content(chroma_server: ChromaServe
     first = probe(config, start)
     assert first.assets[0].freshness.method == "none"  # a first scan only records the fingerprint
     second = probe(config, start + timedelta(minutes=1), first)
-    assert second.assets[0].freshness.method == "none"  # nothing changed
-    # ... since the first scan: the collection was last written at or before it.
-    assert second.assets[0].properties["unchanged_since"] == first.probed_at.isoformat()
+    # Nothing changed since the first scan: the last write came before it (a lower bound on the age).
+    bound = second.assets[0].freshness
+    assert (bound.method, bound.last_changed, bound.changed_after) == ("observed", first.probed_at, None)
+    assert bound.lower_bound
     collection.add(ids=["c"], embeddings=vectors(1), documents=["three"])
     third = probe(config, start + timedelta(minutes=2), second)
     fresh = third.assets[0].freshness
     assert fresh.method == "observed"
     assert fresh.changed_after == second.probed_at and fresh.last_changed == third.probed_at
     assert "2 -> 3" in (fresh.detail or "")
-    assert third.assets[0].properties["unchanged_since"] == third.probed_at.isoformat()
+    assert not fresh.lower_bound
     fourth = probe(config, start + timedelta(minutes=3), third)
     assert fourth.assets[0].freshness == fresh  # unchanged: the last observed change is carried
     # The same count, a rewritten document: the content fingerprint moves.

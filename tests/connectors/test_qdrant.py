@@ -54,14 +54,15 @@ def test_collections_points_vectors_status_and_observed_changes(tmp_path: Path) 
     assert multi.properties["vectors"] == [{"name": "body", "size": 2, "distance": "Euclid"},
                                            {"name": "title", "size": 3, "distance": "Dot"}]
     second = probe(config, start + timedelta(minutes=1), first)
-    assert second.asset("support_docs").freshness.method == "none"  # nothing changed
+    unchanged = second.asset("support_docs").freshness  # nothing changed since the first scan
+    assert (unchanged.method, unchanged.last_changed, unchanged.lower_bound) == ("observed", first.probed_at, True)
     client = QdrantClient(path=str(folder))
     client.set_payload("support_docs", payload={"doc": "rewritten"}, points=[3])  # same count, new content
     client.close()
     third = probe(config, start + timedelta(minutes=2), second)
     changed = third.asset("support_docs").freshness
     assert changed.method == "observed" and changed.changed_after == second.probed_at
-    assert third.asset("multi").freshness.method == "none"
+    assert third.asset("multi").freshness.last_changed == first.probed_at  # still unchanged since the first
     check_snapshot_contract(third, config)
 
 
