@@ -55,6 +55,7 @@ class FakeConnector(Connector):
         Setting("unknown_principals", list, help="principals the source says do not exist (as the "
                                                  "database connectors record runs_as typos)"),
         Setting("token", str, secret=True, help="a secret, to test redaction"),
+        Setting("row_counts", list, help="row counts, each `path=N` (default 0)"),
     )
 
     def probe(self, context: ProbeContext) -> SourceSnapshot:
@@ -90,6 +91,8 @@ class FakeConnector(Connector):
             key, _, value = tag.partition("=")
             if owner_tag and key == owner_tag and value:
                 asset_owners[path] = DiscoveredOwner(value, f"label:{key}")
+        rows = {path: int(count) for path, _, count in
+                (str(spec).partition("=") for spec in settings.get("row_counts") or ())}
         assets = []
         for spec in settings.get("tables") or ():
             path, _, age = str(spec).partition("@")
@@ -118,7 +121,7 @@ class FakeConnector(Connector):
                 freshness = FreshnessObservation(method="metadata",
                                                  last_changed=context.now - timedelta(seconds=seconds))
             assets.append(Asset(path=path, kind="table", columns=per_asset.get(path, tuple(columns)),
-                                freshness=freshness, owner=asset_owners.get(path), row_count=0,
+                                freshness=freshness, owner=asset_owners.get(path), row_count=rows.get(path, 0),
                                 container=path.rsplit(".", 1)[0] if "." in path else None))
         grants = []
         principals = {}

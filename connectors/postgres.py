@@ -9,6 +9,8 @@ hundred tables per statement so no transaction holds more locks than the server 
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
@@ -120,6 +122,22 @@ LEFT JOIN pg_description d
 WHERE a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
+
+# pgvector: the ivfflat and hnsw indexes on the columns of some relations, one row per
+# (index, column), with the operator class that names the distance.
+VECTOR_INDEXES_SQL = """
+SELECT i.indrelid, a.attname, c.relname, am.amname, opc.opcname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am am ON am.oid = c.relam
+CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[]) AS k(attnum, opclass)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+JOIN pg_opclass opc ON opc.oid = k.opclass
+WHERE i.indrelid = ANY(%s::oid[]) AND am.amname IN ('ivfflat', 'hnsw')
+ORDER BY i.indrelid, c.relname, a.attname
+"""
+# A pgvector column's type as format_type() writes it, schema-qualified when not on the path.
+_VECTOR_TYPE = re.compile(r'(?:^|\.)"?(vector|halfvec|sparsevec)"?\((\d+)\)$')
 
 # One row per relation and grantee with its privileges, `*` marking a grant option. A NULL
 # relacl means the default ACL, in which the owner holds every privilege (acldefault()).
@@ -474,6 +492,7 @@ class _Probe:
         assets = [self._asset(rel, columns.get(rel.oid, ()), partitions.get(rel.oid, ()), counters,
                               role_names, freshness[rel.oid], schema_comments)
                   for rel in assets_rel]
+        assets = self._vector_columns(assets_rel, assets)
         grants = self._grants(assets_rel, relation_acl, column_acl, schema_rows, role_names)
         principals, memberships = self._principals(roles, members, grants, database_owner, version)
         grants.extend(self._predefined_grants(role_names.values()))
@@ -496,6 +515,28 @@ class _Probe:
             reports_grants=True, state=state)
 
     # -- assets ------------------------------------------------------------------------
+
+    def _vector_columns(self, relations: list[_Relation], assets: list[Asset]) -> list[Asset]:
+        """pgvector columns (`vector(N)`, `halfvec(N)`, `sparsevec(N)`) as `vector_columns`: name,
+        type, dimension and their ivfflat/hnsw indexes. One query, only when there are any."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for asset in assets:
+            for column in asset.columns:
+                match = _VECTOR_TYPE.search(column.type)
+                if match:
+                    found.setdefault(asset.path, []).append(
+                        {"name": column.name, "type": match.group(1), "dimension": int(match.group(2)),
+                         "indexes": []})
+        if not found:
+            return assets
+        oid_of = {rel.path: rel.oid for rel in relations}
+        by_oid = {oid_of[path]: path for path in found if path in oid_of}
+        for relid, column, index, method, opclass in self.fetch(VECTOR_INDEXES_SQL, (oid_array(by_oid),)):
+            for entry in found.get(by_oid.get(relid, ""), ()):
+                if entry["name"] == column:
+                    entry["indexes"].append({"name": index, "method": method, "opclass": opclass})
+        return [dataclasses.replace(a, properties={**a.properties, "vector_columns": found[a.path]})
+                if a.path in found else a for a in assets]
 
     @staticmethod
     def _totals(assets: list[_Relation], partitions: Mapping[int, list[_Relation]],

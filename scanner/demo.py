@@ -1,8 +1,10 @@
 """`ctxscan demo`: a small estate (a SQLite helpdesk and a folder of documents), scanned.
 
 Needs no server and no network. The estate has one stale table, one old folder, a
-world-writable folder, three workflows (one without an owner, one reading a table that does
-not exist), so the scan has real findings and readiness cards to show.
+world-writable folder, a search index of the articles (a SQLite table of chunks, declared
+`derived_from: kb:articles`) that was last built before the articles changed, three workflows
+(one without an owner, one reading a table that does not exist), so the scan has real
+findings and readiness cards to show.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ sources:
     owner: support-platform
     schedule: 1h
     freshness: {{max_age: 7d}}
+  - id: kb-index
+    connector: sqlite
+    path: kb-index.db
+    owner: support-platform
+    schedule: 1h
+    freshness: {{max_age: 7d, column: embedded_at}}
+    assets:
+      # the chunks are built from the articles: they must follow them within 12 hours
+      - {{path: main.chunks, derived_from: ["kb:articles"], max_lag: 12h}}
 workflows:
   - id: support-reply-assistant
     owner: support-platform
@@ -43,6 +54,7 @@ workflows:
       - {{asset: "helpdesk:main.tickets", max_age: 1h}}
       - {{asset: "kb:articles"}}
       - {{asset: "kb:macros"}}
+      - {{asset: "kb-index:main.chunks"}}
     feeds: [escalation-router]
     evaluation: {{suite: evals/support.yaml}}
     rollout: {{fallback: human-queue, rollback_owner: support-platform}}
@@ -110,9 +122,34 @@ def build_estate(directory: Path, now: datetime | None = None) -> Path:
         os.utime(kb / folder, (stamp, stamp))
     # Anyone on the machine can rewrite the reply macros the production assistant reads.
     os.chmod(kb / "macros", 0o777)
+    _build_index(directory / "kb-index.db", kb / "articles", now - timedelta(days=2))
     config = directory / "ctxscan.yaml"
     config.write_text(DEMO_INVENTORY.format(config=config), encoding="utf-8")
     return config
+
+
+def _build_index(db: Path, articles: Path, built: datetime) -> None:
+    """The articles' search index: one row per paragraph, with a small made-up embedding.
+
+    It was built `built` (two days before the demo's clock); the articles changed since,
+    so the index lags them (`index_lag`).
+    """
+    import hashlib
+
+    if db.exists():
+        db.unlink()
+    rows = []
+    for article in sorted(articles.iterdir()):
+        paragraphs = [p.strip() for p in article.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+        for number, text in enumerate(paragraphs):
+            digest = hashlib.sha256(f"{article.name}:{number}:{text}".encode()).digest()
+            embedding = ",".join(f"{b / 255:.3f}" for b in digest[:8])  # stands in for a model's vector
+            rows.append((f"{article.stem}-{number}", f"articles/{article.name}", number, text,
+                         f"[{embedding}]", _iso(built)))
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE chunks (id TEXT PRIMARY KEY, document TEXT NOT NULL, chunk INTEGER NOT NULL, "
+                     "text TEXT NOT NULL, embedding TEXT NOT NULL, embedded_at TEXT NOT NULL)")
+        conn.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
 def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print,
@@ -155,7 +192,8 @@ def run_demo(directory: str | Path, echo: Callable[[str], None] | None = print,
         "graphs": [str(path) for path in graph_files],
     }
     if echo is not None:
-        echo(f"Built the demo estate in {directory}/ (a SQLite helpdesk and a folder of documents)")
+        echo(f"Built the demo estate in {directory}/ (a SQLite helpdesk, a folder of documents and "
+             "a search index of them)")
         echo(f"Scanned {len(report.outcomes)} sources in scan {report.scan_id}: {report.status}\n")
         echo(table(["asset", "method", "age", "sla", "sla set by", "status"],
                    [[a["asset"], a["method"], format_duration(a["age_seconds"]),

@@ -38,7 +38,8 @@ CONTACT_KEYS = ("type", "url", "path", "timeout")
 SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "exclude",
                "freshness", "timeout", "environment", "assets", "description", "same_as", "zone")
 FRESHNESS_KEYS = ("max_age", "warn_after", "column")
-ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from")
+ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from", "max_lag",
+                       "expect_count_ratio")
 WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
                  "environment", "description")
 READ_KEYS = ("asset", "max_age", "warn_after", "access", "columns", "approval")
@@ -434,6 +435,15 @@ class _Checker:
             self.error(path, str(exc))
             return None
 
+    def ratio(self, value: Any, path: tuple[Any, ...]) -> float | None:
+        """A positive number such as 0.95 (`expect_count_ratio`)."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1000:
+            self.error(path, f"expected a positive number such as 0.95, got {value!r}")
+            return None
+        return float(value)
+
     def schedule(self, value: Any, path: tuple[Any, ...]) -> str | None:
         text = self.string(value, path)
         if text is None:
@@ -554,6 +564,8 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
             warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
             line=check.doc.line(item_path),
             derived_from=check.strings(entry.get("derived_from"), item_path + ("derived_from",)),
+            max_lag=check.duration(entry.get("max_lag"), item_path + ("max_lag",)),
+            expect_count_ratio=check.ratio(entry.get("expect_count_ratio"), item_path + ("expect_count_ratio",)),
         ))
     timeout = check.duration(data.get("timeout"), path + ("timeout",))
     schedule = check.schedule(data.get("schedule"), path + ("schedule",))

@@ -24,10 +24,13 @@ ENTRY_POINT_GROUP = "ctxscan.connectors"
 # The same as our entry points in pyproject.toml (tests/connectors/test_contract.py checks).
 BUILTIN_CONNECTORS = {
     "bigquery": "connectors.bigquery:BigQueryConnector",
+    "chroma": "connectors.chroma:ChromaConnector",
     "fake": "connectors.fake:FakeConnector",
     "files": "connectors.files:FilesConnector",
+    "lancedb": "connectors.lancedb:LanceDbConnector",
     "mysql": "connectors.mysql:MysqlConnector",
     "postgres": "connectors.postgres:PostgresConnector",
+    "qdrant": "connectors.qdrant:QdrantConnector",
     "s3": "connectors.s3:S3Connector",
     "sql": "connectors.sql:SqlConnector",
     "sqlite": "connectors.sqlite:SqliteConnector",
@@ -67,6 +70,8 @@ class AssetOverride:
     warn_after: float | None = None
     line: int | None = None
     derived_from: tuple[str, ...] = ()   # asset ids this asset is built from (scanner.lineage)
+    max_lag: float | None = None         # seconds an index may trail its upstream (index_lag)
+    expect_count_ratio: float | None = None  # least records per upstream document/row/object
 
 
 @dataclass(frozen=True)

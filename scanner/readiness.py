@@ -4,7 +4,8 @@
    MAX_SOURCES sources, none of them a catch-all glob such as `crm:*`);
 2. `owner`: a visible owner, listed in `owners`;
 3. `context`: every declared read exists, is fresh within its SLA (known, not stale, no
-   dropped column it depends on) and is owned; its sources were scanned; and no asset that
+   dropped column it depends on, not behind what it is built from: `index_lag`) and is
+   owned; its sources were scanned; and no asset that
    reaches it through `feeds` is past the freshness it needs (the `stale` finding's `blocks`);
 4. `permissions`: no `over_permissioned` finding (a `runs_as` principal the source does not
    know is one, `unknown_principal`); every source it reads has a `runs_as` principal;
@@ -45,7 +46,8 @@ CHECKS = (
 )
 TITLES = dict(CHECKS)
 _CATCH_ALL = re.compile(r"^[*?./\[\]]*$")
-CONTEXT_KINDS = ("missing_asset", "stale", "freshness_unknown", "unowned", "schema_drift", "probe_failed")
+CONTEXT_KINDS = ("missing_asset", "stale", "freshness_unknown", "unowned", "schema_drift", "probe_failed",
+                 "index_lag")
 
 
 @dataclass(frozen=True)

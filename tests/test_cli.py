@@ -16,7 +16,8 @@ from scanner.rules import RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("sqlalchemy", "networkx", "boto3", "botocore", "google.cloud", "apscheduler",
-         "prometheus_client", "psycopg", "pymysql", "yaml", "celery", "kombu", "redis")
+         "prometheus_client", "psycopg", "pymysql", "yaml", "celery", "kombu", "redis", "chromadb", "lancedb",
+         "pyarrow", "qdrant_client")
 
 
 def test_help_imports_no_heavy_library() -> None:

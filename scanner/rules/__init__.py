@@ -12,6 +12,7 @@ from scanner.rules.access_drift import access_drift
 from scanner.rules.base import RuleContext
 from scanner.rules.environment_mismatch import environment_mismatch
 from scanner.rules.freshness_unknown import freshness_unknown
+from scanner.rules.index_lag import index_lag
 from scanner.rules.missing_asset import missing_asset
 from scanner.rules.orphan_source import orphan_source
 from scanner.rules.over_permissioned import over_permissioned
@@ -35,6 +36,7 @@ RULES: dict[str, Rule] = {
     "orphan_source": orphan_source,
     "access_drift": access_drift,
     "environment_mismatch": environment_mismatch,
+    "index_lag": index_lag,
 }
 
 

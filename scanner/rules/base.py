@@ -29,6 +29,8 @@ step, and so does "no workflow at all". The result stays between `low` and `crit
 | `access_drift` | `became_public` | critical | critical | critical | critical |
 | `access_drift` | `environment` | medium | high | medium | low |
 | `environment_mismatch` | | high | critical | high | medium |
+| `index_lag` | | high | critical | high | medium |
+| `index_lag` | `count_ratio` | medium | high | medium | low |
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ BASE_SEVERITY: dict[str, str] = {
     "access_drift/became_public": "critical",
     "access_drift/environment": "medium",
     "environment_mismatch": "high",
+    "index_lag": "high",
+    "index_lag/count_ratio": "medium",
 }
 
 

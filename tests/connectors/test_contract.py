@@ -17,7 +17,8 @@ import pytest
 from scanner.plugins import BUILTIN_CONNECTORS, ENTRY_POINT_GROUP, Connector, Setting, connectors, load_errors
 
 TESTS = Path(__file__).resolve().parent
-SDKS = ("boto3", "botocore", "google.cloud", "psycopg", "pymysql", "sqlalchemy")
+SDKS = ("boto3", "botocore", "google.cloud", "psycopg", "pymysql", "sqlalchemy", "chromadb", "lancedb",
+        "pyarrow", "qdrant_client")
 
 
 def test_every_registered_connector_loads() -> None:
