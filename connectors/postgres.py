@@ -39,11 +39,14 @@ from connectors._sqlcommon import (
 from scanner.errors import ProbeError
 from scanner.model import (
     ACCESS_ADMIN,
+    ACCESS_ALTER,
     ACCESS_OTHER,
     ACCESS_READ,
     ACCESS_WRITE,
     METHOD_NONE,
     METHOD_OBSERVED,
+    PRIVILEGE_OWNER,
+    PRIVILEGE_USAGE,
     SCOPE_ASSET,
     SCOPE_COLUMN,
     SCOPE_CONTAINER,
@@ -81,9 +84,10 @@ FROM pg_roles
 """
 
 # PostgreSQL 16 records INHERIT per membership; before, it is the member role's attribute.
-MEMBERS_SQL = "SELECT roleid, member, admin_option, inherit_option FROM pg_auth_members"
+# SET ROLE through a membership needs its SET option (16+; before, every membership has it).
+MEMBERS_SQL = "SELECT roleid, member, admin_option, inherit_option, set_option FROM pg_auth_members"
 MEMBERS_SQL_BEFORE_16 = """
-SELECT m.roleid, m.member, m.admin_option, r.rolinherit
+SELECT m.roleid, m.member, m.admin_option, r.rolinherit, true
 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
 """
 
@@ -512,7 +516,7 @@ class _Probe:
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
             assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
             grants=tuple(grants), owner=owner, partial=self.partial, notes=tuple(self.notes),
-            reports_grants=True, state=state)
+            reports_grants=True, state=state, container_usage=True)
 
     # -- assets ------------------------------------------------------------------------
 
@@ -840,8 +844,18 @@ class _Probe:
                                  GRANT_OPTION_ACCESS, (), public, via + " WITH GRANT OPTION"))
         for rel in assets:
             owner = role_names.get(rel.owner_oid, str(rel.owner_oid))
-            via = f"owner of {rel.path} ({_owner_acl(rel.acl_default, owner_holds.get(rel.oid, ()), TABLE_PRIVILEGES)})"
-            append(Grant(owner, "OWNER", rel.path, SCOPE_ASSET, ACCESS_ADMIN, (), False, via))
+            holds = owner_holds.get(rel.oid, [])
+            via = f"owner of {rel.path} ({_owner_acl(rel.acl_default, holds, TABLE_PRIVILEGES)})"
+            if set(TABLE_PRIVILEGES) <= set(holds):
+                append(Grant(owner, PRIVILEGE_OWNER, rel.path, SCOPE_ASSET, ACCESS_ADMIN, (), False, via))
+                continue
+            # An owner whose own privileges were revoked may still ALTER and DROP the table
+            # and grant itself back the rest (escalation), but uses only what its ACL holds.
+            append(Grant(owner, PRIVILEGE_OWNER, rel.path, SCOPE_ASSET, ACCESS_ALTER, (), False, via))
+            for privilege in holds:
+                append(Grant(owner, privilege, rel.path, SCOPE_ASSET,
+                             PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER), (), False,
+                             f"owner's own {privilege} on {rel.path}"))
         by_column: dict[tuple[int, int, str, bool], list[str]] = defaultdict(list)
         for oid, column, grantee, privilege, grantable in column_acl:
             by_column[(oid, grantee, privilege, grantable)].append(column)
@@ -870,12 +884,15 @@ class _Probe:
                 append(Grant(name, f"{privilege} WITH GRANT OPTION", schema, SCOPE_CONTAINER, GRANT_OPTION_ACCESS,
                              (), grantee == 0, via + " WITH GRANT OPTION"))
         for schema, (owner_oid, acl_default, held) in schema_owner.items():
-            # A schema's owner may drop any table in it, whoever owns the table, but may not
-            # read or change a table someone else owns: evidence, not data access. (On 15+,
-            # `public` belongs to pg_database_owner, so every database owner holds this.)
+            # A schema's owner may drop any table in it, whoever owns the table (alter), but may
+            # not read or change a table someone else owns. (On 15+, `public` belongs to
+            # pg_database_owner, so every database owner holds this.)
+            owner_name = role_names.get(owner_oid, str(owner_oid))
             via = f"owner of schema {schema} ({_owner_acl(acl_default, held, SCHEMA_PRIVILEGES)})"
-            append(Grant(role_names.get(owner_oid, str(owner_oid)), SCHEMA_OWNER_PRIVILEGE, schema,
-                         SCOPE_CONTAINER, ACCESS_OTHER, (), False, via))
+            append(Grant(owner_name, SCHEMA_OWNER_PRIVILEGE, schema, SCOPE_CONTAINER, ACCESS_ALTER, (), False, via))
+            if PRIVILEGE_USAGE in held:  # the core needs USAGE as a grant, the owner's included
+                append(Grant(owner_name, PRIVILEGE_USAGE, schema, SCOPE_CONTAINER, ACCESS_OTHER, (), False,
+                             f"owner's own USAGE on schema {schema}"))
         return grants
 
     @staticmethod
@@ -890,8 +907,9 @@ class _Probe:
                     grants: Iterable[Grant], database_owner: str,
                     version: int) -> tuple[list[Principal], list[Membership]]:
         names = {oid: row[1] for oid, row in roles.items()}
-        memberships = [Membership(names.get(member, str(member)), names.get(role, str(role)), bool(inherit))
-                       for role, member, _admin, inherit in members]
+        memberships = [Membership(names.get(member, str(member)), names.get(role, str(role)), bool(inherit),
+                                  bool(admin), bool(can_set))
+                       for role, member, admin, inherit, can_set in members]
         if version >= 140000 and "pg_database_owner" in names.values():
             # Implicit: the database owner is the one member of pg_database_owner.
             memberships.append(Membership(database_owner, "pg_database_owner", True))
@@ -907,11 +925,21 @@ class _Probe:
             flags = (("superuser", superuser), ("bypassrls", bypassrls), ("createrole", createrole),
                      ("createdb", createdb), ("replication", replication))
             attributes = tuple(flag for flag, on in flags if on)
+            # Only SUPERUSER gives table access; BYPASSRLS skips policies, CREATEROLE lets it
+            # grant itself roles (escalation), and neither is inherited by members.
             privileged = bool(superuser or bypassrls or createrole)
             if name in PREDEFINED_PRIVILEGED_ROLES:
                 attributes += (name,)
                 privileged = True
+            properties: dict[str, Any] = {"login": bool(login), "inherit": bool(inherit)}
+            if name == "pg_database_owner":
+                properties["grantable"] = False  # its one member is implicit
+            # Before 16, CREATEROLE may grant any role but a superuser one, itself included;
+            # from 16 only roles it holds ADMIN OPTION on (memberships say so).
+            grants_itself = ("*",) if createrole and version < 160000 else ()
             principals.append(Principal(name=name, kind="user" if login else "role", attributes=attributes,
-                                        privileged=privileged,
-                                        properties={"login": bool(login), "inherit": bool(inherit)}))
+                                        privileged=privileged, properties=properties,
+                                        all_access=bool(superuser), inherited=False,
+                                        grants_itself=grants_itself,
+                                        grants_itself_reason="CREATEROLE" if grants_itself else ""))
         return principals, memberships

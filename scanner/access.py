@@ -266,12 +266,11 @@ class PrincipalAccess:
         while done < len(self.actors):
             actor = self.actors[done]
             done += 1
-            for role, reason in self._grantable(actor):
-                if role in known:
-                    continue
-                chain = (principal, role)
-                self._add(role, LEVEL_ESCALATION, chain, reason, known)
-                for further, further_chain in self._set_role_reach(role, chain):
+            # Direct grants first, so each role gets its shortest step.
+            added = [(role, reason) for role, reason in self._grantable(actor)
+                     if self._add(role, LEVEL_ESCALATION, (principal, role), reason, known)]
+            for role, reason in added:
+                for further, further_chain in self._set_role_reach(role, (principal, role)):
                     self._add(further, LEVEL_ESCALATION, further_chain, f"{reason}, then SET ROLE {further}", known)
 
     def _grantable(self, actor: _Actor) -> list[tuple[str, str]]:
@@ -319,29 +318,37 @@ class PrincipalAccess:
         # Per actor: usage, and the verdicts of its grants.
         usage: dict[int, bool] = {}
         gives: dict[int, set[str]] = {}
-        transfer: set[str] = set()          # verdicts some actor can grant anyone (owner, grant option)
+        # What an actor can grant anyone (it owns the asset, holds a grant option): only an
+        # actor that can name the asset, i.e. has or can get USAGE, can pass it on.
+        transfer_by: dict[int, set[str]] = {}
         transfer_usage = False
         for index, actor in enumerate(self.actors):
             grants = held.get(index, ())
             usage[index] = actor.all_access is not None or not needs_usage or any(
                 g.privilege == PRIVILEGE_USAGE and g.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) for g in grants)
             got: set[str] = set()
+            passes: set[str] = set()
             for g in grants:
                 if g.access == ACCESS_ADMIN:
                     got |= set(DATA_ACCESS)
                 elif g.access in _GIVES:
                     got.add(g.access)
                 if g.scope in (SCOPE_ASSET, SCOPE_COLUMN) and _is_owner(g):
-                    transfer |= {ACCESS_READ, ACCESS_WRITE}
+                    passes |= {ACCESS_READ, ACCESS_WRITE}
                 elif g.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) and (
                         _is_owner(g) or g.privilege == PRIVILEGE_USAGE + GRANT_OPTION_SUFFIX):
                     transfer_usage = True
                 elif g.privilege.endswith(GRANT_OPTION_SUFFIX) and g.scope in (SCOPE_ASSET, SCOPE_COLUMN, SCOPE_SOURCE):
                     base = g.privilege[: -len(GRANT_OPTION_SUFFIX)]
-                    transfer |= {access for privilege, access in _BASE_ACCESS.items() if privilege == base}
+                    passes |= {access for privilege, access in _BASE_ACCESS.items() if privilege == base}
             if actor.all_access is not None:
                 got |= set(DATA_ACCESS)
             gives[index] = got
+            transfer_by[index] = passes
+        transfer: set[str] = set()
+        for index in transfer_by:
+            if usage[index] or transfer_usage:
+                transfer |= transfer_by[index]
         verdicts: dict[str, frozenset[str]] = {}
         reachable: dict[str, bool] = {}
         so_far: set[str] = set()
@@ -365,47 +372,59 @@ class PrincipalAccess:
         escalation: tuple[AccessPath, ...] = ()
         if verdicts[LEVEL_ESCALATION] - verdicts[LEVEL_SET_ROLE]:
             escalation = tuple(p for p in paths if p.level == LEVEL_ESCALATION)
-            escalation += self._transfer_paths(asset, held, transfer, transfer_usage)
+            escalation += self._transfer_paths(asset, held, usage, transfer, transfer_usage)
         return AccessReport(self.principal, asset.path, effective, set_role, escalation, verdicts, reachable)
 
     def _paths(self, asset: Asset, held: Mapping[int, list[Grant]], usage: Mapping[int, bool],
                needs_usage: bool) -> list[AccessPath]:
-        paths: list[AccessPath] = []
-        seen: set[tuple[object, ...]] = set()
-        order = sorted(range(len(self.actors)), key=lambda i: (_RANK[self.actors[i].level], len(self.actors[i].chain)))
-        for index in order:
-            actor = self.actors[index]
-            upper = actor.level != LEVEL_EFFECTIVE
+        """Every effective path (blocked ones marked), then for each grant that only SET ROLE or
+        escalation makes usable, its shortest path."""
+        effective: list[AccessPath] = []
+        usable: set[tuple[object, ...]] = set()
+        upper: dict[tuple[object, ...], AccessPath] = {}
+        for index, actor in enumerate(self.actors):
+            is_effective = actor.level == LEVEL_EFFECTIVE
+            candidates: list[tuple[tuple[object, ...], AccessPath]] = []
             if actor.all_access is not None:
                 holder = self.principals[actor.all_access]
-                chain = _join(actor, actor.all_access)
-                key: tuple[object, ...] = ("all", actor.all_access)
-                if key not in seen:
-                    seen.add(key)
-                    paths.append(AccessPath(self.principal, chain, "ALL", ACCESS_ADMIN, SCOPE_SOURCE,
-                                            f"privileged: {', '.join(holder.attributes) or 'yes'}",
-                                            privileged=True, level=actor.level, step=actor.step))
+                candidates.append((("all",), AccessPath(
+                    self.principal, _join(actor, actor.all_access), "ALL", ACCESS_ADMIN, SCOPE_SOURCE,
+                    f"privileged: {', '.join(holder.attributes) or 'yes'}", privileged=True,
+                    level=actor.level, step=actor.step)))
             for grant in held.get(index, ()):
-                key = (grant.principal, grant.privilege, grant.scope, grant.target, grant.columns, grant.via)
                 blocked = ""
                 gives_data = grant.access in (ACCESS_READ, ACCESS_WRITE, ACCESS_ALTER, ACCESS_ADMIN)
                 if gives_data and needs_usage and not usage[index]:
                     blocked = f"no USAGE on {asset.container}"
-                if key in seen or (upper and (blocked or not gives_data)):
+                if not is_effective and (blocked or not gives_data):
                     continue
-                seen.add(key)
-                chain = _join(actor, grant.principal)
-                paths.append(AccessPath(self.principal, chain, grant.privilege, grant.access, grant.scope,
-                                        grant.via, grant.public or grant.principal in PUBLIC_PRINCIPALS,
-                                        grant.columns, level=actor.level, step=actor.step, blocked=blocked))
+                key: tuple[object, ...] = (grant.principal, grant.privilege, grant.scope, grant.target,
+                                           grant.columns, grant.via)
+                candidates.append((key, AccessPath(
+                    self.principal, _join(actor, grant.principal), grant.privilege, grant.access, grant.scope,
+                    grant.via, grant.public or grant.principal in PUBLIC_PRINCIPALS, grant.columns,
+                    level=actor.level, step=actor.step, blocked=blocked)))
+            for key, path in candidates:
+                if is_effective:
+                    effective.append(path)
+                    if not path.blocked:
+                        usable.add(key)
+                    continue
+                current = upper.get(key)
+                rank = (_RANK[path.level], len(path.chain), path.chain)
+                if current is None or rank < (_RANK[current.level], len(current.chain), current.chain):
+                    upper[key] = path
+        paths = effective + [path for key, path in upper.items() if key not in usable]
         paths.sort(key=lambda p: (_RANK[p.level], len(p.chain), p.chain, p.access, p.privilege, p.scope, p.via))
         return paths
 
-    def _transfer_paths(self, asset: Asset, held: Mapping[int, list[Grant]], transfer: set[str],
-                        transfer_usage: bool) -> tuple[AccessPath, ...]:
+    def _transfer_paths(self, asset: Asset, held: Mapping[int, list[Grant]], usage: Mapping[int, bool],
+                        transfer: set[str], transfer_usage: bool) -> tuple[AccessPath, ...]:
         out: list[AccessPath] = []
         seen: set[tuple[str, str]] = set()
         for index, actor in enumerate(self.actors):
+            if not (usage[index] or transfer_usage):
+                continue
             for grant in held.get(index, ()):
                 if (grant.principal, grant.privilege) in seen:
                     continue

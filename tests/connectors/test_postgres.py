@@ -19,7 +19,7 @@ import pytest
 
 from connectors._sqlcommon import probe_limits
 from connectors.postgres import PostgresConnector, _connect
-from scanner.access import access_levels, access_paths
+from scanner.access import access_levels, access_paths, access_report
 from scanner.errors import ProbeError
 from scanner.model import SourceSnapshot
 from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
@@ -287,8 +287,13 @@ def test_grants_memberships_and_attributes(postgres_server: PostgresServer, acce
             "owner of app.owned (acl default: all privileges)") in grants
     assert (postgres_server.user, "OWNER", "app.customers", "asset", "admin", (), False,
             "owner of app.customers (acl: all privileges)") in grants
-    assert (postgres_server.user, "OWNER", "app.kb", "asset", "admin", (), False,
+    # An owner missing some of its own privileges holds only those (and can alter the table).
+    assert (postgres_server.user, "OWNER", "app.kb", "asset", "alter", (), False,
             "owner of app.kb (acl: SELECT, INSERT, UPDATE, DELETE, REFERENCES)") in grants
+    assert (postgres_server.user, "SELECT", "app.kb", "asset", "read", (), False,
+            "owner's own SELECT on app.kb") in grants
+    assert not [g for g in snapshot.grants if g.target == "app.kb" and g.principal == postgres_server.user
+                and g.privilege == "TRUNCATE"]
     assert not [g for g in snapshot.grants if g.principal == r["table_owner"] and g.privilege != "OWNER"]
     owned = snapshot.asset("app.owned")
     assert owned is not None and owned.properties["owner_role"] == r["table_owner"]
@@ -322,21 +327,35 @@ def test_effective_access_follows_the_paths(postgres_server: PostgresServer, acc
     assert "write" not in levels(snapshot, r["bot"], "app.tickets")
     assert levels(snapshot, r["bot"], "app.kb") == {"read"}                   # through PUBLIC
     assert "read" not in levels(snapshot, r["bot"], "app.owned")
-    # NOINHERIT: the membership exists but lends no privileges.
+    # NOINHERIT: the membership lends no privileges as itself, only after SET ROLE.
     assert levels(snapshot, r["noinherit"], "app.customers") == set()
-    # Write grants next to read grants.
-    assert levels(snapshot, r["writer"], "app.tickets") == {"read", "write"}
+    noinherit = access_report(snapshot, r["noinherit"], snapshot.asset("app.customers"))  # type: ignore[arg-type]
+    assert noinherit.can("read", "via_set_role") and not noinherit.can_read
+    assert [p.step for p in noinherit.via_set_role if p.privilege == "SELECT"] == [f"SET ROLE {r['reader']}"]
+    # Table grants without USAGE on the schema give nothing; the paths say why.
+    assert levels(snapshot, r["writer"], "app.tickets") == set()
+    writer_paths = access_paths(snapshot, r["writer"], snapshot.asset("app.tickets"))  # type: ignore[arg-type]
+    assert {p.privilege for p in writer_paths if p.blocked == "no USAGE on app"} == {
+        "SELECT", "INSERT", "UPDATE", "DELETE"}
     # Column privileges are reported with their columns.
     column_paths = access_paths(snapshot, r["column_only"], snapshot.asset("app.customers"))  # type: ignore[arg-type]
     assert [p.columns for p in column_paths if p.scope == "column"] == [("id", "email")]
     # Predefined roles reach every table.
     assert levels(snapshot, r["auditor"], "app.owned") == {"read"}
     assert {"write"} <= levels(snapshot, r["loader"], "app.tickets")
-    # Superuser, bypass-RLS and create-role principals can do everything.
+    # A superuser can do everything; BYPASSRLS and CREATEROLE give no table access (issue 11),
+    # CREATEROLE lets the role grant itself pg_write_all_data: escalation.
     assert {"read", "write", "admin"} <= levels(snapshot, r["admin"], "app.tickets")
-    assert {"read", "write"} <= levels(snapshot, r["role_maker"], "app.kb")
+    assert levels(snapshot, r["role_maker"], "app.kb") == set()
+    assert levels(snapshot, r["rls_breaker"], "app.tickets") == set()
+    maker = access_report(snapshot, r["role_maker"], snapshot.asset("app.tickets"))  # type: ignore[arg-type]
+    assert not maker.can("write", "via_set_role") and maker.can("write", "escalation")
+    assert "CREATEROLE: can grant itself pg_write_all_data" in {p.step for p in maker.escalation}
     # The owner can do everything to its table, and nothing to the others.
-    assert {"read", "write", "admin"} <= levels(snapshot, r["table_owner"], "app.owned")
+    # Owning a table in a schema it has no USAGE on gives nothing, not even by escalation.
+    assert levels(snapshot, r["table_owner"], "app.owned") == set()
+    owned = access_report(snapshot, r["table_owner"], snapshot.asset("app.owned"))  # type: ignore[arg-type]
+    assert not owned.can("read", "escalation") and owned.effective[0].blocked == "no USAGE on app"
     assert "write" not in levels(snapshot, r["table_owner"], "app.tickets")
 
 
@@ -366,18 +385,19 @@ def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: Pos
         ALTER TABLE public.own OWNER TO {ident(app)};
     """)
     snapshot = probe(s.url(db), principals=(app,))
-    assert levels(snapshot, app, "public.t2") == set()
-    assert levels(snapshot, app, "mine.t3") == set()
+    # Owning the schema lets it drop the tables (alter, issue 11), not read or change their data.
+    assert levels(snapshot, app, "public.t2") == {"alter"}
+    assert levels(snapshot, app, "mine.t3") == {"alter"}
     assert levels(snapshot, app, "public.own") == {"read", "write", "alter", "admin"}  # owning the table still counts
     schema_owner = {(g.principal, g.target, g.access, g.privilege) for g in snapshot.grants
                     if g.scope == "container" and g.privilege.startswith("OWNER")}
-    assert (app, "mine", "other", "OWNER (schema: can drop objects in it)") in schema_owner
+    assert (app, "mine", "alter", "OWNER (schema: can drop objects in it)") in schema_owner
     public_owner = next(g for g in snapshot.grants if g.scope == "container" and g.target == "public"
                         and g.privilege.startswith("OWNER"))
-    assert public_owner.access == "other"
-    # The evidence stays visible: `why` still shows the ownership path, as `other`.
+    assert public_owner.access == "alter"
+    # `why` shows the ownership path, as `alter`.
     paths = access_paths(snapshot, app, snapshot.asset("mine.t3"))  # type: ignore[arg-type]
-    assert [(p.chain, p.access) for p in paths if p.privilege.startswith("OWNER")] == [((app,), "other")]
+    assert [(p.chain, p.access) for p in paths if p.privilege.startswith("OWNER")] == [((app,), "alter")]
 
     _, findings = scan_findings(tmp_path, "postgres", "pg", s.url(db), app, ["public.t2"])
     over = [f for f in findings if f.kind == "over_permissioned"]
