@@ -11,6 +11,7 @@ from datetime import timedelta
 from scanner.errors import ProbeError
 from scanner.model import (
     ACCESS_ADMIN,
+    ACCESS_OTHER,
     ACCESS_READ,
     ACCESS_WRITE,
     PUBLIC_PRINCIPALS,
@@ -50,8 +51,11 @@ class FakeConnector(Connector):
         Setting("grants", list, help="grants, each `principal:privilege:target` (write privileges: "
                                      "INSERT, UPDATE, DELETE, WRITE; ALL and OWNER are admin); the "
                                      "target is an asset, `schema.*` (container) or `*` (source)"),
-        Setting("members", list, help="role memberships, each `member:role`"),
+        Setting("members", list, help="role memberships, each `member:role` or `member:role:noinherit` "
+                "(usable only after SET ROLE)"),
         Setting("superusers", list, help="principals that are superuser"),
+        Setting("container_usage", bool, help="assets need a USAGE grant on their container "
+                "(`PUBLIC:USAGE:public.*`), as PostgreSQL schemas do"),
         Setting("unknown_principals", list, help="principals the source says do not exist (as the "
                                                  "database connectors record runs_as typos)"),
         Setting("token", str, secret=True, help="a secret, to test redaction"),
@@ -129,7 +133,7 @@ class FakeConnector(Connector):
             principal, privilege, target = str(spec).split(":", 2)
             write = privilege.upper() in ("INSERT", "UPDATE", "DELETE", "WRITE")
             access = ACCESS_ADMIN if privilege.upper() in ("ALL", "OWNER") else (
-                ACCESS_WRITE if write else ACCESS_READ)
+                ACCESS_WRITE if write else ACCESS_OTHER if privilege.upper() == "USAGE" else ACCESS_READ)
             public = principal in PUBLIC_PRINCIPALS
             scope = SCOPE_ASSET
             if target == "*":
@@ -144,11 +148,12 @@ class FakeConnector(Connector):
         members = []
         for spec in settings.get("members") or ():
             member, _, role = str(spec).partition(":")
-            members.append(Membership(member, role))
+            role, _, option = role.partition(":")
+            members.append(Membership(member, role, inherit=option != "noinherit"))
         state: dict[str, list[str]] = {}
         if settings.get("unknown_principals"):
             state["unknown_principals"] = sorted(str(name) for name in settings["unknown_principals"])
         return SourceSnapshot(source_id=self.source.id, connector=self.kind, probed_at=context.now,
                               assets=tuple(assets), grants=tuple(grants), owner=source_owner,
                               principals=tuple(principals.values()), memberships=tuple(members),
-                              state=state)
+                              state=state, container_usage=bool(settings.get("container_usage")))

@@ -11,18 +11,24 @@ import fnmatch
 from collections.abc import Iterator
 from dataclasses import replace
 
-from scanner.access import access_paths, role_chains
+from scanner.access import (
+    LEVEL_EFFECTIVE,
+    LEVEL_ESCALATION,
+    LEVEL_SET_ROLE,
+    LEVELS,
+    AccessPath,
+    AccessReport,
+    PrincipalAccess,
+    grant_covers,
+)
 from scanner.inventory import WorkflowConfig
 from scanner.model import (
-    ACCESS_ADMIN,
+    ACCESS_ALTER,
     ACCESS_READ,
     ACCESS_WRITE,
     PUBLIC_PRINCIPALS,
     SCOPE_CONTAINER,
-    SCOPE_SOURCE,
-    Asset,
     Finding,
-    Grant,
     SourceSnapshot,
 )
 from scanner.rules.base import (
@@ -55,19 +61,24 @@ def _is_public(principal: str, public_flag: bool) -> bool:
 def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
     """Fires, for each workflow and the principal it `runs_as` in a source, when:
 
-    - `write_access`: the principal can change an asset the workflow only reads (a grant of a
-      write or admin privilege, directly or through role membership); `access: write` on the
-      read declares a legitimate writer;
-    - `undeclared_read`: it can read assets of that source the workflow does not declare;
-    - `privileged_principal`: it is, or inherits, a superuser-like principal (superuser,
-      bypass-RLS, create-role, global ALL, dataset OWNER, `s3:*`);
+    - `write_access`: the principal can change an asset (its data, or its definition: ALTER,
+      DROP) that the workflow does not declare `access: write` on, whether the workflow reads
+      it or not, as itself or after SET ROLE, through its own grants, role membership or a
+      PUBLIC grant (the path says which); `access: write` on the read declares a legitimate writer;
+    - `undeclared_read`: it can read, as itself or after SET ROLE, assets of that source the
+      workflow does not declare (through its own grants and roles; PUBLIC is `public_access`);
+    - `privileged_principal`: it is superuser-like (superuser, global ALL, dataset OWNER,
+      `s3:*`), as itself or after SET ROLE, holds a risky attribute (BYPASSRLS, CREATEROLE),
+      or could grant itself more (escalation: CREATEROLE, ADMIN OPTION, an owner after a
+      revoke); the evidence gives each reason;
     - `unknown_principal`: the source does not know the principal (a typo, a dropped role, a
       MySQL account without its `@host`), so its access cannot be checked at all;
 
     and, for each asset that feeds a workflow, when
     - `public_access`: a public principal (PUBLIC, allUsers, allAuthenticatedUsers, a public
-      bucket, a world-writable file) can read or change it.
+      bucket, a world-writable file) really reaches it (PostgreSQL: schema USAGE included).
 
+    A principal with all access gets `privileged_principal`, not one finding per asset.
     Sources whose connector reports no grants are not judged (unknown is not "none").
     Fix: revoke the grant or role membership the evidence names, give the workflow its own
     least-privileged principal, or declare the access it really needs (`access: write` with an
@@ -86,10 +97,11 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
                 continue
             if not snapshot.reports_grants:
                 continue
-            chains = role_chains(snapshot, principal)
-            for finding in (*_privileged(workflow, source_id, principal, snapshot, stage_name, chains),
-                            *_write_access(ctx, workflow, source_id, principal, snapshot, stage_name, chains),
-                            *_undeclared_read(ctx, workflow, source_id, principal, snapshot, stage_name, chains)):
+            model = PrincipalAccess(snapshot, principal)
+            reports = [model.report(asset) for asset in snapshot.assets]
+            for finding in (*_privileged(workflow, source_id, principal, model, reports, stage_name),
+                            *_write_access(ctx, workflow, source_id, principal, snapshot, reports, stage_name),
+                            *_undeclared_read(ctx, workflow, source_id, principal, reports, stage_name)):
                 # the workflow and everything it feeds: what `findings --workflow` matches
                 yield replace(finding, evidence={**finding.evidence, "workflows": workflow_ids(affected)})
     yield from _public_access(ctx)
@@ -111,148 +123,171 @@ def _unknown_principal(ctx: RuleContext, workflow: WorkflowConfig, source_id: st
     )
 
 
-def _privileged(workflow: WorkflowConfig, source_id: str, principal: str,
-                snapshot: SourceSnapshot, stage: str, chains: dict[str, tuple[str, ...]]) -> Iterator[Finding]:
-    privileged = {p.name: p for p in snapshot.principals if p.privileged}
-    hits = sorted((chains[name], privileged[name]) for name in chains if name in privileged)
-    if not hits:
+def _privileged(workflow: WorkflowConfig, source_id: str, principal: str, model: PrincipalAccess,
+                reports: list[AccessReport], stage: str) -> Iterator[Finding]:
+    """Reasons, lowest level first: all access, risky attributes, then escalation."""
+    reasons: list[dict[str, object]] = []
+    for actor in model.actors:
+        if actor.level == LEVEL_ESCALATION:
+            continue
+        # All access, and risky attributes, of the roles it acts as or inherits from.
+        for role, tail in sorted(actor.closure.items(), key=lambda item: (len(item[1]), item[0])):
+            account = model.principals.get(role)
+            if account is None or not account.privileged:
+                continue
+            if role != actor.role and not account.inherited:
+                continue  # an attribute counts only after SET ROLE to its holder
+            chain = actor.chain + tail[1:]
+            reasons.append({"level": actor.level, "chain": list(chain), "privileged_principal": role,
+                            "attributes": list(account.attributes),
+                            "step": actor.step, "reason": ", ".join(account.attributes) or "privileged"})
+    seen = {str(r["privileged_principal"]) for r in reasons}
+    for actor in model.actors:
+        if actor.level == LEVEL_ESCALATION and actor.step.count(":") and len(reasons) < EXAMPLES * 2:
+            if actor.role in seen:
+                continue
+            seen.add(actor.role)
+            reasons.append({"level": LEVEL_ESCALATION, "chain": list(actor.chain), "step": actor.step,
+                            "reason": actor.step})
+    escalated = [r for r in reports if r.escalation]
+    for report in escalated[:EXAMPLES]:
+        step = report.escalation[0].step
+        reasons.append({"level": LEVEL_ESCALATION, "chain": list(report.escalation[0].chain), "step": step,
+                        "asset": report.asset, "reason": f"{report.asset}: {step}"})
+    if not reasons:
         return
-    chain, account = min(hits, key=lambda hit: len(hit[0]))
-    attributes = ", ".join(account.attributes) or "privileged"
-    through = f" through {' -> '.join(chain)}" if len(chain) > 1 else ""
+    first = reasons[0]
+    first_chain = [str(c) for c in first["chain"]]  # type: ignore[attr-defined]
+    if first["level"] == LEVEL_ESCALATION:
+        what = f"could grant itself more ({first['reason']})"
+    else:
+        what = f"privileged ({first['reason']})"
+        if first["level"] == LEVEL_SET_ROLE:
+            what += f" after {first['step']}"
+        elif len(first_chain) > 1:
+            what += f" through {' -> '.join(first_chain)}"
+    more = len(reasons) - 1
     yield Finding(
         kind=KIND, subkind="privileged_principal",
         severity=severity_of(KIND, stage, "privileged_principal"),
-        message=(f"workflow {workflow.id} runs as {principal} in {source_id}, which is "
-                 f"privileged ({attributes}){through}"),
+        message=(f"workflow {workflow.id} runs as {principal} in {source_id}, which is {what}"
+                 + (f" and {more} more reason{'s' if more != 1 else ''}" if more else "")),
         fingerprint=fingerprint(KIND, "privileged_principal", workflow.id, source_id, principal),
         source=source_id, workflow=workflow.id, principal=principal,
         remediation=(f"Run {workflow.id} as a dedicated principal without superuser-like "
-                     "attributes or role memberships, granted only what it reads."),
-        evidence={"chain": list(chain), "privileged_principal": account.name,
-                  "attributes": list(account.attributes),
-                  "all_chains": [list(c) for c, _ in hits]},
+                     "attributes, role memberships it can switch to, or objects it owns, granted "
+                     "only what it reads."),
+        evidence={"chain": first_chain, "privileged_principal": first.get("privileged_principal"),
+                  "attributes": first.get("attributes", []), "level": first["level"],
+                  "reasons": reasons[:EXAMPLES * 2],
+                  "all_chains": [r["chain"] for r in reasons if r["level"] != LEVEL_ESCALATION]},
     )
 
 
-class _OwnGrants:
-    """The grants a principal holds through its own role chain (not public, not privileged),
-    indexed by scope so each asset is checked in constant time."""
-
-    def __init__(self, snapshot: SourceSnapshot, chains: dict[str, tuple[str, ...]],
-                 levels: tuple[str, ...]) -> None:
-        own = {role for role in chains if role not in PUBLIC_PRINCIPALS}
-        self.everything = False
-        self.containers: set[str] = set()
-        self.targets: set[str] = set()
-        for grant in snapshot.grants:
-            if grant.principal not in own or grant.public or grant.access not in levels:
-                continue
-            if grant.scope == SCOPE_SOURCE:
-                self.everything = True
-            elif grant.scope == SCOPE_CONTAINER:
-                self.containers.add(grant.target)
-            else:
-                self.targets.add(grant.target)
-
-    def covers(self, asset: Asset) -> bool:
-        """Whether one of the grants reaches the asset."""
-        return (self.everything or asset.path in self.targets
-                or (asset.container is not None and asset.container in self.containers))
+def _own(paths: list[AccessPath], public_counts: bool) -> list[AccessPath]:
+    """The paths that are the principal's own business: not all access (privileged_principal
+    covers it), and, unless `public_counts`, not public."""
+    return [p for p in paths if not p.privileged and (public_counts or not p.public)]
 
 
 def _write_access(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,
-                  snapshot: SourceSnapshot, stage: str, chains: dict[str, tuple[str, ...]]) -> Iterator[Finding]:
-    writers = _OwnGrants(snapshot, chains, (ACCESS_WRITE, ACCESS_ADMIN))
-    seen: set[str] = set()
-    for read in workflow.reads:
-        if read.source != source_id:
+                  snapshot: SourceSnapshot, reports: list[AccessReport], stage: str) -> Iterator[Finding]:
+    declared = {a.path for r in workflow.reads if r.source == source_id for a in ctx.read_matches(r)}
+    for report in reports:
+        writes: list[AccessPath] = []
+        for access in (ACCESS_WRITE, ACCESS_ALTER):
+            level = report.level_of(access)
+            if level is None or level == LEVEL_ESCALATION:
+                continue
+            writes += [p for p in _own(report.paths_giving(access), public_counts=True) if p not in writes]
+        if not writes or "write" in _declares(workflow, source_id, report.asset):
             continue
-        for asset in ctx.read_matches(read):
-            if asset.path in seen or not writers.covers(asset):
-                continue
-            seen.add(asset.path)
-            if "write" in _declares(workflow, source_id, asset.path):
-                continue
-            writes = [p for p in access_paths(snapshot, principal, asset)
-                      if not p.privileged and not p.public and p.access in (ACCESS_WRITE, ACCESS_ADMIN)]
-            if not writes:
-                continue
-            yield Finding(
-                kind=KIND, subkind="write_access",
-                severity=severity_of(KIND, stage, "write_access"),
-                message=(f"workflow {workflow.id} only reads {source_id}:{asset.path}, but its "
-                         f"principal {principal} can change it ({writes[0].describe()})"),
-                fingerprint=fingerprint(KIND, "write_access", workflow.id, source_id, asset.path, principal),
-                source=source_id, asset=f"{source_id}:{asset.path}", workflow=workflow.id,
-                principal=principal,
-                remediation=(f"Revoke the write privileges of {principal} on {asset.path} (or the "
-                             "membership that gives them), or declare access: write with an approval."),
-                evidence={"paths": [p.describe() for p in writes],
-                          "privileges": sorted({p.privilege for p in writes}),
-                          "declared_access": "read"},
-            )
-
-
-def _readable(snapshot: SourceSnapshot, chains: dict[str, tuple[str, ...]]) -> list[Asset]:
-    """Assets the principal can read through its own grants (not public, not privileged)."""
-    readers = _OwnGrants(snapshot, chains, (ACCESS_READ, ACCESS_ADMIN))
-    return [a for a in snapshot.assets if readers.covers(a)]
+        changes = report.can(ACCESS_WRITE, LEVEL_SET_ROLE)
+        verb = "change" if changes else "alter or drop"
+        if report.asset in declared:
+            what = f"only reads {source_id}:{report.asset}, but its principal {principal} can {verb} it"
+        else:
+            what = f"does not declare {source_id}:{report.asset}, but its principal {principal} can {verb} it"
+        yield Finding(
+            kind=KIND, subkind="write_access",
+            severity=severity_of(KIND, stage, "write_access"),
+            message=f"workflow {workflow.id} {what} ({writes[0].describe()})",
+            fingerprint=fingerprint(KIND, "write_access", workflow.id, source_id, report.asset, principal),
+            source=source_id, asset=f"{source_id}:{report.asset}", workflow=workflow.id,
+            principal=principal,
+            remediation=(f"Revoke the write privileges of {principal} on {report.asset} (or the "
+                         "membership, ownership or PUBLIC grant that gives them), or declare access: "
+                         "write with an approval."),
+            evidence={"paths": [p.describe() for p in writes],
+                      "privileges": sorted({p.privilege for p in writes}),
+                      "levels": sorted({p.level for p in writes}, key=LEVELS.index),
+                      "public": any(p.public for p in writes),
+                      "declared_access": "read" if report.asset in declared else None},
+        )
 
 
 def _undeclared_read(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,
-                     snapshot: SourceSnapshot, stage: str, chains: dict[str, tuple[str, ...]]) -> Iterator[Finding]:
+                     reports: list[AccessReport], stage: str) -> Iterator[Finding]:
     declared = {a.path for r in workflow.reads if r.source == source_id for a in ctx.read_matches(r)}
-    undeclared = [a for a in _readable(snapshot, chains) if a.path not in declared]
+    undeclared: list[tuple[AccessReport, list[AccessPath]]] = []
+    for report in reports:
+        if report.asset in declared:
+            continue
+        level = report.level_of(ACCESS_READ)
+        if level is None or level == LEVEL_ESCALATION:
+            continue
+        own = _own(report.paths_giving(ACCESS_READ), public_counts=False)
+        if not own:
+            # Readable only through PUBLIC at this level: maybe its own roles reach it after SET ROLE.
+            if level == LEVEL_EFFECTIVE and report.can(ACCESS_READ, LEVEL_SET_ROLE):
+                own = [p for p in _own(list(report.via_set_role), public_counts=False) if ACCESS_READ in p.gives]
+            if not own:
+                continue
+        undeclared.append((report, own))
     if not undeclared:
         return
-    undeclared.sort(key=lambda a: a.path)
-    names = [a.path for a in undeclared]
+    undeclared.sort(key=lambda item: item[0].asset)
+    names = [report.asset for report, _ in undeclared]
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    examples = {}
-    for asset in undeclared[:3]:
-        paths = [p for p in access_paths(snapshot, principal, asset) if not p.privileged and not p.public]
-        examples[asset.path] = [p.describe() for p in paths[:3]]
+    examples = {report.asset: [p.describe() for p in paths[:3]] for report, paths in undeclared[:3]}
+    after_set_role = sorted(report.asset for report, paths in undeclared
+                            if all(p.level != LEVEL_EFFECTIVE for p in paths))
     yield Finding(
         kind=KIND, subkind="undeclared_read",
         severity=severity_of(KIND, stage, "undeclared_read"),
         message=(f"workflow {workflow.id}'s principal {principal} can read {len(names)} "
-                 f"asset{'s' if len(names) != 1 else ''} of {source_id} it does not declare: {shown}"),
+                 f"asset{'s' if len(names) != 1 else ''} of {source_id} it does not declare: {shown}"
+                 + (f" ({len(after_set_role)} after SET ROLE)" if after_set_role else "")),
         fingerprint=fingerprint(KIND, "undeclared_read", workflow.id, source_id, principal),
         source=source_id, workflow=workflow.id, principal=principal,
-        remediation=(f"Narrow the grants of {principal} to the assets {workflow.id} reads (replace "
-                     "schema- or source-wide grants with per-table ones), or declare the reads."),
-        evidence={"count": len(names), "assets": names[:EXAMPLES * 5], "paths": examples},
+        remediation=(f"Narrow the grants and role memberships of {principal} to the assets {workflow.id} "
+                     "reads (replace schema- or source-wide grants with per-table ones), or declare the reads."),
+        evidence={"count": len(names), "assets": names[:EXAMPLES * 5], "paths": examples,
+                  "after_set_role": after_set_role[:EXAMPLES * 5]},
     )
 
 
 def _public_access(ctx: RuleContext) -> Iterator[Finding]:
-    from scanner.access import grant_covers
-
-    public_grants: dict[str, dict[str, list[Grant]]] = {}
+    models: dict[str, PrincipalAccess] = {}
     for (source_id, path), pairs in sorted(ctx.read_index.items()):
         snapshot = ctx.snapshots.get(source_id)
         asset = ctx.asset(source_id, path)
         if snapshot is None or asset is None or not snapshot.reports_grants:
             continue
-        if source_id not in public_grants:
-            index: dict[str, list[Grant]] = {}
-            for g in snapshot.grants:
-                if (_is_public(g.principal, g.public) and g.access in (ACCESS_READ, ACCESS_WRITE, ACCESS_ADMIN)
-                        and not (g.principal == LOCAL_WORLD and g.access == ACCESS_READ)):
-                    index.setdefault("*" if g.scope == SCOPE_SOURCE else g.target, []).append(g)
-            public_grants[source_id] = index
-        index = public_grants[source_id]
-        nearby = index.get("*", []) + index.get(path, []) + (index.get(asset.container, []) if asset.container else [])
-        public = [g for g in nearby if grant_covers(g, asset)]
+        if source_id not in models:
+            models[source_id] = PrincipalAccess(snapshot, None)
+        report = models[source_id].report(asset)
+        public = [p for p in report.effective if p.gives & {ACCESS_READ, ACCESS_WRITE}
+                  and not (p.chain[-1] == LOCAL_WORLD and p.access == ACCESS_READ)]
         if not public:
             continue
         affected = ctx.affected_by_asset(source_id, path)
         top = most_critical(affected)
-        writable = any(g.access in (ACCESS_WRITE, ACCESS_ADMIN) for g in public)
-        principals = sorted({g.principal for g in public})
-        privileges = sorted({g.privilege for g in public})
+        writable = any(ACCESS_WRITE in p.gives for p in public)
+        principals = sorted({p.chain[-1] for p in public})
+        privileges = sorted({p.privilege for p in public})
         readers = sorted({w.id for w, _ in pairs})
+        grants = [g for g in snapshot.grants if _is_public(g.principal, g.public) and grant_covers(g, asset)]
         yield Finding(
             kind=KIND, subkind="public_access",
             severity=severity_of(KIND, top.stage if top else None, "public_access"),
@@ -264,7 +299,8 @@ def _public_access(ctx: RuleContext) -> Iterator[Finding]:
             principal=", ".join(principals),
             remediation=public_access_remediation(snapshot.connector, principals, writable),
             evidence={"grants": [{"principal": g.principal, "privilege": g.privilege, "scope": g.scope,
-                                  "target": g.target, "access": g.access, "via": g.via} for g in public],
+                                  "target": g.target, "access": g.access, "via": g.via} for g in grants
+                                 if g.privilege in privileges or g.scope == SCOPE_CONTAINER],
                       "writable": writable, "readers": readers,
                       "workflows": workflow_ids(affected)},
         )

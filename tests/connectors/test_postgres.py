@@ -369,7 +369,7 @@ def test_grants_stay_bounded_but_keep_what_workflows_need(postgres_server: Postg
     assert any("left out to stay under 10 grants" in note for note in snapshot.notes)
 
 
-def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: PostgresServer,
+def test_owning_a_schema_is_alter_not_read_or_write_on_its_tables(postgres_server: PostgresServer,
                                                              tmp_path: Path) -> None:
     """An app role that owns its database (so `public`, through pg_database_owner on 15+) and
     a schema of its own may drop the tables in them, but not read or change other roles' tables."""
@@ -401,7 +401,13 @@ def test_owning_a_schema_is_not_read_or_write_on_its_tables(postgres_server: Pos
 
     _, findings = scan_findings(tmp_path, "postgres", "pg", s.url(db), app, ["public.t2"])
     over = [f for f in findings if f.kind == "over_permissioned"]
-    assert not [f for f in over if f.subkind == "write_access"], over
+    # Dropping a table is a change a read-only workflow does not need (issue 11: can_alter
+    # counts as write_access): the schema owner may drop t2 and t3; it owns `own` outright.
+    writes = {f.asset: f.message for f in over if f.subkind == "write_access"}
+    assert set(writes) == {"pg:public.t2", "pg:mine.t3", "pg:public.own"}, over
+    assert "only reads pg:public.t2, but its principal" in writes["pg:public.t2"]
+    assert "can alter or drop it" in writes["pg:public.t2"] and "pg_database_owner" in writes["pg:public.t2"]
+    assert "can change it" in writes["pg:public.own"]
     undeclared = [f for f in over if f.subkind == "undeclared_read"]
     assert [f.evidence["assets"] for f in undeclared] == [["public.own"]], undeclared
 
@@ -790,3 +796,72 @@ def test_the_probe_does_not_block_a_writer(postgres_server: PostgresServer) -> N
     probe(postgres_server.url(db), column="updated_at", statement_timeout=5)
     thread.join()
     assert timings and timings[0] < 0.5
+
+
+def test_findings_follow_the_three_access_levels(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    """Issue 11: SET ROLE access is write_access, escalation is privileged_principal, and a
+    PUBLIC grant in a schema PUBLIC cannot use is not public_access."""
+    s = postgres_server
+    bot = s.role("bot", "LOGIN NOINHERIT")
+    truncater = s.role("truncater")
+    superuser = s.role("su", "SUPERUSER")
+    maker = s.role("maker", "LOGIN CREATEROLE")
+    owner = s.role("owner", "LOGIN")
+    db = s.create_database()
+    s.connect(db).execute(f"""
+        CREATE SCHEMA app;
+        CREATE SCHEMA closed;
+        CREATE TABLE app.tickets (id int);
+        CREATE TABLE app.mine (id int);
+        CREATE TABLE closed.kb (id int);
+        GRANT USAGE ON SCHEMA app TO {ident(bot)}, {ident(truncater)}, {ident(owner)};
+        GRANT SELECT ON app.tickets TO {ident(bot)};
+        GRANT TRUNCATE ON app.tickets TO {ident(truncater)};
+        GRANT {ident(truncater)} TO {ident(bot)};
+        GRANT SELECT ON closed.kb TO PUBLIC;
+        ALTER TABLE app.mine OWNER TO {ident(owner)};
+        REVOKE ALL ON app.mine FROM {ident(owner)};
+    """)
+    url = s.url(db)
+
+    def over(principal: str, reads: list[str], name: str) -> dict[str, list[Any]]:
+        folder = tmp_path / name
+        folder.mkdir()
+        _, findings = scan_findings(folder, "postgres", "pg", url, principal, reads)
+        found: dict[str, list[Any]] = {}
+        for f in findings:
+            if f.kind == "over_permissioned":
+                found.setdefault(f.subkind or "", []).append(f)
+        return found
+
+    # NOINHERIT member of a TRUNCATE role: as itself only SELECT, after SET ROLE it truncates.
+    found = over(bot, ["app.tickets", "closed.kb"], "bot")
+    [write] = found["write_access"]
+    assert write.asset == "pg:app.tickets" and write.evidence["levels"] == ["via_set_role"]
+    assert f"after SET ROLE {truncater}" in write.message and write.evidence["privileges"] == ["TRUNCATE"]
+    assert "public_access" not in found and "privileged_principal" not in found  # no PUBLIC USAGE on closed
+
+    # A member of a superuser role is superuser after SET ROLE, by escalation of nothing else.
+    s.admin.execute(f"GRANT {ident(superuser)} TO {ident(bot)}")
+    found = over(bot, ["app.tickets"], "bot_su")
+    [privileged] = found["privileged_principal"]
+    assert f"privileged (superuser) after SET ROLE {superuser}" in privileged.message
+    assert privileged.evidence["level"] == "via_set_role"
+    assert "write_access" in found  # its own TRUNCATE after SET ROLE still counts, apart from superuser
+
+    # CREATEROLE grants no table access; it can grant itself pg_write_all_data: escalation.
+    found = over(maker, ["app.tickets"], "maker")
+    [privileged] = found["privileged_principal"]
+    assert "privileged (createrole)" in privileged.message
+    steps = {r["reason"] for r in privileged.evidence["reasons"]}
+    assert "CREATEROLE: can grant itself pg_write_all_data" in steps
+    assert "write_access" not in found and "undeclared_read" not in found
+
+    # An owner after REVOKE ALL reads nothing, but can grant itself back: escalation.
+    found = over(owner, ["app.tickets"], "owner")
+    [privileged] = found["privileged_principal"]
+    assert "could grant itself more (app.mine: owner of app.mine: can grant itself every privilege" in \
+        privileged.message
+    assert "undeclared_read" not in found
+    assert [f.asset for f in found["write_access"]] == ["pg:app.mine"]  # it may still ALTER and DROP it
+    assert "can alter or drop it" in found["write_access"][0].message
