@@ -1166,15 +1166,26 @@ def depends(workflow_id: str, as_json: bool) -> None:
 @main.command()
 @common_options
 @click.argument("workflow_id", metavar="WORKFLOW")
-@click.argument("asset_id", metavar="ASSET")
+@click.argument("asset_id", metavar="[ASSET]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the access paths as JSON.")
-def why(workflow_id: str, asset_id: str, as_json: bool) -> None:
-    """Every access path from the principal a workflow runs as to an asset."""
+def why(workflow_id: str, asset_id: str | None, as_json: bool) -> None:
+    """Every access path from the principal a workflow runs as to an asset: as itself, after
+    SET ROLE, and by escalation. Without ASSET, every asset of the workflow's sources."""
     from scanner.queries import why as why_query
-    from scanner.queries import why_target
+    from scanner.queries import why_all, why_target
 
     app = _app()
     graph = query_graph(app)
+    if asset_id is None:
+        from scanner.queries import why_assets
+
+        sources = sorted({a.partition(":")[0] for a in why_assets(graph, workflow_id)})
+        everything = why_all(graph, app.store().latest_snapshots(sources), workflow_id)
+        if as_json:
+            echo_json(everything["assets"])
+            return
+        _why_table(everything)
+        return
     source_id, _ = why_target(graph, workflow_id, asset_id)
     snapshot = app.store().latest_snapshots([source_id]).get(source_id)
     answer = why_query(graph, snapshot, workflow_id, asset_id)
@@ -1189,15 +1200,43 @@ def why(workflow_id: str, asset_id: str, as_json: bool) -> None:
                       else f"it does not declare a read of {answer['asset']}")
                    + (f" (it reads {answer['derived_path'][-1]}, derived from it via "
                       f"{' -> '.join(answer['derived_path'])})" if answer.get("derived_path") else ""))
-    if answer["paths"]:
-        levels = ", ".join(answer["access"])
-        count = len(answer["paths"])
-        click.echo(f"{principal} can {levels} {answer['asset']} through {count} path{'s' if count != 1 else ''}:")
-        for path in answer["paths"]:
-            flags = [flag for flag, on in (("public", path["public"]), ("privileged", path["privileged"])) if on]
-            click.echo(f"  {path['description']}" + (f"  [{', '.join(flags)}]" if flags else ""))
+    for sentence in answer["sentences"]:
+        click.echo(sentence)
+    for title, key in (("as itself", "paths"), ("after SET ROLE", "paths_via_set_role"),
+                       ("by escalation", "escalation")):
+        if answer[key]:
+            click.echo(f"{title}:")
+            for path in answer[key]:
+                flags = [flag for flag, on in (("public", path["public"]), ("privileged", path["privileged"])) if on]
+                click.echo(f"  {path['description']}" + (f"  [{', '.join(flags)}]" if flags else ""))
     if answer["note"]:
         click.echo(answer["note"])
+
+
+def _why_table(everything: dict[str, Any]) -> None:
+    from scanner.output import table
+
+    def yes(value: Any) -> str:
+        return "?" if value is None else "yes" if value else "-"
+
+    rows = []
+    for a in everything["assets"]:
+        set_role = [v for v, on in (("read", a["can_read_via_set_role"] and not a["can_read"]),
+                                    ("write", a["can_write_via_set_role"] and not a["can_write"])) if on]
+        escalation = [v for v, on in (("read", a["can_read_escalation"] and not a["can_read_via_set_role"]),
+                                      ("write", a["can_write_escalation"] and not a["can_write_via_set_role"])) if on]
+        rows.append([a["asset"], a["principal"], a["declared_access"] or "-", yes(a["can_read"]),
+                     yes(a["can_write"]), ", ".join(set_role) or "-", ", ".join(escalation) or "-",
+                     len(a["paths"]) + len(a["paths_via_set_role"]) + len(a["escalation"])])
+    click.echo(table(["asset", "principal", "declared", "read", "write", "after set role", "escalation", "paths"],
+                     rows, max_width=60))
+    for sentence in everything["sentences"]:
+        click.echo(sentence)
+    # Notes that hold for a whole source (no runs_as, no scan, unknown principal), once each.
+    notes = dict.fromkeys(a["note"] for a in everything["assets"]
+                          if a["note"] and not a["note"].startswith(("no access:", a["asset"])))
+    for note in notes:
+        click.echo(note)
 
 
 @main.group("graph")

@@ -357,21 +357,21 @@ def why_target(graph: Any, workflow_id: str, asset_id: str) -> tuple[str, str]:
     return source_id, path
 
 
-def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str) -> dict[str, Any]:
-    """Every access path from the principal `workflow_id` runs as to the asset.
+def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str,
+        models: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    """Every access path from the principal `workflow_id` runs as to the asset, at three levels.
 
-    `snapshot` is the source's latest stored snapshot (or None). Paths go through role
-    membership chains, PUBLIC, schema/dataset- or source-wide grants, bucket policies and
-    privileged principals; "no access" (no paths) is a valid answer.
+    `snapshot` is the source's latest stored snapshot (or None). `can_read`/`can_write` are
+    the effective answer (as itself, now: role chains with INHERIT, PUBLIC, schema USAGE);
+    `can_*_via_set_role` add what SET ROLE to a role it is a member of gives; `escalation`
+    lists what it could grant itself, each path naming its step. "No access" is an answer.
+    `models` caches the principal's access model across calls (`why_all`).
     """
-    from scanner.access import access_levels, access_paths
+    from scanner.access import LEVEL_ESCALATION, LEVEL_SET_ROLE, PrincipalAccess, access_levels
 
     source_id, path = why_target(graph, workflow_id, asset_id)
     node = workflow_node(workflow_id)
-    principal = None
-    for other, keys in sorted(graph.succ[node].items()):
-        if RUNS_AS in keys and keys[RUNS_AS].get("source_id") == source_id:
-            principal = graph.nodes[other].get("label")
+    principal = _runs_as(graph, workflow_id, source_id)
     declared = graph.succ[asset_node(source_id, path)].get(node, {}).get(FEEDS)
     answer: dict[str, Any] = {
         "workflow": workflow_id,
@@ -384,9 +384,21 @@ def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str) -> dict[str,
         "access": [],
         "can_read": False,
         "can_write": False,
+        "can_alter": False,
+        "can_read_via_set_role": False,
+        "can_write_via_set_role": False,
+        "can_read_escalation": False,
+        "can_write_escalation": False,
         "paths": [],
+        "paths_via_set_role": [],
+        "escalation": [],
+        "container": None,
+        "container_reachable": None,
+        "sentences": [],
         "note": None,
     }
+    unknown = ("access", "can_read", "can_write", "can_alter", "can_read_via_set_role",
+               "can_write_via_set_role", "can_read_escalation", "can_write_escalation")
     if principal is None:
         answer["note"] = (f"workflow {workflow_id} declares no runs_as for source {source_id} "
                           f"(add runs_as: {{{source_id}: PRINCIPAL}})")
@@ -400,21 +412,47 @@ def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str) -> dict[str,
         return answer
     if not snapshot.reports_grants:
         answer["note"] = f"the {snapshot.connector} connector does not report access; it is unknown"
-        answer["access"] = None
-        answer["can_read"] = answer["can_write"] = None
+        answer.update(dict.fromkeys(unknown))
         return answer
     if principal in snapshot.state.get("unknown_principals", ()):
         answer["note"] = (f"{principal} does not exist in source {source_id}: fix the runs_as of "
                           f"workflow {workflow_id}")
-        answer["access"] = None
-        answer["can_read"] = answer["can_write"] = None
+        answer.update(dict.fromkeys(unknown))
         return answer
-    paths = access_paths(snapshot, principal, asset)
-    levels = access_levels(paths)
-    answer["access"] = sorted(levels, key=["read", "write", "admin", "other"].index)
-    answer["can_read"] = bool(levels & {"read", "admin"})
-    answer["can_write"] = bool(levels & {"write", "admin"})
-    answer["paths"] = [{
+    cache = models if models is not None else {}
+    key = (source_id, principal)
+    if key not in cache:
+        cache[key] = PrincipalAccess(snapshot, principal)
+    report = cache[key].report(asset)
+    levels = access_levels(report.effective)
+    answer["access"] = sorted(levels, key=["read", "write", "alter", "admin", "other"].index)
+    answer.update(
+        can_read=report.can("read"), can_write=report.can("write"), can_alter=report.can("alter"),
+        can_read_via_set_role=report.can("read", LEVEL_SET_ROLE),
+        can_write_via_set_role=report.can("write", LEVEL_SET_ROLE),
+        can_read_escalation=report.can("read", LEVEL_ESCALATION),
+        can_write_escalation=report.can("write", LEVEL_ESCALATION),
+        paths=[_path_json(p) for p in report.effective],
+        paths_via_set_role=[_path_json(p) for p in report.via_set_role],
+        escalation=[_path_json(p) for p in report.escalation])
+    if snapshot.container_usage and asset.container is not None:
+        answer["container"] = asset.container
+        answer["container_reachable"] = report.container_reachable.get("effective", False)
+    answer["sentences"] = _sentences(principal, path, report)
+    if not (report.effective or report.via_set_role or report.escalation):
+        answer["note"] = f"no access: {principal} has no path to {source_id}:{path}"
+    return answer
+
+
+def _runs_as(graph: Any, workflow_id: str, source_id: str) -> str | None:
+    for other, keys in sorted(graph.succ[workflow_node(workflow_id)].items()):
+        if RUNS_AS in keys and keys[RUNS_AS].get("source_id") == source_id:
+            return str(graph.nodes[other].get("label"))
+    return None
+
+
+def _path_json(p: Any) -> dict[str, Any]:
+    return {
         "chain": list(p.chain),
         "privilege": p.privilege,
         "access": p.access,
@@ -423,8 +461,75 @@ def why(graph: Any, snapshot: Any, workflow_id: str, asset_id: str) -> dict[str,
         "public": p.public,
         "privileged": p.privileged,
         "columns": list(p.columns),
+        "level": p.level,
+        "step": p.step or None,
+        "blocked": p.blocked or None,
         "description": p.describe(),
-    } for p in paths]
-    if not paths:
-        answer["note"] = f"no access: {principal} has no path to {source_id}:{path}"
-    return answer
+    }
+
+
+def _sentences(principal: str, path: str, report: Any) -> list[str]:
+    """What a person reads aloud: "support_bot can read public.customers through 2 paths"."""
+    out: list[str] = []
+    for access, verb in (("read", "read"), ("write", "write"), ("alter", "alter or drop")):
+        level = report.level_of(access)
+        if level is None:
+            continue
+        giving = report.paths_giving(access)
+        if level == "effective":
+            if access == "alter" and report.can("write"):
+                continue  # an owner: "can write" already says it
+            out.append(f"{principal} can {verb} {path} through {counted(len(giving), 'path')}")
+        elif level == "via_set_role":
+            step = giving[0].step if giving else "SET ROLE"
+            out.append(f"{principal} can {verb} {path} after {step}")
+        elif access != "alter":
+            step = giving[0].step if giving else "escalation"
+            out.append(f"{principal} could {verb} {path} by escalation ({step})")
+    if not out:
+        blocked = sorted({p.privilege for p in report.effective if p.blocked})
+        reason = next((p.blocked for p in report.effective if p.blocked), "")
+        out.append(f"{principal} cannot read or write {path}"
+                   + (f": it holds {', '.join(blocked)} but {reason}" if blocked else ""))
+    return out
+
+
+def why_assets(graph: Any, workflow_id: str) -> list[str]:
+    """Every asset id of the sources a workflow runs as a principal in or reads from, sorted."""
+    if workflow_id not in set(graph.graph.get("workflows", ())):
+        raise _unknown(graph, "workflow", workflow_id)
+    node = workflow_node(workflow_id)
+    sources = {keys[RUNS_AS].get("source_id") for _, keys in graph.succ[node].items() if RUNS_AS in keys}
+    for asset, keys in graph.pred[node].items():
+        if FEEDS in keys and node_type(asset) == ASSET:
+            sources.add(split_node(asset)[1])
+    known = set(graph.graph.get("sources", ()))
+    return sorted(public_id(n) for source_id in sorted(s for s in sources if s in known)
+                  for n in _source_assets(graph, source_id))
+
+
+def why_all(graph: Any, snapshots: dict[str, Any], workflow_id: str) -> dict[str, Any]:
+    """`why` for every asset of the workflow's sources, in one pass, with the containers its
+    principal reaches (USAGE) without any asset in them."""
+    models: dict[tuple[str, str], Any] = {}
+    reached: list[tuple[str, str]] = []
+    answers = [why(graph, snapshots.get(asset_id.partition(":")[0]), workflow_id, asset_id, models)
+               for asset_id in why_assets(graph, workflow_id)]
+    containers: dict[tuple[str, str], bool] = {}
+    principals: dict[str, str] = {}
+    for answer in answers:
+        if answer["container"] is None:
+            continue
+        key = (answer["source"], answer["container"])
+        principals[answer["source"]] = answer["principal"]
+        used = bool(answer["can_read"] or answer["can_write"] or answer["can_alter"])
+        containers[key] = containers.get(key, False) or used
+        if answer["container_reachable"] and key not in reached:
+            reached.append(key)
+    sentences = {key: f"{principals[key[0]]} can reach schema {key[1]} (USAGE) but no table in it"
+                 for key in reached if not containers[key]}
+    for answer in answers:
+        sentence = sentences.get((answer["source"], answer["container"]))
+        if sentence:
+            answer["sentences"].append(sentence)
+    return {"workflow": workflow_id, "assets": answers, "sentences": list(sentences.values())}
