@@ -58,7 +58,7 @@ EDGE_TYPES = (CONTAINS, FEEDS, RUNS_AS, GRANTS, MEMBER_OF, OWNS, DERIVED_FROM)
 STATUSES = ("stale", "over_permissioned", "unowned", "attention", "not_scanned", "healthy")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-_ACCESS_RANK = {"other": 0, "read": 1, "write": 2, "admin": 3}
+_ACCESS_RANK = {"other": 0, "alter": 1, "read": 1, "write": 2, "admin": 3}
 
 # Bump when the graph's shape or the cached encoding changes: old cache entries are ignored.
 GRAPH_FORMAT = 5
@@ -214,7 +214,8 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
             continue
         for asset in sorted(snapshot.assets, key=lambda a: a.path):
             _add_asset(b, source_id, snapshot, asset, asset_override(source, asset.path), owner, owned)
-        _add_access(b, source_id, snapshot)
+        _add_access(b, source_id, snapshot, {w.runs_as[source_id] for w in inventory.workflows.values()
+                                             if source_id in w.runs_as})
 
     # Workflows, what they read and feed, and whom they run as.
     matchers: dict[tuple[str, str], list[str]] = {}
@@ -361,21 +362,60 @@ def _add_asset(b: _Builder, source_id: str, snapshot: SourceSnapshot, asset: Ass
         owned(node, owner, provenance or "config")
 
 
-def _add_access(b: _Builder, source_id: str, snapshot: SourceSnapshot) -> None:
+def _relevant_principals(snapshot: SourceSnapshot, runs_as: set[str]) -> set[str]:
+    """The principals worth drawing: those workflows run as, the public ones, and every role
+    on a membership path (INHERIT or SET ROLE) from them to a grant or a privileged role, not
+    every role of the cluster."""
+    from scanner.model import PUBLIC_PRINCIPALS
+
+    parents: dict[str, set[str]] = {}
+    for membership in snapshot.memberships:
+        parents.setdefault(membership.member, set()).add(membership.role)
+    reachable = set(runs_as)
+    todo = list(runs_as)
+    while todo:
+        for role in parents.get(todo.pop(), ()):
+            if role not in reachable:
+                reachable.add(role)
+                todo.append(role)
+    useful = {g.principal for g in snapshot.grants} | {p.name for p in snapshot.principals if p.privileged}
+    # A reachable role matters when it, or a role above it, holds something.
+    members: dict[str, set[str]] = {}
+    for membership in snapshot.memberships:
+        members.setdefault(membership.role, set()).add(membership.member)
+    leads = set(useful)
+    todo = list(useful)
+    while todo:
+        for member in members.get(todo.pop(), ()):
+            if member not in leads:
+                leads.add(member)
+                todo.append(member)
+    kept = {role for role in reachable if role in runs_as or role in leads}
+    return kept | (PUBLIC_PRINCIPALS & snapshot.grantees)
+
+
+def _add_access(b: _Builder, source_id: str, snapshot: SourceSnapshot, runs_as: set[str]) -> None:
     from scanner.model import PUBLIC_PRINCIPALS, SCOPE_ASSET, SCOPE_COLUMN, SCOPE_CONTAINER
 
+    relevant = _relevant_principals(snapshot, runs_as)
     for principal in sorted(snapshot.principals, key=lambda p: p.name):
+        if principal.name not in relevant:
+            continue
         b.node(principal_node(source_id, principal.name), label=principal.name, source=source_id,
                kind=principal.kind, privileged=principal.privileged,
                attributes=list(principal.attributes) or None, seen=True,
                public=principal.name in PUBLIC_PRINCIPALS or None)
     for membership in snapshot.memberships:
+        if membership.member not in relevant or membership.role not in relevant:
+            continue
         for name in (membership.member, membership.role):
             if principal_node(source_id, name) not in b.nodes:
                 b.node(principal_node(source_id, name), label=name, source=source_id, seen=True)
         b.edge(principal_node(source_id, membership.member), principal_node(source_id, membership.role),
                MEMBER_OF, inherit=membership.inherit)
     for grant in snapshot.grants:
+        if grant.principal not in relevant:
+            continue
         if grant.scope in (SCOPE_ASSET, SCOPE_COLUMN):
             target = asset_node(source_id, grant.target)
             if target not in b.nodes:  # an asset the include/exclude globs left out

@@ -20,8 +20,10 @@ sources:
     columns: ["id:int", "updated_at:timestamp"]
     grants: ["readers:SELECT:public.customers", "readers:SELECT:public.tickets",
              "PUBLIC:SELECT:public.tickets", "writers:INSERT:public.orders",
-             "support_bot:SELECT:public.customers", "auditors:SELECT:internal.*"]
-    members: ["support_bot:analysts", "analysts:readers"]
+             "support_bot:SELECT:public.customers", "auditors:SELECT:internal.*",
+             "former_intern:SELECT:public.notes"]
+    members: ["support_bot:analysts", "analysts:readers", "loader_bot:writers", "loader_bot:auditors",
+              "loader_bot:etl:noinherit"]
     superusers: ["etl"]
   - id: kb
     connector: fake
@@ -54,6 +56,10 @@ workflows:
   - id: orphan-reader
     owner: data-eng
     reads: ["crm:public.missing"]
+  - id: loader
+    owner: data-eng
+    runs_as: {crm: loader_bot}
+    reads: [{asset: "crm:public.orders", access: write, approval: human}]
 """
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -53,6 +53,8 @@ def test_nodes_are_typed_with_readable_ids(graph: nx.MultiDiGraph) -> None:
     assert {"asset:crm:public.customers", "asset:crm:internal.audit", "asset:kb:macros"} <= by_type["asset"]
     assert "workflow:assistant" in by_type["workflow"]
     assert {"principal:crm:support_bot", "principal:crm:PUBLIC", "principal:crm:etl"} <= by_type["principal"]
+    # Only principals that matter (issue 11): no workflow runs as or through former_intern.
+    assert "principal:crm:former_intern" not in by_type["principal"]
     assert by_type["owner"] == {"owner:data-eng", "owner:support", "owner:ghost-team"}
 
 
@@ -66,7 +68,8 @@ def test_edges_are_typed(graph: nx.MultiDiGraph) -> None:
     assert {("asset:crm:public.orders", "workflow:explorer"), ("asset:crm:public.notes", "workflow:explorer")} <= feeds
     assert ("asset:crm:internal.audit", "workflow:explorer") not in feeds
     assert edges_of(graph, "runs_as") == {("workflow:assistant", "principal:crm:support_bot"),
-                                          ("workflow:explorer", "principal:crm:explorer_bot")}
+                                          ("workflow:explorer", "principal:crm:explorer_bot"),
+                                          ("workflow:loader", "principal:crm:loader_bot")}
     assert ("principal:crm:support_bot", "principal:crm:analysts") in edges_of(graph, "member_of")
     assert ("principal:crm:analysts", "principal:crm:readers") in edges_of(graph, "member_of")
     assert ("owner:ghost-team", "workflow:explorer") in edges_of(graph, "owns")
