@@ -137,6 +137,21 @@ class AccessReport:
         return found or [p for p in every if p.level == level and not p.blocked]
 
 
+@dataclass(frozen=True)
+class AssetVerdicts:
+    """Per level, the cumulative verdicts (read, write, alter): `all` of them, `plain` without
+    what only all access (superuser) gives, `own` without all access and public grants."""
+
+    all: Mapping[str, frozenset[str]]
+    plain: Mapping[str, frozenset[str]]
+    own: Mapping[str, frozenset[str]]
+    reachable: Mapping[str, bool]
+
+
+_NOTHING = {level: frozenset[str]() for level in LEVELS}
+_NO_VERDICTS = AssetVerdicts(_NOTHING, _NOTHING, _NOTHING, dict.fromkeys(LEVELS, False))
+
+
 @dataclass
 class _Actor:
     """A role the principal can act as: current_user after its step."""
@@ -147,6 +162,50 @@ class _Actor:
     step: str
     closure: dict[str, tuple[str, ...]]   # roles whose privileges it uses, chain from `role`
     all_access: str | None                # the role that gives it every privilege
+
+
+def _target_key(grant: Grant) -> tuple[str, str]:
+    if grant.scope == SCOPE_SOURCE:
+        return ("*", "")
+    if grant.scope == SCOPE_COLUMN:
+        return (SCOPE_ASSET, grant.target)
+    return (grant.scope, grant.target)
+
+
+_INDEX_ATTRIBUTE = "_access_grant_index"
+
+
+def _grant_index(snapshot: SourceSnapshot) -> dict[tuple[str, str], list[Grant]]:
+    """Grants by what they cover, kept on the snapshot: every principal's model shares it."""
+    cached = snapshot.__dict__.get(_INDEX_ATTRIBUTE)
+    if cached is None:
+        cached = {}
+        for grant in snapshot.grants:
+            cached.setdefault(_target_key(grant), []).append(grant)
+        snapshot.__dict__[_INDEX_ATTRIBUTE] = cached  # a frozen dataclass: set as cached_property does
+    return cached
+
+
+def _targets_by_grantee(snapshot: SourceSnapshot) -> dict[str, frozenset[tuple[str, str]]]:
+    cached = snapshot.__dict__.get(_INDEX_ATTRIBUTE + "_grantee")
+    if cached is None:
+        targets: dict[str, set[tuple[str, str]]] = {}
+        for grant in snapshot.grants:
+            targets.setdefault(grant.principal, set()).add(_target_key(grant))
+        cached = {name: frozenset(keys) for name, keys in targets.items()}
+        snapshot.__dict__[_INDEX_ATTRIBUTE + "_grantee"] = cached
+    return cached
+
+
+def _assets_by_container(snapshot: SourceSnapshot) -> dict[str, list[Asset]]:
+    cached = snapshot.__dict__.get(_INDEX_ATTRIBUTE + "_container")
+    if cached is None:
+        cached = {}
+        for asset in snapshot.assets:
+            if asset.container is not None:
+                cached.setdefault(asset.container, []).append(asset)
+        snapshot.__dict__[_INDEX_ATTRIBUTE + "_container"] = cached
+    return cached
 
 
 def _join(actor: _Actor, role: str) -> tuple[str, ...]:
@@ -196,17 +255,19 @@ class PrincipalAccess:
                                       {p: (p,) for p in self.publics}, None))
         else:
             self._build(principal)
-        # Grants by what they cover, and for each grantee the actors that use it.
-        self.by_target: dict[tuple[str, str], list[Grant]] = {}
-        for grant in snapshot.grants:
-            key = ("*", "") if grant.scope == SCOPE_SOURCE else (grant.scope, grant.target)
-            if grant.scope == SCOPE_COLUMN:
-                key = (SCOPE_ASSET, grant.target)
-            self.by_target.setdefault(key, []).append(grant)
+        # Grants by what they cover (built once per snapshot), and for each grantee the actors
+        # that use it; `held_targets` lets an asset no actor holds anything on skip all work.
+        self.by_target = _grant_index(snapshot)
         self.holders: dict[str, list[int]] = {}
         for index, actor in enumerate(self.actors):
             for role in actor.closure:
                 self.holders.setdefault(role, []).append(index)
+        by_grantee = _targets_by_grantee(snapshot)
+        self.held_targets: set[tuple[str, str]] = set()
+        for role in self.holders:
+            self.held_targets |= by_grantee.get(role, frozenset())
+        self.any_all_access = any(a.all_access is not None for a in self.actors)
+        self._verdict_cache: dict[tuple[object, ...], AssetVerdicts] = {}
 
     # -- actors ------------------------------------------------------------------------
 
@@ -294,45 +355,109 @@ class PrincipalAccess:
         """The roles it can SET ROLE to (not itself)."""
         return [a.role for a in self.actors if a.level == LEVEL_SET_ROLE]
 
+    def escalation_actors(self) -> list[_Actor]:
+        """Roles it could grant itself that give something (a grant, all access), those with
+        source-wide grants (pg_write_all_data) first, then by the shortest step."""
+        targets = _targets_by_grantee(self.snapshot)
+
+        def holds(actor: _Actor) -> tuple[bool, bool]:
+            keys = set().union(*(targets.get(role, frozenset()) for role in actor.closure
+                                 if role not in PUBLIC_PRINCIPALS))
+            return actor.all_access is not None or ("*", "") in keys, bool(keys)
+
+        found = [(holds(a), a) for a in self.actors if a.level == LEVEL_ESCALATION]
+        found = [(h, a) for h, a in found if h[0] or h[1]]
+        found.sort(key=lambda item: (not item[0][0], len(item[1].chain), item[1].role))
+        return [a for _, a in found]
+
     def privileged_actors(self) -> list[_Actor]:
         """Actors with all access, lowest level first."""
         return [a for a in self.actors if a.all_access is not None]
 
     # -- one asset ---------------------------------------------------------------------
 
-    def _covering(self, asset: Asset) -> list[Grant]:
+    def covering(self, asset: Asset) -> list[Grant]:
+        """The grants whose scope reaches the asset, whoever holds them."""
         found = list(self.by_target.get(("*", ""), ()))
         found += self.by_target.get((SCOPE_ASSET, asset.path), ())
         if asset.container is not None:
             found += self.by_target.get((SCOPE_CONTAINER, asset.container), ())
         return found
 
-    def report(self, asset: Asset) -> AccessReport:
-        """Every level's paths and verdicts for one asset."""
-        needs_usage = self.snapshot.container_usage and asset.container is not None
-        covering = self._covering(asset)
+    def _held(self, asset: Asset) -> dict[int, list[Grant]]:
         held: dict[int, list[Grant]] = {}
-        for grant in covering:
+        for grant in self.covering(asset):
             for index in self.holders.get(grant.principal, ()):
                 held.setdefault(index, []).append(grant)
-        # Per actor: usage, and the verdicts of its grants.
+        return held
+
+    def touched_assets(self) -> list[Asset]:
+        """The assets some actor holds a grant on (every asset with all access or a source-wide
+        grant), in snapshot order: the others have no access at any level."""
+        if self.any_all_access or ("*", "") in self.held_targets:
+            return list(self.snapshot.assets)
+        found: dict[str, Asset] = {}
+        in_container = _assets_by_container(self.snapshot)
+        for scope, target in self.held_targets:
+            if scope == SCOPE_CONTAINER:
+                found.update((a.path, a) for a in in_container.get(target, ()))
+            elif scope == SCOPE_ASSET:
+                asset = self.snapshot.asset(target)
+                if asset is not None:
+                    found[asset.path] = asset
+        return [found[path] for path in sorted(found)]
+
+    def _touches(self, asset: Asset) -> bool:
+        held = self.held_targets
+        return (self.any_all_access or ("*", "") in held or (SCOPE_ASSET, asset.path) in held
+                or (asset.container is not None and (SCOPE_CONTAINER, asset.container) in held))
+
+    def verdicts(self, asset: Asset) -> AssetVerdicts:
+        """The cumulative verdicts per level, without building paths: all of them, without
+        what only all access gives, and the principal's own (neither all access nor public)."""
+        if not self._touches(asset):
+            return _NO_VERDICTS
+        # The answer depends on the source- and container-wide grants (the same for every asset
+        # of a container) and on what the asset's own grants are, not on which asset they name:
+        # assets whose own grants have the same shape share it.
+        holders = self.holders
+        own = tuple((g.principal, g.privilege, g.access, g.scope, g.public)
+                    for g in self.by_target.get((SCOPE_ASSET, asset.path), ()) if g.principal in holders)
+        key = (asset.container, own)
+        found = self._verdict_cache.get(key)
+        if found is None:
+            found = self._verdict_cache[key] = self._evaluate(asset, self._held(asset))[0]
+        return found
+
+    def _evaluate(self, asset: Asset, held: Mapping[int, list[Grant]]) -> tuple[
+            AssetVerdicts, dict[int, bool], set[str], bool]:
+        needs_usage = self.snapshot.container_usage and asset.container is not None
         usage: dict[int, bool] = {}
+        plain_usage: dict[int, bool] = {}       # usage without counting all access
         gives: dict[int, set[str]] = {}
+        gives_plain: dict[int, set[str]] = {}   # all access left out
+        gives_own: dict[int, set[str]] = {}     # all access and public grants left out
         # What an actor can grant anyone (it owns the asset, holds a grant option): only an
         # actor that can name the asset, i.e. has or can get USAGE, can pass it on.
         transfer_by: dict[int, set[str]] = {}
         transfer_usage = False
         for index, actor in enumerate(self.actors):
             grants = held.get(index, ())
-            usage[index] = actor.all_access is not None or not needs_usage or any(
+            plain_usage[index] = not needs_usage or any(
                 g.privilege == PRIVILEGE_USAGE and g.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) for g in grants)
+            usage[index] = actor.all_access is not None or plain_usage[index]
             got: set[str] = set()
+            own: set[str] = set()
             passes: set[str] = set()
             for g in grants:
+                this: set[str] = set()
                 if g.access == ACCESS_ADMIN:
-                    got |= set(DATA_ACCESS)
+                    this = set(DATA_ACCESS)
                 elif g.access in _GIVES:
-                    got.add(g.access)
+                    this = {g.access}
+                got |= this
+                if not (g.public or g.principal in PUBLIC_PRINCIPALS):
+                    own |= this
                 if g.scope in (SCOPE_ASSET, SCOPE_COLUMN) and _is_owner(g):
                     passes |= {ACCESS_READ, ACCESS_WRITE}
                 elif g.scope in (SCOPE_CONTAINER, SCOPE_SOURCE) and (
@@ -341,6 +466,8 @@ class PrincipalAccess:
                 elif g.privilege.endswith(GRANT_OPTION_SUFFIX) and g.scope in (SCOPE_ASSET, SCOPE_COLUMN, SCOPE_SOURCE):
                     base = g.privilege[: -len(GRANT_OPTION_SUFFIX)]
                     passes |= {access for privilege, access in _BASE_ACCESS.items() if privilege == base}
+            gives_plain[index] = set(got)
+            gives_own[index] = own
             if actor.all_access is not None:
                 got |= set(DATA_ACCESS)
             gives[index] = got
@@ -350,8 +477,12 @@ class PrincipalAccess:
             if usage[index] or transfer_usage:
                 transfer |= transfer_by[index]
         verdicts: dict[str, frozenset[str]] = {}
+        plain: dict[str, frozenset[str]] = {}
+        own_verdicts: dict[str, frozenset[str]] = {}
         reachable: dict[str, bool] = {}
         so_far: set[str] = set()
+        so_far_plain: set[str] = set()
+        so_far_own: set[str] = set()
         reach = False
         for level in LEVELS:
             for index, actor in enumerate(self.actors):
@@ -360,12 +491,25 @@ class PrincipalAccess:
                 if usage[index]:
                     so_far |= gives[index]
                     reach = reach or needs_usage
+                if plain_usage[index]:
+                    so_far_plain |= gives_plain[index]
+                    so_far_own |= gives_own[index]
                 if level == LEVEL_ESCALATION:
                     if usage[index] or transfer_usage:
                         so_far |= transfer | gives[index]
                         reach = reach or needs_usage
             verdicts[level] = frozenset(so_far)
+            plain[level] = frozenset(so_far_plain)
+            own_verdicts[level] = frozenset(so_far_own)
             reachable[level] = reach
+        return AssetVerdicts(verdicts, plain, own_verdicts, reachable), usage, transfer, transfer_usage
+
+    def report(self, asset: Asset) -> AccessReport:
+        """Every level's paths and verdicts for one asset."""
+        needs_usage = self.snapshot.container_usage and asset.container is not None
+        held = self._held(asset)
+        found, usage, transfer, transfer_usage = self._evaluate(asset, held)
+        verdicts, reachable = found.all, found.reachable
         paths = self._paths(asset, held, usage, needs_usage)
         effective = tuple(p for p in paths if p.level == LEVEL_EFFECTIVE)
         set_role = tuple(p for p in paths if p.level == LEVEL_SET_ROLE)

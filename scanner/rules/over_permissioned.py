@@ -17,9 +17,8 @@ from scanner.access import (
     LEVEL_SET_ROLE,
     LEVELS,
     AccessPath,
-    AccessReport,
+    AssetVerdicts,
     PrincipalAccess,
-    grant_covers,
 )
 from scanner.inventory import WorkflowConfig
 from scanner.model import (
@@ -28,6 +27,7 @@ from scanner.model import (
     ACCESS_WRITE,
     PUBLIC_PRINCIPALS,
     SCOPE_CONTAINER,
+    Asset,
     Finding,
     SourceSnapshot,
 )
@@ -98,10 +98,11 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
             if not snapshot.reports_grants:
                 continue
             model = PrincipalAccess(snapshot, principal)
-            reports = [model.report(asset) for asset in snapshot.assets]
-            for finding in (*_privileged(workflow, source_id, principal, model, reports, stage_name),
-                            *_write_access(ctx, workflow, source_id, principal, snapshot, reports, stage_name),
-                            *_undeclared_read(ctx, workflow, source_id, principal, reports, stage_name)):
+            # Verdicts for every asset (cheap); paths only for the assets a finding names.
+            verdicts = [(asset, model.verdicts(asset)) for asset in model.touched_assets()]
+            for finding in (*_privileged(workflow, source_id, principal, model, verdicts, stage_name),
+                            *_write_access(ctx, workflow, source_id, principal, model, verdicts, stage_name),
+                            *_undeclared_read(ctx, workflow, source_id, principal, model, verdicts, stage_name)):
                 # the workflow and everything it feeds: what `findings --workflow` matches
                 yield replace(finding, evidence={**finding.evidence, "workflows": workflow_ids(affected)})
     yield from _public_access(ctx)
@@ -124,7 +125,7 @@ def _unknown_principal(ctx: RuleContext, workflow: WorkflowConfig, source_id: st
 
 
 def _privileged(workflow: WorkflowConfig, source_id: str, principal: str, model: PrincipalAccess,
-                reports: list[AccessReport], stage: str) -> Iterator[Finding]:
+                verdicts: list[tuple[Asset, AssetVerdicts]], stage: str) -> Iterator[Finding]:
     """Reasons, lowest level first: all access, risky attributes, then escalation."""
     reasons: list[dict[str, object]] = []
     for actor in model.actors:
@@ -142,15 +143,17 @@ def _privileged(workflow: WorkflowConfig, source_id: str, principal: str, model:
                             "attributes": list(account.attributes),
                             "step": actor.step, "reason": ", ".join(account.attributes) or "privileged"})
     seen = {str(r["privileged_principal"]) for r in reasons}
-    for actor in model.actors:
-        if actor.level == LEVEL_ESCALATION and actor.step.count(":") and len(reasons) < EXAMPLES * 2:
+    for actor in model.escalation_actors():
+        if len(reasons) < EXAMPLES * 2:
             if actor.role in seen:
                 continue
             seen.add(actor.role)
             reasons.append({"level": LEVEL_ESCALATION, "chain": list(actor.chain), "step": actor.step,
                             "reason": actor.step})
-    escalated = [r for r in reports if r.escalation]
-    for report in escalated[:EXAMPLES]:
+    # Cumulative verdicts: escalation adds something when it holds more.
+    escalated = [model.report(asset) for asset, found in verdicts
+                 if len(found.all[LEVEL_ESCALATION]) != len(found.all[LEVEL_SET_ROLE])][:EXAMPLES]
+    for report in escalated:
         step = report.escalation[0].step
         reasons.append({"level": LEVEL_ESCALATION, "chain": list(report.escalation[0].chain), "step": step,
                         "asset": report.asset, "reason": f"{report.asset}: {step}"})
@@ -184,74 +187,69 @@ def _privileged(workflow: WorkflowConfig, source_id: str, principal: str, model:
     )
 
 
-def _own(paths: list[AccessPath], public_counts: bool) -> list[AccessPath]:
-    """The paths that are the principal's own business: not all access (privileged_principal
-    covers it), and, unless `public_counts`, not public."""
-    return [p for p in paths if not p.privileged and (public_counts or not p.public)]
-
-
 def _write_access(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,
-                  snapshot: SourceSnapshot, reports: list[AccessReport], stage: str) -> Iterator[Finding]:
+                  model: PrincipalAccess, verdicts: list[tuple[Asset, AssetVerdicts]],
+                  stage: str) -> Iterator[Finding]:
     declared = {a.path for r in workflow.reads if r.source == source_id for a in ctx.read_matches(r)}
-    for report in reports:
+    for asset, found in verdicts:
+        # All but what only all access gives (privileged_principal says that); PUBLIC counts.
+        if not found.plain[LEVEL_SET_ROLE] & {ACCESS_WRITE, ACCESS_ALTER}:
+            continue
+        if "write" in _declares(workflow, source_id, asset.path):
+            continue
+        report = model.report(asset)
         writes: list[AccessPath] = []
         for access in (ACCESS_WRITE, ACCESS_ALTER):
-            level = report.level_of(access)
-            if level is None or level == LEVEL_ESCALATION:
+            level = next((lv for lv in (LEVEL_EFFECTIVE, LEVEL_SET_ROLE) if access in found.plain[lv]), None)
+            if level is None:
                 continue
-            writes += [p for p in _own(report.paths_giving(access), public_counts=True) if p not in writes]
-        if not writes or "write" in _declares(workflow, source_id, report.asset):
+            writes += [p for p in report.effective + report.via_set_role
+                       if p.level == level and access in p.gives and not p.privileged and p not in writes]
+        if not writes:
             continue
-        changes = report.can(ACCESS_WRITE, LEVEL_SET_ROLE)
-        verb = "change" if changes else "alter or drop"
-        if report.asset in declared:
-            what = f"only reads {source_id}:{report.asset}, but its principal {principal} can {verb} it"
+        verb = "change" if ACCESS_WRITE in found.plain[LEVEL_SET_ROLE] else "alter or drop"
+        if asset.path in declared:
+            what = f"only reads {source_id}:{asset.path}, but its principal {principal} can {verb} it"
         else:
-            what = f"does not declare {source_id}:{report.asset}, but its principal {principal} can {verb} it"
+            what = f"does not declare {source_id}:{asset.path}, but its principal {principal} can {verb} it"
         yield Finding(
             kind=KIND, subkind="write_access",
             severity=severity_of(KIND, stage, "write_access"),
             message=f"workflow {workflow.id} {what} ({writes[0].describe()})",
-            fingerprint=fingerprint(KIND, "write_access", workflow.id, source_id, report.asset, principal),
-            source=source_id, asset=f"{source_id}:{report.asset}", workflow=workflow.id,
+            fingerprint=fingerprint(KIND, "write_access", workflow.id, source_id, asset.path, principal),
+            source=source_id, asset=f"{source_id}:{asset.path}", workflow=workflow.id,
             principal=principal,
-            remediation=(f"Revoke the write privileges of {principal} on {report.asset} (or the "
+            remediation=(f"Revoke the write privileges of {principal} on {asset.path} (or the "
                          "membership, ownership or PUBLIC grant that gives them), or declare access: "
                          "write with an approval."),
             evidence={"paths": [p.describe() for p in writes],
                       "privileges": sorted({p.privilege for p in writes}),
                       "levels": sorted({p.level for p in writes}, key=LEVELS.index),
                       "public": any(p.public for p in writes),
-                      "declared_access": "read" if report.asset in declared else None},
+                      "declared_access": "read" if asset.path in declared else None},
         )
 
 
 def _undeclared_read(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,
-                     reports: list[AccessReport], stage: str) -> Iterator[Finding]:
+                     model: PrincipalAccess, verdicts: list[tuple[Asset, AssetVerdicts]],
+                     stage: str) -> Iterator[Finding]:
     declared = {a.path for r in workflow.reads if r.source == source_id for a in ctx.read_matches(r)}
-    undeclared: list[tuple[AccessReport, list[AccessPath]]] = []
-    for report in reports:
-        if report.asset in declared:
-            continue
-        level = report.level_of(ACCESS_READ)
-        if level is None or level == LEVEL_ESCALATION:
-            continue
-        own = _own(report.paths_giving(ACCESS_READ), public_counts=False)
-        if not own:
-            # Readable only through PUBLIC at this level: maybe its own roles reach it after SET ROLE.
-            if level == LEVEL_EFFECTIVE and report.can(ACCESS_READ, LEVEL_SET_ROLE):
-                own = [p for p in _own(list(report.via_set_role), public_counts=False) if ACCESS_READ in p.gives]
-            if not own:
-                continue
-        undeclared.append((report, own))
+    # Its own reads (not all access, not PUBLIC's), as itself or after SET ROLE.
+    undeclared = [(asset, found) for asset, found in verdicts
+                  if asset.path not in declared and ACCESS_READ in found.own[LEVEL_SET_ROLE]]
     if not undeclared:
         return
-    undeclared.sort(key=lambda item: item[0].asset)
-    names = [report.asset for report, _ in undeclared]
+    undeclared.sort(key=lambda item: item[0].path)
+    names = [asset.path for asset, _ in undeclared]
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    examples = {report.asset: [p.describe() for p in paths[:3]] for report, paths in undeclared[:3]}
-    after_set_role = sorted(report.asset for report, paths in undeclared
-                            if all(p.level != LEVEL_EFFECTIVE for p in paths))
+    examples = {}
+    for asset, found in undeclared[:3]:
+        report = model.report(asset)
+        level = LEVEL_EFFECTIVE if ACCESS_READ in found.own[LEVEL_EFFECTIVE] else LEVEL_SET_ROLE
+        paths = [p for p in report.effective + report.via_set_role
+                 if p.level == level and ACCESS_READ in p.gives and not p.privileged and not p.public]
+        examples[asset.path] = [p.describe() for p in paths[:3]]
+    after_set_role = [asset.path for asset, found in undeclared if ACCESS_READ not in found.own[LEVEL_EFFECTIVE]]
     yield Finding(
         kind=KIND, subkind="undeclared_read",
         severity=severity_of(KIND, stage, "undeclared_read"),
@@ -276,6 +274,8 @@ def _public_access(ctx: RuleContext) -> Iterator[Finding]:
             continue
         if source_id not in models:
             models[source_id] = PrincipalAccess(snapshot, None)
+        if not models[source_id].verdicts(asset).all[LEVEL_EFFECTIVE] & {ACCESS_READ, ACCESS_WRITE}:
+            continue
         report = models[source_id].report(asset)
         public = [p for p in report.effective if p.gives & {ACCESS_READ, ACCESS_WRITE}
                   and not (p.chain[-1] == LOCAL_WORLD and p.access == ACCESS_READ)]
@@ -287,7 +287,7 @@ def _public_access(ctx: RuleContext) -> Iterator[Finding]:
         principals = sorted({p.chain[-1] for p in public})
         privileges = sorted({p.privilege for p in public})
         readers = sorted({w.id for w, _ in pairs})
-        grants = [g for g in snapshot.grants if _is_public(g.principal, g.public) and grant_covers(g, asset)]
+        grants = [g for g in models[source_id].covering(asset) if _is_public(g.principal, g.public)]
         yield Finding(
             kind=KIND, subkind="public_access",
             severity=severity_of(KIND, top.stage if top else None, "public_access"),
