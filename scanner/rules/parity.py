@@ -69,7 +69,8 @@ def access_by_asset(snapshot: SourceSnapshot, principal: str,
     access = PrincipalAccess(snapshot, principal)
     result: dict[str, frozenset[str]] = {}
     for asset in _assets(snapshot, paths):
-        verdicts = access.report(asset).verdicts.get(LEVEL_SET_ROLE, frozenset())
+        # The verdicts alone (no paths), shared between assets reached the same way.
+        verdicts = access.verdicts(asset).all.get(LEVEL_SET_ROLE, frozenset())
         levels = _levels(verdicts)
         if levels:
             result[asset.path] = levels
