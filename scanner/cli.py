@@ -1225,8 +1225,9 @@ def _why_table(everything: dict[str, Any]) -> None:
                                     ("write", a["can_write_via_set_role"] and not a["can_write"])) if on]
         escalation = [v for v, on in (("read", a["can_read_escalation"] and not a["can_read_via_set_role"]),
                                       ("write", a["can_write_escalation"] and not a["can_write_via_set_role"])) if on]
+        unknown = "?" if a["can_read"] is None else "-"
         rows.append([a["asset"], a["principal"], a["declared_access"] or "-", yes(a["can_read"]),
-                     yes(a["can_write"]), ", ".join(set_role) or "-", ", ".join(escalation) or "-",
+                     yes(a["can_write"]), ", ".join(set_role) or unknown, ", ".join(escalation) or unknown,
                      len(a["paths"]) + len(a["paths_via_set_role"]) + len(a["escalation"])])
     click.echo(table(["asset", "principal", "declared", "read", "write", "after set role", "escalation", "paths"],
                      rows, max_width=60))
