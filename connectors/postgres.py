@@ -932,6 +932,11 @@ class _Probe:
                 attributes += (name,)
                 privileged = True
             properties: dict[str, Any] = {"login": bool(login), "inherit": bool(inherit)}
+            if version < 160000:
+                # Before 16 a new membership inherits as the member's attribute says, and the
+                # session user may grant its own role to others (since 16 the grantor picks
+                # INHERIT, and nobody administers itself).
+                properties.update(inherits_grants=bool(inherit), admin_of_itself=True)
             if name == "pg_database_owner":
                 properties["grantable"] = False  # its one member is implicit
             # Before 16, CREATEROLE may grant any role but a superuser one, itself included;

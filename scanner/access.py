@@ -162,6 +162,8 @@ class _Actor:
     step: str
     closure: dict[str, tuple[str, ...]]   # roles whose privileges it uses, chain from `role`
     all_access: str | None                # the role that gives it every privilege
+    # For an actor that granted roles to itself: the step that brought each role in.
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def _target_key(grant: Grant) -> tuple[str, str]:
@@ -241,7 +243,9 @@ class PrincipalAccess:
         self.inherit_edges: dict[str, list[str]] = {}
         self.set_edges: dict[str, list[str]] = {}
         self.admin_edges: dict[str, list[str]] = {}
+        self.member_edges: dict[str, list[str]] = {}
         for m in snapshot.memberships:
+            self.member_edges.setdefault(m.member, []).append(m.role)
             if m.inherit:
                 self.inherit_edges.setdefault(m.member, []).append(m.role)
             if m.can_set:
@@ -323,16 +327,63 @@ class PrincipalAccess:
         for role, chain in self._set_role_reach(principal, (principal,)):
             self._add(role, LEVEL_SET_ROLE, chain, f"SET ROLE {role}", known)
         # Escalation: roles some actor can grant the principal, to a fixpoint.
+        grantable: dict[str, str] = {}
         done = 0
         while done < len(self.actors):
             actor = self.actors[done]
             done += 1
+            found = self._grantable(actor)
+            for role, reason in found:
+                grantable.setdefault(role, reason)
             # Direct grants first, so each role gets its shortest step.
-            added = [(role, reason) for role, reason in self._grantable(actor)
+            added = [(role, reason) for role, reason in found
                      if self._add(role, LEVEL_ESCALATION, (principal, role), reason, known)]
             for role, reason in added:
                 for further, further_chain in self._set_role_reach(role, (principal, role)):
                     self._add(further, LEVEL_ESCALATION, further_chain, f"{reason}, then SET ROLE {further}", known)
+        self._merge(grantable)
+
+    def _merge(self, grantable: Mapping[str, str]) -> None:
+        """A granted role's privileges join those of the role it is granted to, when that role
+        inherits: an actor can combine what it holds (USAGE) with what a grantable role holds
+        (SELECT), which neither SET ROLE alone gives."""
+        targets = _targets_by_grantee(self.snapshot)
+        useful: dict[str, dict[str, tuple[str, ...]]] = {}
+        for role in sorted(grantable):
+            closure = self._closure(role)
+            if any(r in targets for r in closure if r not in PUBLIC_PRINCIPALS):
+                useful[role] = closure
+        if not useful:
+            return
+        for actor in list(self.actors):
+            account = self.principals.get(actor.role)
+            if account is not None and account.properties.get("inherits_grants", True) is False:
+                continue
+            merged = dict(actor.closure)
+            reasons: dict[str, str] = {}
+            for role, closure in useful.items():
+                if role in merged or actor.role in self._member_reach(role):
+                    continue  # already used, or the grant would close a membership cycle
+                for name, chain in closure.items():
+                    if name not in merged:
+                        merged[name] = (actor.role, *chain)
+                        reasons[name] = f"{grantable[role]} (GRANT {role} TO {actor.role})"
+            if reasons:
+                first = next(iter(reasons.values()))
+                self.actors.append(_Actor(actor.role, LEVEL_ESCALATION, actor.chain,
+                                          first if actor.level == LEVEL_EFFECTIVE else f"{actor.step}, {first}",
+                                          merged, self._all_access(actor.role, merged), reasons))
+
+    def _member_reach(self, role: str) -> set[str]:
+        """Every role `role` is a member of, through any membership."""
+        seen: set[str] = set()
+        todo = [role]
+        while todo:
+            for parent in self.member_edges.get(todo.pop(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
 
     def _grantable(self, actor: _Actor) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -348,6 +399,8 @@ class PrincipalAccess:
         for role in actor.closure:
             for target in sorted(self.admin_edges.get(role, ())):
                 out.append((target, f"ADMIN OPTION on {target}: can grant itself {target}"))
+        if actor.level == LEVEL_EFFECTIVE and own is not None and own.properties.get("admin_of_itself"):
+            out.append((actor.role, f"{actor.role} may grant itself to the roles it can SET ROLE to"))
         return out
 
     @property
@@ -365,7 +418,7 @@ class PrincipalAccess:
                                  if role not in PUBLIC_PRINCIPALS))
             return actor.all_access is not None or ("*", "") in keys, bool(keys)
 
-        found = [(holds(a), a) for a in self.actors if a.level == LEVEL_ESCALATION]
+        found = [(holds(a), a) for a in self.actors if a.level == LEVEL_ESCALATION and not a.reasons]
         found = [(h, a) for h, a in found if h[0] or h[1]]
         found.sort(key=lambda item: (not item[0][0], len(item[1].chain), item[1].role))
         return [a for _, a in found]
@@ -534,7 +587,7 @@ class PrincipalAccess:
                 candidates.append((("all",), AccessPath(
                     self.principal, _join(actor, actor.all_access), "ALL", ACCESS_ADMIN, SCOPE_SOURCE,
                     f"privileged: {', '.join(holder.attributes) or 'yes'}", privileged=True,
-                    level=actor.level, step=actor.step)))
+                    level=actor.level, step=actor.reasons.get(actor.all_access, actor.step))))
             for grant in held.get(index, ()):
                 blocked = ""
                 gives_data = grant.access in (ACCESS_READ, ACCESS_WRITE, ACCESS_ALTER, ACCESS_ADMIN)
@@ -547,7 +600,7 @@ class PrincipalAccess:
                 candidates.append((key, AccessPath(
                     self.principal, _join(actor, grant.principal), grant.privilege, grant.access, grant.scope,
                     grant.via, grant.public or grant.principal in PUBLIC_PRINCIPALS, grant.columns,
-                    level=actor.level, step=actor.step, blocked=blocked)))
+                    level=actor.level, step=actor.reasons.get(grant.principal, actor.step), blocked=blocked)))
             for key, path in candidates:
                 if is_effective:
                     effective.append(path)

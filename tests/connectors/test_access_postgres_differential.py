@@ -10,9 +10,9 @@ server's:
   (..., 'USAGE')`, confirmed by running SELECT, INSERT, UPDATE, DELETE and TRUNCATE as the role;
 - via SET ROLE: the same statements, run after `SET ROLE` to each role the server lets the
   principal switch to (`SET SESSION AUTHORIZATION` the principal, then `SET ROLE`);
-- escalation: as the principal and each role it can switch to, try every self-grant (GRANT
-  each role TO it, GRANT ALL ON each table and USAGE ON each schema to what it can act as)
-  until nothing more succeeds, then ask the server again.
+- escalation: as the principal and each role it can switch to, try every grant to itself and
+  to each role it can switch to (GRANT each role, GRANT ALL ON each table, USAGE ON each
+  schema) until nothing more succeeds, then ask the server again.
 
 All trials run in transactions that are rolled back. `CTXSCAN_DIFFERENTIAL_MATRIX=path`
 writes the confusion matrix as JSON (the figures of issue 11 were measured with it).
@@ -259,7 +259,9 @@ def escalated(conn: Any, principal: str, estate: Estate, everyone: list[str]) ->
                     actors.append(role)
                 except Exception:
                     pass
-            statements = [f"GRANT {q(role)} TO {q(principal)}" for role in everyone if role != principal]
+            # Roles to itself and to every role it can act as (one statement each: a grant
+            # that would close a membership cycle fails alone).
+            statements = [f"GRANT {q(role)} TO {q(actor)}" for role in everyone for actor in actors if role != actor]
             to = ", ".join(q(actor) for actor in actors)
             for table in tables:
                 schema, name = table.split(".")
