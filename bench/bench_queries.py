@@ -23,15 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TARGETS = {"feeds": 0.5, "depends": 0.5, "graph export": 5.0}
+TARGETS = {"feeds": 0.3, "depends": 0.3, "graph export": 5.0}
 
 
-def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+def timed(command: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
     began = time.perf_counter()
     proc = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
     elapsed = time.perf_counter() - began
-    if proc.returncode != 0:
+    if proc.returncode not in ok:
         raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     return elapsed
 
@@ -64,6 +64,10 @@ def main() -> None:
 
     path = sqlite_path(default_state_url([str(config)]))
     assert path is not None, "the benchmark estate keeps its state in SQLite"
+    # A real scan (of the estate's small `live` source: the rules run over all 50,000 assets
+    # and the scan readies the graph cache), then the first query after it.
+    scan_time = timed([*ctxscan, "scan", "--source", "live"], estate, env, ok=(0, 1))
+    first = timed([*ctxscan, "feeds", "src03"], estate, env)
     connection = sqlite3.connect(path)
     with connection:
         connection.execute("DELETE FROM graph_cache")
@@ -90,7 +94,9 @@ def main() -> None:
     base_python = results[0][1]
     base_help = results[1][1]
     print(f"estate: {estate} (50,000 assets, 500 workflows); {args.runs} runs each, median and best")
-    print(f"cold first query (builds and caches the graph): {cold:.2f}s")
+    print(f"scan --source live (rules over the estate, readies the graph cache): {scan_time:.2f}s")
+    print(f"first query after that scan: {first:.3f}s ({'ok' if first < 1 else 'MISSED'}: target < 1s)")
+    print(f"cold first query without a readied cache (builds and caches the graph): {cold:.2f}s")
     print(f"{'command':28} {'median':>8} {'best':>8} {'x python':>9} {'x --help':>9}  target")
     failed = False
     for (name, median, best), (_, _, target_key) in zip(results, cases, strict=True):

@@ -61,6 +61,10 @@ def plan(sources: int, assets: int, workflows: int, seed: int) -> tuple[str, dic
         if i % 17 != 16:  # a few sources nobody owns
             lines.append(f"    owner: {owners[i % len(owners)]}")
         lines += ["    schedule: 1h", f"    freshness: {{max_age: {24 + i % 3 * 24}h}}"]
+    # A small source the benchmark really scans (`ctxscan scan --source live`): a whole CLI
+    # scan over the estate's store, after which the first query is timed.
+    lines += ["  - id: live", "    connector: fake", "    owner: team-00",
+              "    tables: [live.t1, live.t2@1h]"]
     lines.append("workflows:")
     stages = ("production", "pilot", "poc")
     readers: dict[str, dict[str, set[str]]] = {s: {} for s in source_ids}  # source -> bot -> paths

@@ -504,7 +504,10 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
                    + (f", {len(report.changes.escalated)} escalated" if report.changes.escalated else "")
                    + ". `ctxscan findings` lists them.")
     unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
-    sys.exit(scan_exit_code(_not_accepted(app, unprobed), current, fail_on))
+    code = scan_exit_code(_not_accepted(app, unprobed), current, fail_on)
+    sys.stdout.flush()  # the report is out; what follows only readies the next query
+    warm_graph_cache(app, current)
+    sys.exit(code)
 
 
 def _not_accepted(app: App, unprobed: list[str]) -> list[str]:
@@ -1038,7 +1041,7 @@ def query_graph(app: App) -> Any:
                 click.echo(f"inventory: {', '.join(paths)}\nstore: {redact_url(url)} (cached graph)", err=True)
             return quick
 
-    from scanner.graph import cache_key, encode_graph, graph_from_store, load_cached
+    from scanner.graph import cache_key, graph_from_store, load_cached
 
     store = app.store()
     key = cache_key(fingerprint, store.state_key()) if fingerprint else None
@@ -1051,15 +1054,39 @@ def query_graph(app: App) -> Any:
         app.state, app._store = default_state_url(paths, inventory.state), None
         store = app.store()
         key = cache_key(fingerprint, store.state_key()) if fingerprint else None
-    graph = graph_from_store(inventory, store, open_findings(app))
-    if key is not None:
-        from scanner.errors import StoreError
+    if key is None:
+        return graph_from_store(inventory, store, open_findings(app))
+    return cache_graph(store, key, inventory, open_findings(app))
 
-        try:
-            store.cache_put(key, encode_graph(graph))
-        except StoreError:
-            pass  # a read-only store, or another process caching the same graph: answer anyway
-    return graph
+
+def cache_graph(store: Any, key: str, inventory: Any, findings: list[Any]) -> Any:
+    """Build the graph from the store, cache it under `key`, and return it as the cache reads it."""
+    from scanner.errors import StoreError
+    from scanner.graph import decode_graph, encode_parts, parts_from_store
+
+    blob = encode_parts(parts_from_store(inventory, store, findings))
+    try:
+        store.cache_put(key, blob)
+    except StoreError:
+        pass  # a read-only store, or another process caching the same graph: answer anyway
+    return decode_graph(blob)
+
+
+def warm_graph_cache(app: App, findings: list[Any] | None = None) -> None:
+    """After a scan: build and cache the graph the queries will ask for, so that the first
+    `feeds`/`depends` after a scan answers from the cache instead of building it."""
+    from scanner.errors import StoreError
+    from scanner.graph import cache_key, config_fingerprint
+
+    fingerprint = config_fingerprint(app.config_paths())
+    if fingerprint is None:
+        return
+    try:
+        store = app.store()
+        cache_graph(store, cache_key(fingerprint, store.state_key()), app.inventory(),
+                    open_findings(app) if findings is None else findings)
+    except StoreError:
+        pass  # the scan is stored; the first query builds the graph itself
 
 
 def _path_text(path: list[str]) -> str:

@@ -1,0 +1,72 @@
+"""A scan readies the graph cache: the first query after it answers from the cache, and the
+cached graph equals the one built from the store (the slow path), on a generated estate."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.generate_estate import generate
+from scanner.graph import build_graph, config_fingerprint, quick_cached_graph, split_node
+from scanner.inventory import load_inventory
+from scanner.queries import depends, feeds
+from scanner.rules.base import RuleContext
+from scanner.rules.sla import effective_sla
+from scanner.store import Store, default_state_url
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def test_scan_caches_the_graph_the_slow_path_builds(tmp_path: Path, ctxscan: Any) -> None:
+    config = generate(tmp_path / "estate", sources=4, assets=800, workflows=40, seed=3)
+    url = default_state_url([str(config)])
+    env = {"CTXSCAN_CONFIG": str(config)}
+    result = ctxscan("scan", "--source", "live", "--json", cwd=config.parent, env=env)
+    assert result.code in (0, 1), result.err
+    assert json.loads(result.out)["sources"][0]["status"] == "ok"
+
+    cached = quick_cached_graph(url, str(config_fingerprint([str(config)])))
+    assert cached is not None, "the scan did not leave the graph in the cache"
+
+    inventory = load_inventory([config])
+    store = Store.open(url)
+    try:
+        ids = list(inventory.sources)
+        snapshots, results = store.latest_snapshots(ids), store.latest_results(ids)
+        slow = build_graph(inventory, snapshots, results, store.findings("open"))
+    finally:
+        store.close()
+
+    nodes, edges = cached.ordered()
+    assert [n for n, _ in nodes] == list(slow.nodes)
+    assert [_plain(a) for _, a in nodes] == [_plain(a) for _, a in slow.nodes(data=True)]
+    assert [(u, v, k, _plain(a)) for u, v, k, a in edges] == \
+        [(u, v, k, _plain(a)) for u, v, k, a in slow.edges(keys=True, data=True)]
+    assert len(slow) > 800 and any(a.get("findings") for _, a in nodes)
+
+    # The SLA of every asset, read or not, is what the `stale` rule computes for it.
+    context = RuleContext(inventory=inventory, snapshots=snapshots, results=results,
+                          now=datetime.now(UTC))
+    for node, attrs in nodes:
+        if attrs["type"] != "asset":
+            continue
+        _, source_id, path = split_node(node)
+        sla = effective_sla(context, source_id, path)
+        assert attrs.get("sla_origin") == (sla.origin if sla else None), node
+        assert attrs.get("sla_seconds") == (round(sla.max_age) if sla and sla.max_age is not None else None), node
+
+    now = datetime.now(UTC)
+    for target in ("src01", "src02:schema1.*", "live"):
+        assert feeds(cached, target) == feeds(slow, target)
+    for workflow in ("wf000", "wf020", "wf039"):
+        assert _plain(depends(cached, workflow, now)) == _plain(depends(slow, workflow, now))
+
+    # The first query after the scan is answered from the cache, not rebuilt.
+    answer = ctxscan("-v", "feeds", "src01", "--json", cwd=config.parent, env=env)
+    assert answer.code == 0, answer.err
+    assert "(cached graph)" in answer.err
+    assert json.loads(answer.out) == _plain(feeds(slow, "src01"))
