@@ -184,6 +184,23 @@ FROM pg_class c
 WHERE c.oid = ANY(%s::oid[]) AND c.relkind IN ('r', 'm', 'p')
 """
 
+# What an unchanged rescan reads instead of the catalog. Every change to what a snapshot holds
+# (a relation created, dropped, renamed or re-owned; a column added, dropped, retyped or
+# granted; a comment; a table, column or schema GRANT/REVOKE; a partition or an RLS policy)
+# writes a new row version into one of these catalogs, so the sum of their rows' xmin moves.
+# ANALYZE and VACUUM update statistics in place (no new xmin), so they do not force a read.
+# Roles and memberships are read whole every time (a few rows) and hashed by the client.
+FINGERPRINT_VERSION = 1
+FINGERPRINT_SQL = """
+SELECT (SELECT count(*)::text || ':' || COALESCE(sum(xmin::text::int8), 0) FROM pg_class),
+       (SELECT count(*)::text || ':' || COALESCE(sum(xmin::text::int8), 0) FROM pg_attribute),
+       (SELECT count(*)::text || ':' || COALESCE(sum(xmin::text::int8), 0) FROM pg_description),
+       (SELECT count(*)::text || ':' || COALESCE(sum(xmin::text::int8), 0) FROM pg_namespace),
+       (SELECT count(*)::text || ':' || COALESCE(sum(xmin::text::int8), 0) FROM pg_inherits),
+       (SELECT count(*)::text || ':' || COALESCE(sum(xmin::text::int8), 0) FROM pg_policy),
+       (SELECT datacl::text FROM pg_database WHERE datname = current_database())
+"""
+
 UNREADABLE_COLUMN_SQL = """
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT has_column_privilege(o, %s, 'SELECT')
 """
@@ -433,14 +450,46 @@ class _Probe:
         self.check_cancelled()
         return self.conn.execute(query, params).fetchall()
 
-    def run(self) -> SourceSnapshot:
-        (database, database_owner, version, stats_reset, started, track_counts, max_locks,
-         current_user, database_comment) = self.fetch(SERVER_SQL)[0]
-        roles = {row[0]: row for row in self.fetch(ROLES_SQL)}
-        role_names = {oid: row[1] for oid, row in roles.items()}
-        members = self.fetch(member_query(version))
+    def _catalog_key(self, server: tuple[Any, ...], roles: Iterable[tuple[Any, ...]],
+                     members: Iterable[tuple[Any, ...]], fingerprint: tuple[Any, ...]) -> str:
+        """What the catalog part of a snapshot depends on: the server's fingerprint, the roles
+        and memberships, and the settings and runs_as principals that shape the snapshot."""
+        import hashlib
 
-        relations = [_Relation(*row) for row in self.fetch(RELATIONS_SQL)]
+        source = self.source
+        parts = [FINGERPRINT_VERSION, list(fingerprint), str(server[1]), server[2], str(server[8]),
+                 sorted(map(str, roles)), sorted(map(str, members)), sorted(self.context.principals),
+                 sorted((k, str(v)) for k, v in source.settings.items()), list(source.include),
+                 list(source.exclude), source.owner_tag]
+        return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _reusable(self, key: str) -> SourceSnapshot | None:
+        """The previous snapshot, when its catalog part may be reused as it stands."""
+        previous = self.context.previous
+        if previous is None or previous.partial or not isinstance(previous.state, Mapping):
+            return None
+        if previous.state.get("catalog_key") != key:
+            return None
+        return previous
+
+    def run(self) -> SourceSnapshot:
+        # One round trip for what every scan reads; the fingerprint then says whether the rest
+        # of the catalog (columns, ACLs, schemas) must be read again.
+        with self.conn.pipeline():
+            cursors = [self.conn.cursor().execute(query) for query in
+                       (SERVER_SQL, ROLES_SQL, member_query(self.conn.info.server_version), FINGERPRINT_SQL,
+                        RELATIONS_SQL)]
+            server = cursors[0].fetchall()[0]
+            role_rows, members = cursors[1].fetchall(), cursors[2].fetchall()
+            fingerprint = cursors[3].fetchone() or ()
+            relation_rows = cursors[4].fetchall()
+        (database, database_owner, version, stats_reset, started, track_counts, max_locks,
+         current_user, database_comment) = server
+        self.check_cancelled()
+        roles = {row[0]: row for row in role_rows}
+        role_names = {oid: row[1] for oid, row in roles.items()}
+        catalog_key = self._catalog_key(server, role_rows, members, tuple(fingerprint))
+        relations = [_Relation(*row) for row in relation_rows]
         by_oid = {rel.oid: rel for rel in relations}
         assets_rel: list[_Relation] = []
         for rel in relations:
@@ -462,12 +511,16 @@ class _Probe:
         asset_oids = [rel.oid for rel in assets_rel]
         counter_oids = asset_oids + [p.oid for rel in assets_rel for p in partitions.get(rel.oid, ())]
         schema_names = sorted({rel.schema for rel in assets_rel})
+        reuse = self._reusable(catalog_key)
+        if reuse is not None and {a.path for a in reuse.assets} != {rel.path for rel in assets_rel}:
+            reuse = None  # only a full read may find an asset gone (or new)
 
         # The rest depends only on the assets: send it in one pipeline, so the server runs the
         # next query while we turn the columns into objects.
         oids = oid_array(asset_oids)
-        queries = [(COLUMNS_SQL, (oids,)), (RELATION_ACL_SQL, (oids,)), (COLUMN_ACL_SQL, (oids,)),
-                   (SCHEMAS_SQL, (schema_names,))]
+        queries = [] if reuse is not None else \
+            [(COLUMNS_SQL, (oids,)), (RELATION_ACL_SQL, (oids,)), (COLUMN_ACL_SQL, (oids,)),
+             (SCHEMAS_SQL, (schema_names,))]
         if track_counts == "on":
             queries.append((COUNTERS_SQL, (oid_array(counter_oids),)))
         else:
@@ -475,17 +528,24 @@ class _Probe:
                               "without freshness.column is unknown")
         self.check_cancelled()
         columns: dict[int, list[Column]] = defaultdict(list)
+        relation_acl: list[Any] = []
+        column_acl: list[Any] = []
+        schema_rows: list[Any] = []
         with self.conn.pipeline():
             cursors = [self.conn.cursor().execute(query, params) for query, params in queries]
-            for attrelid, name, type_name, notnull, comment in cursors[0].fetchall():
-                columns[attrelid].append(Column(name, type_name, not notnull, comment))
-            relation_acl, column_acl, schema_rows = (cursor.fetchall() for cursor in cursors[1:4])
-            counters = {oid: (changes, live) for oid, changes, live in
-                        (cursors[4].fetchall() if len(cursors) > 4 else ())}
+            if reuse is None:
+                for attrelid, name, type_name, notnull, comment in cursors[0].fetchall():
+                    columns[attrelid].append(Column(name, type_name, not notnull, comment))
+                relation_acl, column_acl, schema_rows = (cursor.fetchall() for cursor in cursors[1:4])
+                cursors = cursors[4:]
+            counters = {oid: (changes, live) for oid, changes, live in (cursors[0].fetchall() if cursors else ())}
+        if reuse is not None:
+            return self._rescan(reuse, catalog_key, assets_rel, partitions, counters, role_names,
+                                database, stats_reset, started, max_locks)
 
         schema_comments = {row[0]: row[6] for row in schema_rows}
         totals = self._totals(assets_rel, partitions, counters)
-        state = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
+        state: dict[str, Any] = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
                  "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
         freshness = self._observed(assets_rel, totals, state)
         state["unchanged_since"] = self._unchanged_since
@@ -512,11 +572,51 @@ class _Probe:
         found = owner_from_comment(database_comment, self.source.owner_tag)
         if found:
             owner = DiscoveredOwner(found, f"comment:{self.source.owner_tag}")
+        if not self.partial:  # what an unchanged rescan reuses (a partial read is never reused)
+            state.update(catalog_key=catalog_key, catalog_notes=[left_out] if left_out else [])
         return SourceSnapshot(
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
             assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
             grants=tuple(grants), owner=owner, partial=self.partial, notes=tuple(self.notes),
             reports_grants=True, state=state, container_usage=True)
+
+    def _rescan(self, previous: SourceSnapshot, catalog_key: str, assets_rel: list[_Relation], partitions: Mapping[int, list[_Relation]],
+                counters: Mapping[int, tuple[int, int]], role_names: Mapping[int, str], database: str,
+                stats_reset: Any, started: Any, max_locks: int) -> SourceSnapshot:
+        """An unchanged catalog: the previous snapshot's columns, access and owners, with this
+        scan's counters, freshness, row counts and sizes. The caller checked that the assets are
+        the previous snapshot's, so nothing is marked missing (or new) here."""
+        import dataclasses
+
+        totals = self._totals(assets_rel, partitions, counters)
+        state: dict[str, Any] = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
+                 "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
+        freshness = self._observed(assets_rel, totals, state)
+        column_name = self.source.freshness.column
+        before = {asset.path: asset for asset in previous.assets}
+        if column_name:
+            columns = {rel.oid: list(before[rel.path].columns) for rel in assets_rel if rel.path in before}
+            freshness.update(self._column_freshness(column_name, assets_rel, columns, partitions, max_locks))
+        assets = []
+        for rel in assets_rel:
+            old = before.get(rel.path)
+            fresh = self._asset(rel, (), partitions.get(rel.oid, ()), counters, role_names, freshness[rel.oid], {})
+            if old is None:  # cannot happen with an unchanged catalog; keep what was read
+                assets.append(fresh)
+                continue
+            assets.append(dataclasses.replace(old, row_count=fresh.row_count, size_bytes=fresh.size_bytes,
+                                              freshness=fresh.freshness))
+        self.notes.extend(previous.state.get("catalog_notes") or ())
+        self.notes.extend(runs_as_notes(self.context, list(role_names.values())))
+        state["unknown_principals"] = unknown_principals(self.context, list(role_names.values()))
+        if not self.partial:
+            state.update(catalog_key=catalog_key, catalog_notes=list(previous.state.get("catalog_notes") or ()))
+        state["catalog_read"] = "reused"
+        return SourceSnapshot(
+            source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
+            assets=tuple(assets), principals=previous.principals, memberships=previous.memberships,
+            grants=previous.grants, owner=previous.owner, partial=self.partial, notes=tuple(self.notes),
+            reports_grants=True, state=state)
 
     # -- assets ------------------------------------------------------------------------
 

@@ -1,0 +1,116 @@
+"""Incremental PostgreSQL rescans on the real server: an unchanged catalog is reused, and every
+kind of change to what the snapshot holds makes the probe read the catalog again."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from connectors.postgres import PostgresConnector
+from scanner.model import Asset, SourceSnapshot
+from scanner.plugins import FreshnessConfig, ProbeContext, SourceConfig
+from tests.conftest import PG_ADMIN_DSN
+
+
+@pytest.fixture
+def roles(pg_database: str) -> Iterator[dict[str, str]]:
+    suffix = uuid.uuid4().hex[:8]
+    names = {k: f"ctxscan_rescan_{k}_{suffix}" for k in ("reader", "member", "owner")}
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f'CREATE ROLE "{name}"')
+    yield names
+    quoted = ", ".join(f'"{name}"' for name in names.values())
+    with psycopg.connect(pg_database.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {quoted}")  # their grants in the test database
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def _probe(url: str, previous: SourceSnapshot | None, column: str | None = None) -> SourceSnapshot:
+    source = SourceConfig(id="db", connector="postgres", settings={"url": url},
+                          freshness=FreshnessConfig(column=column))
+    return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), previous=previous, timeout=60))
+
+
+def _asset(snapshot: SourceSnapshot, path: str) -> Asset | None:
+    return next((a for a in snapshot.assets if a.path == path), None)
+
+
+def _grants(snapshot: SourceSnapshot, principal: str) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    return {(g.privilege, g.target, g.scope, tuple(g.columns or ())) for g in snapshot.grants
+            if g.principal == principal}
+
+
+def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database: str,
+                                                                      roles: dict[str, str]) -> None:
+    url = pg_database
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    reader, member, owner = roles["reader"], roles["member"], roles["owner"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA s")
+        conn.execute("CREATE TABLE s.t1 (id int, updated_at timestamptz DEFAULT now())")
+        conn.execute("CREATE TABLE s.t2 (id int)")
+        conn.execute("INSERT INTO s.t1 (id) VALUES (1)")
+
+    first = _probe(url, None)
+    assert first.state.get("catalog_read") is None and first.state.get("catalog_key")
+    again = _probe(url, first)
+    assert again.state.get("catalog_read") == "reused"
+    assert [(a.path, a.columns, a.properties, a.owner) for a in again.assets] == \
+        [(a.path, a.columns, a.properties, a.owner) for a in first.assets]
+    assert (again.grants, again.principals, again.memberships) == \
+        (first.grants, first.principals, first.memberships)
+    # Counters and freshness.column are read on a reused catalog too.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO s.t1 (id) VALUES (2)")
+    with_column = _probe(url, _probe(url, None, "updated_at"), "updated_at")
+    assert with_column.state.get("catalog_read") == "reused"
+    t1 = _asset(with_column, "s.t1")
+    assert t1 is not None and t1.freshness.method == "column" and t1.freshness.last_changed is not None
+
+    def change(sql: str) -> SourceSnapshot:
+        nonlocal again
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql)
+        snapshot = _probe(url, again)
+        assert snapshot.state.get("catalog_read") is None, f"{sql}: the catalog was not read again"
+        again = snapshot
+        return snapshot
+
+    def columns(snapshot: SourceSnapshot, path: str) -> dict[str, Any]:
+        asset = _asset(snapshot, path)
+        assert asset is not None
+        return {c.name: c for c in asset.columns}
+
+    assert columns(change("ALTER TABLE s.t1 ADD COLUMN note text"), "s.t1")["note"].type == "text"
+    assert columns(change("ALTER TABLE s.t1 ALTER COLUMN note TYPE varchar(20)"), "s.t1")["note"].type == \
+        "character varying(20)"
+    assert columns(change("COMMENT ON COLUMN s.t1.note IS 'free text'"), "s.t1")["note"].comment == "free text"
+    assert ("SELECT", "s.t2", "asset", ()) in _grants(change(f'GRANT SELECT ON s.t2 TO "{reader}"'), reader)
+    assert not _grants(change(f'REVOKE SELECT ON s.t2 FROM "{reader}"'), reader)
+    assert any(g[2] == "column" for g in _grants(change(f'GRANT SELECT (id) ON s.t1 TO "{reader}"'), reader))
+    snapshot = change(f'GRANT "{reader}" TO "{member}"')
+    assert any(m.member == member and m.role == reader for m in snapshot.memberships)
+    t1_asset = _asset(change("COMMENT ON TABLE s.t1 IS 'orders'"), "s.t1")
+    assert t1_asset is not None and t1_asset.properties.get("comment") == "orders"
+    t2_asset = _asset(change(f'ALTER TABLE s.t2 OWNER TO "{owner}"'), "s.t2")
+    assert t2_asset is not None and t2_asset.properties["owner_role"] == owner
+    assert _asset(change(f'GRANT USAGE ON SCHEMA s TO "{reader}"'), "s.t1") is not None
+    assert _asset(change("DROP TABLE s.t2"), "s.t2") is None
+    assert _asset(change("CREATE TABLE s.t3 (id int)"), "s.t3") is not None
+    assert _probe(url, again).state.get("catalog_read") == "reused"  # settled again
+
+    # A previous snapshot that holds an asset the database lacks is never carried over: the
+    # probe reads the catalog, so only a full read can find an asset missing.
+    ghost = Asset(path="s.ghost", kind="table")
+    stale = dataclasses.replace(again, assets=again.assets + (ghost,))
+    fresh = _probe(url, stale)
+    assert fresh.state.get("catalog_read") is None and _asset(fresh, "s.ghost") is None
