@@ -234,7 +234,37 @@ def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[Con
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 # libyaml's parser composes the same nodes, with the same marks, ten times faster than the
 # pure-Python one (a 50,000-asset inventory: 5 s -> 0.4 s); wheels without it fall back.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc]
+    """The safe loader's tag resolution, without the per-node path-resolver bookkeeping that
+    the safe loader never uses (about a third of the parse on a 300,000-owner inventory)."""
+
+    _by_first: dict[str | None, list[tuple[str, Any]]] = {}
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                first = value[0] if value else ""
+                resolvers = self._by_first.get(first)
+                if resolvers is None:
+                    resolvers = self._by_first[first] = (self.yaml_implicit_resolvers.get(first, [])
+                                                         + self.yaml_implicit_resolvers.get(None, []))
+                for tag, regexp in resolvers:
+                    if regexp.match(value):
+                        return str(tag)
+            return str(self.DEFAULT_SCALAR_TAG)
+        return str(self.DEFAULT_SEQUENCE_TAG if kind is yaml.SequenceNode else self.DEFAULT_MAPPING_TAG)
+
+
+_LOADER: Any = _Loader if not _Loader.yaml_path_resolvers else _BASE_LOADER
 
 
 def _scalar(node: yaml.Node) -> Any:
