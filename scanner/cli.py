@@ -1313,6 +1313,12 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
             raise UsageError(f"unknown source {source_id!r}" + (f"; closest: {', '.join(near)}" if near else ""))
     chosen = canonical(slice_graph(graph, workflow_ids, source_ids, depth) if workflow_ids or source_ids
                        else graph)
+    from scanner.export import HTML_MAX_NODES
+
+    if fmt == "html" and chosen.number_of_nodes() > HTML_MAX_NODES:
+        raise UsageError(f"the graph has {chosen.number_of_nodes():,} nodes; the HTML page stays usable up to "
+                         f"{HTML_MAX_NODES:,}: export a slice with --workflow ID or --source ID, or use "
+                         "--format graphml for a graph tool")
     if output is None:
         parts = [f"workflow-{w}" for w in workflow_ids] + [f"source-{s}" for s in source_ids]
         stem = "ctxscan" + ("-" + _slug("-".join(parts)) if parts else "")

@@ -33,6 +33,9 @@ from scanner.graph import (
 )
 
 FORMATS = ("graphml", "gexf", "json", "dot", "mermaid", "html")
+# The page draws every node and edge as SVG elements: past a few thousand nodes, pan, zoom and
+# search redraw hundreds of thousands of elements and the page stops being usable (bench/README.md).
+HTML_MAX_NODES = 5_000
 EXTENSIONS = {"graphml": "graphml", "gexf": "gexf", "json": "json", "dot": "dot", "mermaid": "md",
               "html": "html"}
 

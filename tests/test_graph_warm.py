@@ -70,3 +70,20 @@ def test_scan_caches_the_graph_the_slow_path_builds(tmp_path: Path, ctxscan: Any
     assert answer.code == 0, answer.err
     assert "(cached graph)" in answer.err
     assert json.loads(answer.out) == _plain(feeds(slow, "src01"))
+
+
+def test_html_export_of_a_large_graph_is_refused_and_a_slice_is_written(tmp_path: Path, ctxscan: Any) -> None:
+    config = generate(tmp_path / "estate", sources=6, assets=6000, workflows=20, seed=5, evaluate=False)
+    env = {"CTXSCAN_CONFIG": str(config)}
+    refused = ctxscan("graph", "export", "--format", "html", "-o", str(tmp_path / "all.html"),
+                      cwd=config.parent, env=env)
+    assert refused.code == 2
+    assert refused.err.count("\n") == 1 and "--workflow" in refused.err and "--source" in refused.err
+    assert "6,1" in refused.err and not (tmp_path / "all.html").exists()
+    sliced = ctxscan("graph", "export", "--format", "html", "-o", str(tmp_path / "src01.html"),
+                     "--source", "src01", cwd=config.parent, env=env)
+    assert sliced.code == 0, sliced.err
+    assert "src01:schema0.table0000" in (tmp_path / "src01.html").read_text(encoding="utf-8")
+    whole = ctxscan("graph", "export", "--format", "graphml", "-o", str(tmp_path / "all.graphml"),
+                    cwd=config.parent, env=env)
+    assert whole.code == 0 and (tmp_path / "all.graphml").stat().st_size > 0
