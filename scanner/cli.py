@@ -1078,6 +1078,8 @@ def warm_graph_cache(app: App, findings: list[Any] | None = None) -> None:
     from scanner.errors import StoreError
     from scanner.graph import cache_key, config_fingerprint
 
+    if not app.inventory().workflows:
+        return  # the queries ask about workflows; an inventory of sources alone pays nothing here
     fingerprint = config_fingerprint(app.config_paths())
     if fingerprint is None:
         return
