@@ -25,6 +25,11 @@ def test_scan_caches_the_graph_the_slow_path_builds(tmp_path: Path, ctxscan: Any
     config = generate(tmp_path / "estate", sources=4, assets=800, workflows=40, seed=3)
     url = default_state_url([str(config)])
     env = {"CTXSCAN_CONFIG": str(config)}
+    small = ctxscan("scan", "--source", "live", "--json", cwd=config.parent, env=env)
+    assert small.code in (0, 1), small.err
+    # Under 20,000 assets the scan leaves the graph to the first query (it builds it fast).
+    assert quick_cached_graph(url, str(config_fingerprint([str(config)]))) is None
+    env["CTXSCAN_GRAPH_WARM_ASSETS"] = "500"
     result = ctxscan("scan", "--source", "live", "--json", cwd=config.parent, env=env)
     assert result.code in (0, 1), result.err
     assert json.loads(result.out)["sources"][0]["status"] == "ok"
