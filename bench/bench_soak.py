@@ -121,7 +121,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{daemon.server.port}"
 
         def cycles() -> int:
-            return sum(s["scans"] for s in daemon.health()[1]["sources"].values())
+            return sum(s["scans_since_start"] for s in daemon.health()[1]["sources"].values())
 
         started = time.perf_counter()
         stale, next_flip, next_scrape = True, 100, 50
