@@ -506,6 +506,7 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
     unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
     code = scan_exit_code(_not_accepted(app, unprobed), current, fail_on)
     sys.stdout.flush()  # the report is out; what follows only readies the next query
+    del report  # its snapshots: the graph is built from the store, and memory peaks here
     warm_graph_cache(app, current)
     sys.exit(code)
 
