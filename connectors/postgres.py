@@ -592,6 +592,7 @@ class _Probe:
         state: dict[str, Any] = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
                  "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
         freshness = self._observed(assets_rel, totals, state)
+        state["unchanged_since"] = self._unchanged_since
         column_name = self.source.freshness.column
         before = {asset.path: asset for asset in previous.assets}
         if column_name:
