@@ -430,7 +430,9 @@ def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(ConfigError(f"cannot read the inventory file: {exc}", str(path)))
         return doc, None
-    if "&" not in text:  # no anchors, so no aliases: convert straight from the parser's events
+    # No anchors, so no aliases, and no `zone:` (whose ${VAR}s depend on a key that may come
+    # later in the mapping): convert straight from the parser's events.
+    if "&" not in text and "zone" not in text:
         try:
             return doc, _convert_events(text, doc, errors, env)
         except _Fallback:
