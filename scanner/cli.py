@@ -90,9 +90,16 @@ def common_options(func: F) -> F:
 
     def set_state(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
         if value:
-            from scanner.locations import as_state_url
+            from scanner.locations import as_state_url, missing_state_folder
 
-            ctx.ensure_object(App).state = as_state_url(value)
+            try:
+                url = as_state_url(value)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from None
+            folder = missing_state_folder(url)
+            if folder is not None:
+                raise click.BadParameter(f"the folder {folder} does not exist (create it first)")
+            ctx.ensure_object(App).state = url
 
     def set_wide(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         if value:

@@ -22,6 +22,7 @@ import yaml
 from scanner.durations import parse_duration, validate_schedule
 from scanner.errors import ConfigError
 from scanner.plugins import AssetOverride, FreshnessConfig, SourceConfig, connectors
+from scanner.redact import remember_secrets_in
 
 STAGES = ("poc", "pilot", "production")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -925,6 +926,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             check.error((), f"the inventory must be a mapping with keys {', '.join(TOP_KEYS)}")
             continue
         canonical.append(data)
+        remember_secrets_in(data)
         check.keys(data, TOP_KEYS, ())
         file_version = data.get("version", 1)
         if file_version != 1:

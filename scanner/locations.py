@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*")
+_LOOKS_LIKE_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]+:")
+_DSN_KEYWORD = re.compile(r"(?i)(?:^|\s)(?:host|hostaddr|dbname|user|password|port|sslmode|service|options)\s*=")
+
 
 def as_state_url(value: str, base: Path | None = None) -> str:
-    """A state store as a sqlite:/// or postgresql:// URL, or a plain path meaning a SQLite file."""
+    """A state store as a sqlite:/// or postgresql:// URL, or a plain path meaning a SQLite file.
+
+    ValueError (saying what is wrong, never echoing the value: it may hold a password) for a
+    keyword DSN or a URL with a malformed scheme, which would otherwise become a file name.
+    """
     if "://" in value:
+        if not _SCHEME.fullmatch(value.split("://", 1)[0]):
+            raise ValueError("the state URL has a malformed scheme (expected sqlite:///PATH or "
+                             "postgresql://USER@HOST/DB)")
         return value
+    if _LOOKS_LIKE_SCHEME.match(value):
+        raise ValueError("the state store looks like a URL without `//` after its scheme (write "
+                         "sqlite:///PATH or postgresql://USER@HOST/DB, or ./NAME for a file)")
+    if _DSN_KEYWORD.search(value):
+        raise ValueError("the state store looks like a libpq keyword DSN; give it as a "
+                         "postgresql://USER:PASSWORD@HOST:PORT/DB URL")
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = (base or Path.cwd()) / path
@@ -22,14 +40,22 @@ def default_state_url(config_files: Sequence[str], declared: str | None = None,
     """Where the store lives: CTXSCAN_STATE, else `state:` in the inventory, else
     `.ctxscan/<inventory name>.db` next to it (see `default_store_path`; `--state` is applied
     by the CLI before this)."""
+    from scanner.errors import UsageError
+
     env = os.environ if env is None else env
     if env.get("CTXSCAN_STATE"):
-        return as_state_url(env["CTXSCAN_STATE"])
+        try:
+            return as_state_url(env["CTXSCAN_STATE"])
+        except ValueError as exc:
+            raise UsageError(f"CTXSCAN_STATE: {exc}") from None
     base = Path(config_files[0]).resolve().parent if config_files else Path.cwd()
     if config_files and Path(config_files[0]).is_dir():
         base = Path(config_files[0]).resolve()
     if declared:
-        return as_state_url(declared, base)
+        try:
+            return as_state_url(declared, base)
+        except ValueError as exc:
+            raise UsageError(f"state: {exc}") from None
     return f"sqlite:///{default_store_path(config_files, base)}"
 
 
@@ -55,3 +81,15 @@ def default_store_path(config_files: Sequence[str], base: Path) -> Path:
     if not own.exists() and (folder / LEGACY_STORE).exists():
         return folder / LEGACY_STORE
     return own
+
+
+def missing_state_folder(url: str) -> Path | None:
+    """The folder of a SQLite state URL when it does not exist (an explicit --state is never
+    created with mkdir -p: a typo would silently start an empty store elsewhere)."""
+    from urllib.parse import unquote
+
+    match = re.fullmatch(r"sqlite(?:\+pysqlite)?:///(?P<path>[^?]+)", url)
+    if match is None:
+        return None
+    folder = Path(unquote(match["path"])).expanduser().parent
+    return None if folder.is_dir() else folder

@@ -35,9 +35,26 @@ def redact_url(url: str) -> str:
     return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + m.group("tail"), url)
 
 
+# Every secret this process has seen in a setting, a --state URL or a notify target. Each
+# redaction also removes these, so a path that forgot to pass its secrets still cannot leak
+# another's (a store error quoting a source's URL, a log line quoting a finding).
+_KNOWN: set[str] = set()
+_KNOWN_LOCK = __import__("threading").Lock()
+
+
+def remember(secrets: Iterable[str]) -> None:
+    """Add secret values that every later redaction in this process removes."""
+    with _KNOWN_LOCK:
+        _KNOWN.update(s for s in secrets if s and len(s) >= 3)
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Text with URL passwords, `password=...` pairs and every known secret value removed."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+    if not isinstance(text, str):
+        text = str(text)
+    with _KNOWN_LOCK:
+        known = set(_KNOWN)
+    for secret in sorted(known | {s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + m.group("tail"), text)
     return _KEY_VALUE.sub(lambda m: m.group("key") + m.group("sep") + REDACTED, text)
@@ -53,21 +70,94 @@ def url_password(url: str) -> str | None:
     return None
 
 
+# A scheme followed by any number of slashes (`postgresql:/u:pw@h` is malformed but a driver
+# still reads it), then everything up to an `@`: the text that can be userinfo.
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*:/*")
+# Settings and parameters whose value is a secret: password, sslpassword, pwd, passphrase,
+# client_secret, token, api_key, access_key, sig...
+_SECRET_NAME = re.compile(r"(?i)(pass|pwd|secret|token|key|sig|credential|auth)")
+_DSN_PAIR = re.compile(
+    r"(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*"
+    r"(?:'(?P<single>(?:[^'\\]|\\.)*)'?|\"(?P<double>(?:[^\"\\]|\\.)*)\"?|(?P<bare>[^\s&;,]+))")
+_PIECES = re.compile(r"[\s@:/?#&;,'\"=]+")
+MIN_SECRET = 3
+MIN_PIECE = 4  # a shorter piece of a password would scrub ordinary words
+
+
+def _userinfo_passwords(value: str) -> list[str]:
+    """Every text that a URL parser, strict or lenient, could take for the password."""
+    found: list[str] = []
+    for scheme in _SCHEME.finditer(value):
+        rest = re.split(r"[?#]", value[scheme.end():], maxsplit=1)[0]
+        # A raw `@` in the password: a lenient parser splits at the first `@`, a strict one
+        # at the last; what lies between may be echoed as part of the host, so take each.
+        ats = [i for i, ch in enumerate(rest) if ch == "@"]
+        for at in ats:
+            userinfo = rest[:at]
+            if ":" in userinfo:
+                found.append(userinfo.split(":", 1)[1])
+        if ats:
+            break
+    return found
+
+
+def _named_values(value: str) -> list[str]:
+    """Values of `key=value` pairs (DSN keywords, query parameters) whose key names a secret."""
+    found: list[str] = []
+    for match in _DSN_PAIR.finditer(value):
+        if not _SECRET_NAME.search(match.group("key")):
+            continue
+        for group in ("single", "double"):
+            quoted = match.group(group)
+            if quoted is not None:
+                found.append(quoted)
+                found.append(re.sub(r"\\(.)", r"\1", quoted))
+        if match.group("bare") is not None:
+            found.append(match.group("bare"))
+    return found
+
+
 def secrets_in_text(value: str) -> list[str]:
-    """Secret values embedded in one string: a URL's password, `password=...` pairs (in a
-    query string or a libpq DSN), each also percent-encoded."""
-    from urllib.parse import quote, unquote
+    """Secret values embedded in one string, derived from the raw text so that no parse has to
+    succeed: whatever can be a URL's userinfo password (one slash, a raw `@` or space in it),
+    libpq keyword values (`password`, `sslpassword`, quoted or not), query parameters named
+    like pass/secret/token/key; each percent-encoded and decoded, and its longer pieces (a
+    driver's error may echo part of a password it split at an `@` or a space)."""
+    from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
     raw = [m.group("value") for m in _KEY_VALUE.finditer(value)]
-    password = url_password(value)
-    if password:
-        raw.append(password)
+    raw.extend(_userinfo_passwords(value))
+    raw.extend(_named_values(value))
     found: list[str] = []
+
+    def add(text: str, shortest: int = MIN_SECRET) -> None:
+        if len(text) >= shortest and text not in found:
+            found.append(text)
+
     for secret in raw:
-        for form in (secret, unquote(secret), quote(unquote(secret), safe="")):
-            if form not in found:
-                found.append(form)
+        decoded = {secret, unquote(secret), unquote_plus(secret)}
+        for form in list(decoded):
+            decoded.update({quote(form, safe=""), quote_plus(form, safe=""), quote(form)})
+        for form in sorted(decoded, key=len, reverse=True):
+            add(form)
+            for piece in _PIECES.split(form):
+                add(piece, MIN_PIECE)
+    remember(found)
     return found
+
+
+def remember_secrets_in(value: Any) -> None:
+    """Derive and remember the secrets of every string inside a parsed document."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "@" in item or "=" in item or ":" in item:
+                secrets_in_text(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def secrets_in_settings(settings: Mapping[str, Any], declared: Iterable[Setting]) -> list[str]:
@@ -80,6 +170,7 @@ def secrets_in_settings(settings: Mapping[str, Any], declared: Iterable[Setting]
         if name in secret_names:
             found.append(value)
         found.extend(secrets_in_text(value))
+    remember(found)
     return found
 
 
