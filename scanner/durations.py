@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?[smhdw])+$")
+# Longer than any retention or SLA anyone means; past it a typo (99999999999999999999d)
+# overflows datetime arithmetic in the scheduler and the rules.
+MAX_SECONDS = 10 * 365 * 86400
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -14,16 +18,24 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(f"{text!r} is not a duration")
     if isinstance(text, int | float):
+        if not math.isfinite(text):
+            raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 15m, 1h, 24h, 7d)")
         if text < 0:
             raise ValueError(f"{text!r} is negative")
-        return float(text)
+        return _bounded(float(text), text)
     value = str(text).strip().lower().replace(" ", "")
     if not _WHOLE.match(value):
         raise ValueError(f"{text!r} is not a duration (use e.g. 90s, 15m, 1h, 24h, 7d)")
     total = sum(float(n) * _UNITS[u] for n, u in _PART.findall(value))
     if total <= 0:
         raise ValueError(f"{text!r} must be longer than zero")
-    return total
+    return _bounded(total, text)
+
+
+def _bounded(seconds: float, text: object) -> float:
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than 10 years (3650d), the longest duration ctxscan takes")
+    return seconds
 
 
 def format_duration(seconds: float | None) -> str:
@@ -59,7 +71,9 @@ def validate_schedule(text: str) -> None:
         return
     try:
         parse_duration(text)
-    except ValueError:
+    except ValueError as exc:
+        if "longer than" in str(exc):
+            raise
         raise ValueError(
             f"{text!r} is neither a duration (15m, 1h) nor a cron expression ('*/15 * * * *')"
         ) from None

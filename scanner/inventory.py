@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -211,6 +212,53 @@ class _Doc:
         return self.lines.get(())
 
 
+# Caps on what one inventory may ask of the parser: a 547-byte alias bomb expands to billions
+# of nodes, a `[` nested thousands deep exhausts the stack, /dev/zero never ends.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_NODES = 1_000_000
+MAX_DEPTH = 64
+
+
+class _TooBig(Exception):
+    """The document passes a cap; the message says which."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _expanded_size(node: yaml.Node) -> int:
+    """Nodes the document holds once every alias is expanded, without expanding it; _TooBig
+    for a recursive alias, a nesting deeper than MAX_DEPTH or more than MAX_NODES nodes."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(current: yaml.Node, depth: int) -> int:
+        key = id(current)
+        if key in sizes:
+            return sizes[key]
+        line = current.start_mark.line + 1
+        if key in open_nodes:
+            raise _TooBig("an alias refers to a node that contains it (a recursive alias)", line)
+        if depth > MAX_DEPTH:
+            raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels", line)
+        total = 1
+        if isinstance(current, yaml.MappingNode | yaml.SequenceNode):
+            open_nodes.add(key)
+            children = ([v for pair in current.value for v in pair] if isinstance(current, yaml.MappingNode)
+                        else current.value)
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_NODES:
+                    raise _TooBig(f"the document expands to more than {MAX_NODES:,} nodes "
+                                  "(aliases repeat what they refer to)", line)
+            open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node, 0)
+
+
 def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[ConfigError],
              env: Mapping[str, str]) -> Any:
     doc.lines[path] = node.start_mark.line + 1
@@ -237,7 +285,15 @@ def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[Con
             items[i] = None
             converted.append(_convert(item, doc, path + (i,), errors, env))
         return converted
-    value = node.value if node.tag == "tag:yaml.org,2002:str" else _scalar(node)
+    if node.tag == "tag:yaml.org,2002:str":
+        value = node.value
+    else:
+        try:
+            value = _scalar(node)
+        except Exception as exc:  # every constructor failure (2027-02-30, !!int x, -25:00) is the file's fault
+            errors.append(ConfigError(f"{_scalar_problem(node, exc)}", doc.file,
+                                      node.start_mark.line + 1, _field(path)))
+            return None
     if isinstance(value, str) and "${" in value:
         value = _interpolate(value, env, doc, path, errors)
     return value
@@ -300,7 +356,8 @@ def _convert_events(text: str, doc: _Doc, errors: list[ConfigError], env: Mappin
                 lines[path] = event.start_mark.line + 1
                 if kind is mapping_start or kind is sequence_start:
                     if len(stack) >= _EVENT_MAX_DEPTH:
-                        raise _Fallback
+                        # Refused here: composing it instead would recurse as deep as it goes.
+                        raise _TooBig(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark.line + 1)
                     frame = [{} if kind is mapping_start else [], path, None, None, kind is mapping_start]
                     stack.append(frame)
                     continue
@@ -310,7 +367,12 @@ def _convert_events(text: str, doc: _Doc, errors: list[ConfigError], env: Mappin
                 if tag == str_tag:
                     value = event.value
                 else:
-                    value = _scalar(scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style))
+                    node = scalar_node(tag, event.value, event.start_mark, event.end_mark, event.style)
+                    try:
+                        value = _scalar(node)
+                    except Exception as exc:  # 2027-02-30, !!int x, an offset of -25:00: the file's fault
+                        errors.append(ConfigError(_scalar_problem(node, exc), doc.file, lines[path], _field(path)))
+                        value = None
                 if isinstance(value, str) and "${" in value:
                     value = _interpolate(value, env, doc, path, errors)
             if frame is None:
@@ -328,6 +390,13 @@ def _convert_events(text: str, doc: _Doc, errors: list[ConfigError], env: Mappin
         return root
     finally:
         loader.dispose()
+
+
+def _scalar_problem(node: yaml.Node, exc: Exception) -> str:
+    tag = node.tag.rsplit(":", 1)[-1] if node.tag.startswith("tag:yaml.org,2002:") else node.tag
+    if isinstance(exc, ValueError | OverflowError) and str(exc):
+        return f"cannot read {node.value!r} as {tag}: {str(exc).splitlines()[0]}"
+    return f"{node.value!r} is not a valid {tag}"
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
@@ -372,6 +441,7 @@ def _scalar(node: yaml.Node) -> Any:
         return _CONSTRUCTOR.construct_object(node, deep=True)
     finally:
         _CONSTRUCTOR.constructed_objects.clear()
+        _CONSTRUCTOR.recursive_objects.clear()
 
 
 def _interpolate(value: str, env: Mapping[str, str], doc: _Doc, path: tuple[Any, ...],
@@ -420,16 +490,41 @@ def _field(path: Iterable[Any]) -> str:
     return out
 
 
+def _read_inventory(path: Path) -> str:
+    """The file's text; OSError/ValueError for a path that is not a regular file or too big."""
+    import stat
+
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("not a regular file (a device, a FIFO or a socket cannot be an inventory)")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ValueError(f"the file is {info.st_size:,} bytes; an inventory may have at most {MAX_FILE_BYTES:,}")
+    # O_NONBLOCK: if the path became a FIFO since the stat, opening it must not hang.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"the file is larger than {MAX_FILE_BYTES:,} bytes")
+    return data.decode("utf-8")
+
+
 def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -> tuple[_Doc, Any]:
     doc = _Doc(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_inventory(path)
     except FileNotFoundError:
         errors.append(ConfigError("inventory file not found (create one, or pass -c PATH; "
                                   "`ctxscan demo` writes an example)", str(path)))
         return doc, None
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(ConfigError(f"cannot read the inventory file: {exc}", str(path)))
+    except UnicodeDecodeError as exc:
+        errors.append(ConfigError(f"cannot read the inventory file: not UTF-8 ({exc.reason} at byte {exc.start})",
+                                  str(path)))
+        return doc, None
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        errors.append(ConfigError(f"cannot read the inventory file: {detail}", str(path)))
         return doc, None
     # No anchors, so no aliases, and no `zone:` (whose ${VAR}s depend on a key that may come
     # later in the mapping): convert straight from the parser's events.
@@ -438,6 +533,9 @@ def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -
             return doc, _convert_events(text, doc, errors, env)
         except _Fallback:
             doc.lines.clear()
+        except _TooBig as exc:
+            errors.append(ConfigError(str(exc), str(path), exc.line))
+            return doc, None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = exc.problem or exc.context or "invalid YAML"
@@ -454,6 +552,10 @@ def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -
         problem = exc.problem or exc.context or "invalid YAML"
         errors.append(ConfigError(f"YAML syntax error: {problem}", str(path), line))
         return doc, None
+    except RecursionError:
+        errors.append(ConfigError(f"YAML nesting is too deep (at most {MAX_DEPTH} levels)", str(path),
+                                  _deepest_line(text)))
+        return doc, None
     except yaml.YAMLError as exc:
         errors.append(ConfigError(f"YAML syntax error: {exc}", str(path)))
         return doc, None
@@ -462,11 +564,28 @@ def _parse_file(path: Path, env: Mapping[str, str], errors: list[ConfigError]) -
                                   str(path)))
         return doc, None
     try:
+        _expanded_size(node)
+    except _TooBig as exc:
+        errors.append(ConfigError(str(exc), str(path), exc.line))
+        return doc, None
+    try:
         doc.release = "&" not in text
         return doc, _convert(node, doc, (), errors, env)
     except yaml.YAMLError as exc:
         errors.append(ConfigError(f"YAML error: {exc}", str(path)))
         return doc, None
+
+
+def _deepest_line(text: str) -> int | None:
+    """The line where flow nesting passes MAX_DEPTH (the parser gave up without a mark)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for char in line:
+            depth += char in "[{"
+            depth -= char in "]}"
+            if depth > MAX_DEPTH:
+                return number
+    return None
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
@@ -645,6 +764,9 @@ def _coerce_setting(check: _Checker, value: Any, expected: type, path: tuple[Any
                         pass
             check.error(path, f"expected a number{' or a duration' if expected is float else ''}, "
                         f"got {value!r}")
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            check.error(path, f"expected a finite number, got {value!r}")
             return None
         return expected(value)
     if expected is dict:

@@ -79,3 +79,90 @@ def test_state_in_a_missing_folder_is_not_created(tmp_path: Path, write_inventor
     assert result.code == 2, result
     assert f"the folder {missing} does not exist" in result.err
     assert not missing.exists()
+
+
+# -- 6. every YAML-library crash is one line naming file and line, exit 2 -----------------
+@pytest.mark.parametrize("text,line,says", [
+    ("version: 1\nowners:\n  - {id: a, expires: 2027-02-30}\n", 3, "day is out of range"),
+    ("version: 1\nowners:\n  - {id: !!int x}\n", 3, "as int"),
+    ("version: 1\nowners:\n  - {id: !!float y}\n", 3, "as float"),
+    ("version: 1\nowners:\n  - {id: !!bool maybe}\n", 3, "not a valid bool"),
+    ("version: 1\nowners:\n  - {id: !!timestamp z}\n", 3, "not a valid timestamp"),
+    ("version: 1\nowners:\n  - {id: a, at: 2026-01-01T00:00:00-25:00}\n", 3, "as timestamp"),
+    ("version: 1\nsources:\n  - {id: s, connector: postgres, url: 'postgresql://h/x',\n     batch_size: .inf}\n",
+     4, "expected a finite number"),
+    ("version: 1\na: &a [*a]\n", 2, "recursive alias"),
+    ("version: 1\nx: " + "[" * 5000 + "\n", 2, "nesting is too deep"),
+])
+def test_yaml_library_failures_are_one_line_with_file_and_line(write_inventory, ctxscan, text: str, line: int,
+                                                               says: str) -> None:
+    config = write_inventory(text)
+    result = ctxscan("validate", "-c", str(config))
+    assert result.code == 2, result
+    assert "Traceback" not in result.err and says in result.err, result
+    first = result.err.splitlines()[0]
+    assert first.startswith(f"error: {config}:{line}:"), result
+
+
+# -- 3. inputs that are not regular files, too big, or expand without bound ---------------
+ALIAS_BOMB = "version: 1\nl0: &l0 [a,a,a,a,a,a,a,a,a,a]\n" + "".join(
+    f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+
+
+def test_inventory_that_is_not_a_regular_file_or_too_big_is_refused(tmp_path: Path, write_inventory,
+                                                                     ctxscan) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as handle:
+        handle.truncate(17 * 1024 * 1024)
+    bomb = write_inventory(ALIAS_BOMB, "bomb.yaml")
+    assert len(ALIAS_BOMB) < 600
+    for path, says in (("/dev/zero", "not a regular file"), (str(fifo), "not a regular file"),
+                       (str(big), "an inventory may have at most"), (str(bomb), "more than 1,000,000 nodes")):
+        result = ctxscan("validate", "-c", path, timeout=30)
+        assert result.code == 2, result
+        assert result.err.startswith(f"error: {path}") and says in result.err and "Traceback" not in result.err
+
+
+def test_a_refused_reload_keeps_the_daemon_running_and_stoppable(tmp_path: Path) -> None:
+    import signal
+
+    from tests.daemon_support import DaemonProcess, wait_for
+
+    good = "version: 1\nsources:\n  - {id: f, connector: fake, tables: [public.a], schedule: 1h}\n"
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(good)
+    daemon = DaemonProcess(config, str(tmp_path / "state.db"))
+    try:
+        daemon.wait_up()
+        for bad, says in ((ALIAS_BOMB, "more than 1,000,000 nodes"),
+                          (good.replace("1h", "99999999999999999999d"), "longer than 10 years")):
+            config.write_text(bad)
+            daemon.send(signal.SIGHUP)
+            wait_for(lambda s=says: s in daemon.log, 15, f"the refusal ({says})\n{daemon.log}")
+            assert daemon.health()["status"] == "ok" and daemon.proc.poll() is None
+        assert daemon.stop(signal.SIGTERM, timeout=10) == 0
+    finally:
+        daemon.kill()
+    assert daemon.log.count("inventory reload refused") == 2 and "Traceback" not in daemon.log
+
+
+# -- 2. durations are bounded at load time ---------------------------------------------------
+@pytest.mark.parametrize("setting,says", [
+    ("timeout: .inf", "inf is not a duration"),
+    ("timeout: .nan", "nan is not a duration"),
+    ("timeout: 99999999999s", "longer than 10 years"),
+    ("schedule: 99999999999999999999d", "longer than 10 years"),
+    ("freshness: {max_age: .inf}", "inf is not a duration"),
+])
+def test_durations_out_of_bounds_are_refused_at_load(tmp_path: Path, write_inventory, ctxscan,
+                                                      setting: str, says: str) -> None:
+    config = write_inventory(f"version: 1\nsources:\n  - id: s\n    connector: fake\n    {setting}\n")
+    field = setting.split(":")[0] if "{" not in setting else "freshness.max_age"
+    for command in ("validate", "scan"):
+        result = ctxscan(command, "-c", str(config), "--state", str(tmp_path / "s.db"))
+        assert result.code == 2, result
+        assert result.err.startswith(f"error: {config}:5: sources[0].{field}: ") and says in result.err, result
