@@ -621,7 +621,7 @@ _HTML_TEMPLATE = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src __SCRIPT_HASH__; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>__TITLE__</title>
 <style>
@@ -832,10 +832,25 @@ _EDGE_COLOURS = {"contains": "#b0b0b0", "feeds": "#222222", "runs_as": "#2e86c1"
                  "member_of": "#2e86c1", "owns": "#999999"}
 
 
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def _script_json(value: Any) -> str:
+    """JSON safe inside <script>: no `<`, `>` or `&` can close the element or open a comment,
+    and the line separators that end a JavaScript string are escaped too."""
     text = json.dumps(value, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    # Inside <script>, "</" could close the element and "<!--" open a comment.
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_ESCAPES[m.group(0)], text)
+
+
+def _inline_script_hash(page: str) -> str:
+    """The CSP source that allows exactly the page's own inline script (sha256 of its text)."""
+    import base64
+    import hashlib
+
+    match = re.search(r"<script>(.*?)</script>", page, re.S)
+    assert match is not None, "the page template lost its script"
+    digest = hashlib.sha256(match.group(1).encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
 def _html_escape(text: str) -> str:
@@ -864,9 +879,11 @@ def to_html(graph: Any) -> str:
                   for u, v, key, attrs in edges],
     }
     title = "ctxscan graph" + (f": {graph.graph['slice']}" if graph.graph.get("slice") else "")
-    return (_HTML_TEMPLATE.replace("__TITLE__", _html_escape(title))
-            .replace("__META__", _html_escape(_describe(graph)))
-            .replace("__DATA__", _script_json(data)))
+    values = {"__TITLE__": _html_escape(title), "__META__": _html_escape(_describe(graph)),
+              "__DATA__": _script_json(data), "__SCRIPT_HASH__": _inline_script_hash(_HTML_TEMPLATE)}
+    # One pass: a value that contains a placeholder (a workflow named `__DATA__`) is never
+    # substituted again.
+    return re.sub("__(?:TITLE|META|DATA|SCRIPT_HASH)__", lambda m: values[m.group(0)], _HTML_TEMPLATE)
 
 
 

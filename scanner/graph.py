@@ -684,6 +684,10 @@ def slice_graph(graph: Any, workflows: Sequence[str] = (), sources: Sequence[str
                 for key in sorted(keys):
                     result.add_edge(node, other, key=key, **keys[key])
     result.graph["slice"] = ",".join([workflow_node(w) for w in workflows] + [source_node(s) for s in sources])
+    # A slice is shared for one team's review: its header names only what it contains.
+    for key, kind in (("sources", SOURCE), ("workflows", WORKFLOW), ("owners", OWNER)):
+        if key in result.graph:
+            result.graph[key] = [n.split(":", 1)[1] for n in ordered if node_type(n) == kind]
     if depth is not None:
         result.graph["slice_depth"] = depth
     return result

@@ -166,3 +166,45 @@ def test_durations_out_of_bounds_are_refused_at_load(tmp_path: Path, write_inven
         result = ctxscan(command, "-c", str(config), "--state", str(tmp_path / "s.db"))
         assert result.code == 2, result
         assert result.err.startswith(f"error: {config}:5: sources[0].{field}: ") and says in result.err, result
+
+
+# -- 4. the HTML slice export escapes every value; a slice names only what it holds --------
+def test_hostile_names_do_not_run_in_the_html_slice(tmp_path: Path, write_inventory, ctxscan) -> None:
+    import re
+
+    from tests.test_export import chromium
+
+    handler = "<img src=x onerror=document.body.setAttribute('data-pwned','1')>"
+    config = write_inventory(f"""
+        version: 1
+        sources:
+          - id: f
+            connector: fake
+            tables: ["public.{handler}", "public.t\\u2028</script>"]
+          - {{id: other, connector: fake, tables: [public.secret_project]}}
+        workflows:
+          - id: x__DATA__
+            reads: [{{asset: "f:public.*"}}]
+          - id: secret-merger-plan
+            reads: [{{asset: "other:public.secret_project"}}]
+    """)
+    assert ctxscan("scan", "-c", str(config), cwd=tmp_path).code in (0, 1)
+    page = tmp_path / "slice.html"
+    result = ctxscan("graph", "export", "-c", str(config), "--format", "html", "--workflow", "x__DATA__",
+                     "-o", str(page), cwd=tmp_path)
+    assert result.code == 0, result
+    html = page.read_text(encoding="utf-8")
+    assert "onerror" in html and "<img" not in html  # present, but only as escaped data
+    assert "'unsafe-inline'" not in html.split("script-src", 1)[1].split(";", 1)[0]
+    assert "secret-merger-plan" not in html
+    dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-pwned="1"' not in dom.stdout and dom.stdout.count("<img") == 0
+    rendered = re.search(r'data-rendered="(\d+)"', dom.stdout)
+    assert rendered is not None and int(rendered.group(1)) >= 4, dom.stdout[:3000]
+    assert "<title>ctxscan graph: workflow:x__DATA__</title>" in dom.stdout
+    sliced = ctxscan("graph", "export", "-c", str(config), "--format", "json", "--workflow", "x__DATA__",
+                     "-o", "-", cwd=tmp_path)
+    header = json.loads(sliced.out)["graph"]
+    assert header["workflows"] == ["x__DATA__"] and header["sources"] == ["f"]
+    assert "secret-merger-plan" not in sliced.out
