@@ -306,12 +306,14 @@ def as_utc(value: Any) -> tuple[datetime | None, bool]:
     return None, False
 
 
-def column_observation(column: str, value: Any) -> FreshnessObservation:
-    """The `column` freshness for one asset from its max(column)."""
+def column_observation(column: str, value: Any, has_rows: bool | None = None) -> FreshnessObservation:
+    """The `column` freshness for one asset from its max(column); `has_rows` (when known)
+    tells an empty table from a column that is NULL in every row."""
     moment, naive = as_utc(value)
     if moment is None:
         if value is None:
-            return FreshnessObservation(method=METHOD_NONE, detail=f"max({column}) is empty: no rows")
+            why = {True: "no non-null value", False: "no rows", None: "no rows or no non-null value"}[has_rows]
+            return FreshnessObservation(method=METHOD_NONE, detail=f"max({column}) is empty: {why}")
         return FreshnessObservation(method=METHOD_NONE,
                                     detail=f"max({column}) is not a timestamp: {str(value)[:60]!r}")
     caveat = f"{column} has no time zone; read as UTC" if naive else None

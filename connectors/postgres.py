@@ -14,7 +14,7 @@ import re
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,6 +43,7 @@ from scanner.model import (
     ACCESS_OTHER,
     ACCESS_READ,
     ACCESS_WRITE,
+    METHOD_COLUMN,
     METHOD_NONE,
     METHOD_OBSERVED,
     PRIVILEGE_OWNER,
@@ -269,6 +270,35 @@ def normalize_url(url: str) -> str:
     if sep and scheme.lower().startswith(("postgresql+", "postgres+")):
         return "postgresql://" + rest
     return url
+
+
+INFINITY_CAVEAT = ("{column} holds 'infinity' (a sentinel, not a time): the newest finite value is used")
+DATE_CAVEAT = "{column} is a date: read as the end of its day (UTC), the youngest age it allows"
+
+
+def _max_query(oid: int, table: str, column: str, dated: bool, where: str | None = None) -> str:
+    """One relation's max(column) as (oid, finite max, 'infinity'/'-infinity' or NULL, has rows).
+
+    Infinite values are returned as text: psycopg cannot load them as datetimes. A date is
+    read as the last microsecond of its day. `has_rows` is asked only when the max is NULL.
+    """
+    value = f"(max({column}) + 1)::timestamp - interval '1 microsecond'" if dated else f"max({column})"
+    filtered = f" WHERE {where}" if where else ""
+    return (f"SELECT {oid}::oid, CASE WHEN isfinite(m) THEN m END, "
+            f"CASE WHEN NOT isfinite(m) THEN m::text END, "
+            f"CASE WHEN m IS NULL THEN EXISTS (SELECT FROM {table}{filtered}) END "
+            f"FROM (SELECT ({value})::timestamp with time zone AS m FROM {table}{filtered}) AS q")
+
+
+def _relation_error(exc: BaseException, sqlstate: str) -> str | None:
+    """Why max() failed on one relation, when the fault is that relation's (its data, its view
+    definition, a function it calls), not the connection's; None for a connection-wide error."""
+    if not sqlstate or sqlstate.startswith(("08", "57P", "53", "XX")) or sqlstate == "57014":
+        return None
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if sqlstate == "25006":
+        return f"read-only transaction: the relation calls a function that writes ({first[:120]})"
+    return f"{first[:160]} (SQLSTATE {sqlstate})"
 
 
 def _is_timestamp(type_name: str) -> bool:
@@ -822,6 +852,8 @@ class _Probe:
                 own += 8  # unknown: the tables behind the view
             return own + sum(1 + p.index_count for p in partitions.get(rel.oid, ()))
 
+        dated = {rel.oid for rel in eligible
+                 if any(c.name == column and c.type == "date" for c in columns.get(rel.oid, ()))}
         batch_size = int(self.source.settings.get("batch_size") or 200)
         groups = deque(batches(eligible, max(1, batch_size), max(64, max_locks * 8), weight))
         quoted_column = sql.Identifier(column).as_string(self.conn)
@@ -837,7 +869,7 @@ class _Probe:
                 return PER_TABLE_SQLSTATES[sqlstate]
             if sqlstate.startswith("HV"):  # a foreign-data wrapper error: that table only
                 return "foreign server error"
-            return None
+            return _relation_error(exc, sqlstate)
 
         results: dict[int, Any] = {}
         failures: dict[int, str] = {}
@@ -851,9 +883,10 @@ class _Probe:
 
         def work(conn: psycopg.Connection[Any]) -> None:
             def run(batch: list[_Relation]) -> dict[int, Any]:
-                parts = [f"SELECT {rel.oid}::oid, max({quoted_column})::timestamptz FROM "
-                         f"{sql.Identifier(rel.schema, rel.name).as_string(conn)}" for rel in batch]
-                return {oid: value for oid, value in conn.execute(" UNION ALL ".join(parts)).fetchall()}
+                parts = [_max_query(rel.oid, sql.Identifier(rel.schema, rel.name).as_string(conn),
+                                    quoted_column, rel.oid in dated) for rel in batch]
+                return {oid: (value, infinite, has_rows)
+                        for oid, value, infinite, has_rows in conn.execute(" UNION ALL ".join(parts)).fetchall()}
 
             while True:
                 with lock:
@@ -901,14 +934,45 @@ class _Probe:
             self.partial = True
             self.notes.append(f"max({column}) stopped when the time budget ran out: "
                               f"{progress['done']} of {len(eligible)} assets measured; the rest use change counters")
-        for oid, value in results.items():
-            out[oid] = column_observation(column, value)
+        for oid, (value, infinite, has_rows) in results.items():
+            if infinite == "infinity":
+                out[oid] = self._finite_max(by_oid[oid], column, quoted_column, oid in dated)
+            elif infinite == "-infinity":
+                out[oid] = FreshnessObservation(
+                    method=METHOD_NONE, detail=f"max({column}) is -infinity: no finite time in the column")
+            else:
+                out[oid] = column_observation(column, value, has_rows)
+            if oid in dated and out[oid].method == METHOD_COLUMN:
+                caveats = [out[oid].caveat, DATE_CAVEAT.format(column=column)]
+                out[oid] = replace(out[oid], caveat="; ".join(c for c in caveats if c))
         for oid, reason in failures.items():
             out[oid] = FreshnessObservation(method=METHOD_NONE, detail=f"max({column}) failed: {reason}")
         if failures:
             paths = sorted(by_oid[oid].path for oid in failures)
             self.notes.append(f"max({column}) failed for {len(paths)} assets: " + ", ".join(paths[:10]))
         return out
+
+    def _finite_max(self, rel: _Relation, column: str, quoted_column: str,
+                    dated: bool) -> FreshnessObservation:
+        """The newest finite value of a column whose max() is `infinity` (a sentinel such as
+        "valid until forever" says nothing about when the table last changed)."""
+        from psycopg import sql
+
+        table = sql.Identifier(rel.schema, rel.name).as_string(self.conn)
+        try:
+            rows = self.fetch(_max_query(rel.oid, table, quoted_column, dated,
+                                         where=f"{quoted_column} < 'infinity'"))
+        except Exception as exc:
+            reason = _relation_error(exc, getattr(exc, "sqlstate", None) or "")
+            if reason is None:
+                raise
+            return FreshnessObservation(method=METHOD_NONE, detail=f"max({column}) failed: {reason}")
+        value = rows[0][1] if rows else None
+        observation = column_observation(column, value, rows[0][3] if rows else None)
+        if observation.method != METHOD_COLUMN:
+            return FreshnessObservation(method=METHOD_NONE,
+                                        detail=f"max({column}) is infinity and no row has a finite value")
+        return replace(observation, caveat=INFINITY_CAVEAT.format(column=column))
 
     # -- access ------------------------------------------------------------------------
 

@@ -168,7 +168,8 @@ def test_a_table_with_1600_columns(postgres_server: PostgresServer) -> None:
     assert len(wide.columns) == 1600
     assert [c.name for c in wide.columns[:3]] == ["c0", "c1", "c2"] and wide.columns[-1].name == "updated_at"
     assert wide.freshness.method == "column"
-    assert wide.freshness.last_changed == datetime(2024, 3, 1, tzinfo=UTC)
+    # A date is read as the end of its day (issue 12).
+    assert wide.freshness.last_changed == datetime(2024, 3, 2, tzinfo=UTC) - timedelta(microseconds=1)
 
 
 # ---------------------------------------------------------------------------------------
