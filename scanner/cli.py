@@ -1338,6 +1338,7 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
         raise UsageError(f"the graph has {chosen.number_of_nodes():,} nodes; the HTML page stays usable up to "
                          f"{HTML_MAX_NODES:,}: export a slice with --workflow ID or --source ID, or use "
                          "--format graphml for a graph tool")
+    explicit = output
     if output is None:
         parts = [f"workflow-{w}" for w in workflow_ids] + [f"source-{s}" for s in source_ids]
         stem = "ctxscan" + ("-" + _slug("-".join(parts)) if parts else "")
@@ -1354,20 +1355,15 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    from scanner.atomic import write_atomically
     from scanner.errors import UsageError
 
     target = Path(output)
-    if target.is_dir():
+    if target.is_dir() and not target.is_symlink():
         raise UsageError(f"-o {output} is a folder; give a file name, e.g. "
                          f"{target / ('ctxscan.' + EXTENSIONS[fmt])}")
-    partial = target.with_name(f".{target.name}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        partial.replace(target)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    # Only the default graphs/ folder is created; an explicit -o in a missing folder is a typo.
+    write_atomically(target, data, create_folder=explicit is None)
     click.echo(f"wrote {target} ({fmt}, {summary})", err=True)
 
 

@@ -892,6 +892,8 @@ def write_exports(graph: Any, directory: Any, stem: str = "ctxscan",
     """Write the graph in each format into `directory` (Mermaid as Markdown); return the paths."""
     from pathlib import Path
 
+    from scanner.atomic import write_atomically
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     graph = canonical(graph)
@@ -899,8 +901,6 @@ def write_exports(graph: Any, directory: Any, stem: str = "ctxscan",
     for fmt in formats:
         path = directory / f"{stem}.{EXTENSIONS[fmt]}"
         data = mermaid_markdown(graph).encode("utf-8") if fmt == "mermaid" else export_graph(graph, fmt)
-        partial = path.with_name(f".{path.name}.tmp")
-        partial.write_bytes(data)
-        partial.replace(path)
+        write_atomically(path, data)
         written.append(path)
     return written

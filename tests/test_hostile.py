@@ -208,3 +208,29 @@ def test_hostile_names_do_not_run_in_the_html_slice(tmp_path: Path, write_invent
     header = json.loads(sliced.out)["graph"]
     assert header["workflows"] == ["x__DATA__"] and header["sources"] == ["f"]
     assert "secret-merger-plan" not in sliced.out
+
+
+# -- 7. outputs are written atomically and never through a symlink or onto a device --------
+def test_graph_export_refuses_links_devices_and_missing_folders(tmp_path: Path, write_inventory, ctxscan) -> None:
+    import os
+
+    config = write_inventory("version: 1\n")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "link.html"
+    link.symlink_to(victim)
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    for target, says in ((link, "is a symlink"), (Path("/dev/full"), "not a regular file"),
+                         (fifo, "not a regular file"),
+                         (tmp_path / "missing" / "g.html", f"the folder {tmp_path / 'missing'} does not exist")):
+        result = ctxscan("graph", "export", "-c", str(config), "-o", str(target), cwd=tmp_path, timeout=30)
+        assert result.code == 2 and says in result.err, result
+    assert victim.read_text() == "keep" and link.is_symlink() and Path("/dev/full").is_char_device()
+    assert not (tmp_path / "missing").exists()
+    good = tmp_path / "g.html"
+    good.write_text("old")
+    result = ctxscan("graph", "export", "-c", str(config), "-o", str(good), cwd=tmp_path)
+    assert result.code == 0, result
+    assert good.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary left
