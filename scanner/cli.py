@@ -140,6 +140,13 @@ def echo_json(value: Any) -> None:
     click.echo(dump_json(value))
 
 
+def echo_line(text: str, err: bool = False, **style: Any) -> None:
+    """Echo a human line with names in it: secrets removed, control and bidi characters escaped."""
+    from scanner.output import human_line
+
+    click.secho(human_line(text), err=err, **style)
+
+
 def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
@@ -202,12 +209,12 @@ def _print_error(exc: Exception) -> None:
     errors = getattr(exc, "errors", None)
     if errors:
         for error in errors:
-            click.secho(f"error: {error.one_line()}", fg="red", err=True)
+            echo_line(f"error: {error.one_line()}", fg="red", err=True)
         if len(errors) > 1:
             click.secho(f"{len(errors)} problems; the inventory was not used", fg="red", err=True)
         return
     text = exc.one_line() if hasattr(exc, "one_line") else str(exc)
-    click.secho(f"error: {text}", fg="red", err=True)
+    echo_line(f"error: {text}", fg="red", err=True)
 
 
 @click.group(cls=CtxscanGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -292,7 +299,7 @@ def validate(as_json: bool, strict: bool, connect: bool) -> None:
     from scanner.output import table
 
     files = inventory.files if len(inventory.files) <= 3 else (*inventory.files[:2], f"{len(inventory.files) - 2} more")
-    click.secho(f"ok: {', '.join(files)} is valid", fg="green")
+    echo_line(f"ok: {', '.join(files)} is valid", fg="green")
     from scanner.queries import counted
 
     click.echo(f"{counted(len(inventory.sources), 'source')}, {counted(len(inventory.workflows), 'workflow')}, "
@@ -480,7 +487,7 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
 
     def progress(message: str, _outcome: Any) -> None:
         if show:
-            click.echo(f"  {message}", err=True)
+            echo_line(f"  {message}", err=True)
 
     # The store opens while the probes run (run_scan calls app.store once they have started).
     report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress, prober=prober)
@@ -1131,10 +1138,10 @@ def feeds(target: str, as_json: bool) -> None:
         return
     workflows = answer["workflows"]
     if not workflows:
-        click.echo(f"{target} feeds no workflow")
+        echo_line(f"{target} feeds no workflow")
         return
     direct = sum(1 for w in workflows if w["direct"])
-    click.echo(f"{target} feeds {len(workflows)} workflow{'s' if len(workflows) != 1 else ''} "
+    echo_line(f"{target} feeds {len(workflows)} workflow{'s' if len(workflows) != 1 else ''} "
                f"({direct} directly)\n")
     rows = []
     for workflow in workflows:
@@ -1177,12 +1184,12 @@ def depends(workflow_id: str, as_json: bool) -> None:
         echo_json(answer)
         return
     sources = answer["sources"]
-    click.echo(f"{workflow_id} ({answer['stage']}, owner {answer['owner'] or 'none'}, {answer['status']}): "
+    echo_line(f"{workflow_id} ({answer['stage']}, owner {answer['owner'] or 'none'}, {answer['status']}): "
                f"{counted(len(answer['assets']), 'asset')} in {counted(len(sources), 'source')}"
                + (f", through {counted(len(answer['upstream']), 'upstream workflow')}"
                   if answer["upstream"] else ""))
     for finding in answer["findings"]:
-        click.echo(f"  {finding['severity']} {finding['kind']}: {finding['message']}")
+        echo_line(f"  {finding['severity']} {finding['kind']}: {finding['message']}")
     if answer["assets"]:
         click.echo()
         click.echo(table(
@@ -1204,7 +1211,7 @@ def depends(workflow_id: str, as_json: bool) -> None:
                          [[u["id"], u["stage"], u["status"], _path_text(u["path"])] for u in answer["upstream"]],
                          max_width=100))
     if answer["runs_as"]:
-        click.echo("\nruns as: " + ", ".join(f"{r['principal']} in {r['source']}"
+        echo_line("\nruns as: " + ", ".join(f"{r['principal']} in {r['source']}"
                                              + (" (privileged)" if r["privileged"] else "")
                                              for r in answer["runs_as"]))
 
@@ -1241,20 +1248,20 @@ def why(workflow_id: str, asset_id: str | None, as_json: bool) -> None:
     principal = answer["principal"]
     if principal is not None:
         declared = answer["declared_access"]
-        click.echo(f"{workflow_id} runs as {principal} in {source_id}; "
+        echo_line(f"{workflow_id} runs as {principal} in {source_id}; "
                    + (f"it declares {declared} access to {answer['asset']}" if declared
                       else f"it does not declare a read of {answer['asset']}")
                    + (f" (it reads {answer['derived_path'][-1]}, derived from it via "
                       f"{' -> '.join(answer['derived_path'])})" if answer.get("derived_path") else ""))
     for sentence in answer["sentences"]:
-        click.echo(sentence)
+        echo_line(sentence)
     for title, key in (("as itself", "paths"), ("after SET ROLE", "paths_via_set_role"),
                        ("by escalation", "escalation")):
         if answer[key]:
             click.echo(f"{title}:")
             for path in answer[key]:
                 flags = [flag for flag, on in (("public", path["public"]), ("privileged", path["privileged"])) if on]
-                click.echo(f"  {path['description']}" + (f"  [{', '.join(flags)}]" if flags else ""))
+                echo_line(f"  {path['description']}" + (f"  [{', '.join(flags)}]" if flags else ""))
     if answer["note"]:
         click.echo(answer["note"])
 

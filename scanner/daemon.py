@@ -39,7 +39,7 @@ from scanner.durations import is_cron, parse_duration
 from scanner.errors import ConfigError, CtxscanError
 from scanner.inventory import Inventory, load_inventory
 from scanner.model import FreshnessObservation, utcnow
-from scanner.redact import redact_text
+from scanner.redact import printable, redact_text
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -186,7 +186,10 @@ class TextFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def format(self, record: logging.LogRecord) -> str:
-        return REDACTOR(super().format(record))
+        # The message is escaped on its own: a newline or escape sequence in a name must not
+        # start a forged log line or colour the operator's terminal.
+        safe = logging.makeLogRecord({**record.__dict__, "msg": printable(record.getMessage()), "args": None})
+        return REDACTOR(super().format(safe))
 
 
 class JsonFormatter(logging.Formatter):

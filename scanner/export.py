@@ -132,8 +132,12 @@ def flat_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_XML_SPECIAL = re.compile('[&<>"\t\n\r\x00-\x1f\ud800-\udfff\ufffe\uffff]')
+# Also bidi overrides and isolates (they reorder a label on screen) and the Unicode line
+# separators: shown as escapes like the C0 controls.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+                          "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+_XML_SPECIAL = re.compile('[&<>"\t\n\r\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff'
+                          '\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]')
 
 
 def _clean(text: str) -> str:

@@ -9,9 +9,20 @@ from typing import Any
 
 import click
 
-from scanner.redact import printable
+from scanner.redact import human, printable
 
 SEVERITY_COLOURS = {"critical": "red", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
+
+
+def human_line(text: str) -> str:
+    """A message for a person, safe for the terminal: every character a name could bring
+    (newline, escape, bell, U+202E) is escaped and known secrets are removed; only the blank
+    lines the message itself starts or ends with are kept. Tables escape cell by cell."""
+    core = text.strip("\n")
+    if not core:
+        return text
+    start = text.index(core)
+    return text[:start] + human(core) + text[start + len(core):]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60,

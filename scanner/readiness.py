@@ -310,17 +310,19 @@ def render_cards(cards: Sequence[ReadinessCard]) -> str:
     import click
 
     from scanner.formats.table import terminal_width
+    from scanner.redact import printable
 
     width = terminal_width()  # None off a terminal or with --wide: reasons stay on one line
     blocks = []
     for card in cards:
         verdict = click.style("READY", fg="green") if card.ready else click.style("NOT READY", fg="red")
         held = sum(1 for c in card.checks if c.ok)
-        lines = [f"{card.workflow} ({card.stage}, owner {card.owner or '-'}): {verdict}, "
-                 f"{held}/{len(card.checks)} checks hold"]
+        lines = [f"{printable(card.workflow)} ({printable(card.stage)}, owner {printable(card.owner or '-')}): "
+                 f"{verdict}, {held}/{len(card.checks)} checks hold"]
         for number, check in enumerate(card.checks, 1):
             mark = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
-            body = (textwrap.wrap(check.reason, max(24, width - 22)) or [""]) if width else [check.reason]
+            reason = printable(check.reason)
+            body = (textwrap.wrap(reason, max(24, width - 22)) or [""]) if width else [reason]
             lines.append(f"  {mark} {number}. {check.id:<12}{body[0]}")
             lines += [" " * 22 + rest for rest in body[1:]]
         blocks.append("\n".join(lines))

@@ -22,12 +22,23 @@ _KEY_VALUE = re.compile(
 
 _CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7f, *range(0x80, 0xa0)]}
 _CONTROL.update({0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t"})
+# Bidirectional overrides and isolates reorder what follows them on screen (U+202E shows
+# `txt.exe` as `exe.txt`); line and paragraph separators break a line as a newline does.
+_CONTROL.update({i: f"\\u{i:04x}" for i in [0x061c, 0x200e, 0x200f, *range(0x202a, 0x202f),
+                                            *range(0x2066, 0x206a), 0x2028, 0x2029, 0xfeff]})
 
 
 def printable(text: str) -> str:
-    """Text safe for one line of a terminal: control characters (newlines, escapes) shown
-    as `\\n`, `\\x1b`, so a hostile object name cannot break or colour the output."""
+    """Text safe for one line of a terminal: control and bidi characters (newlines, escapes,
+    U+202E) shown as `\\n`, `\\x1b`, `\\u202e`, so a hostile name cannot break, colour or
+    reorder the output, or forge a log line."""
     return text.translate(_CONTROL)
+
+
+def human(text: object) -> str:
+    """One line for a person (terminal or text log): known secrets removed, control and bidi
+    characters escaped. Every human-facing line goes through here or through `printable`."""
+    return printable(redact_text(str(text)))
 
 
 def redact_url(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -234,3 +235,50 @@ def test_graph_export_refuses_links_devices_and_missing_folders(tmp_path: Path, 
     assert result.code == 0, result
     assert good.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary left
+
+
+# -- 9. control and bidi characters in names reach no terminal and forge no log line -------
+HOSTILE_NAMES = ["public.tab\nle 2026-01-01T00:00:00Z ERROR ctxscan.daemon: forged", "public.esc\x1b[31mred",
+                 "public.bell\x07x\x1b]0;PWNED\x07", "public.\u202etxt.exe"]
+
+
+def test_hostile_names_are_escaped_in_every_human_line(tmp_path: Path, ctxscan) -> None:
+    import signal
+
+    from tests.daemon_support import DaemonProcess, wait_for
+
+    tables = json.dumps(HOSTILE_NAMES)
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text(f"""version: 1
+sources:
+  - {{id: f, connector: fake, tables: {tables}, schedule: 1h, fail_tables: []}}
+workflows:
+  - {{id: w, stage: production, reads: [{{asset: "f:public.*"}}, {{asset: "f:public.gone\\n2026-01-01T00:00:00Z ERROR ctxscan.daemon: forged\\u202e\\x1b[2J"}}]}}
+notify:
+  - {{type: log}}
+""".replace(", fail_tables: []", ""))
+    outputs = []
+    for args in (("scan",), ("findings",), ("depends", "w"), ("readiness", "w"), ("feeds", "f"),
+                 ("graph", "export", "--format", "mermaid", "-o", "-")):
+        result = ctxscan(*args, "-c", str(config), "--state", str(tmp_path / "s.db"), cwd=tmp_path)
+        assert result.code in (0, 1), result
+        outputs.append(result.out + result.err)
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text('version: 1\n"\\e[31mkey\\u202e\\nforged": 1\n')
+    result = ctxscan("validate", "-c", str(bad_key))
+    assert result.code == 2 and len(result.err.splitlines()) == 1, result
+    outputs.append(result.err)
+    daemon = DaemonProcess(config, str(tmp_path / "d.db"))
+    try:
+        daemon.wait_up()
+        wait_for(lambda: "missing_asset" in daemon.log,
+                 20, f"the finding log lines\n{daemon.log}")
+    finally:
+        assert daemon.stop(signal.SIGTERM) == 0
+    outputs.append(daemon.log)
+    for text in outputs:
+        assert not any(c in text for c in "\x1b\x07\u202e"), text
+    assert "tab\\nle" in "".join(outputs) and "\\u202etxt.exe" in "".join(outputs)
+    for line in daemon.log.splitlines():
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ [A-Z]+ ", line), line
+    assert "forged" not in "".join(line.split(" ", 3)[2] for line in daemon.log.splitlines())
