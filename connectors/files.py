@@ -13,6 +13,7 @@ Unreadable entries are noted, not fatal.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -119,8 +120,12 @@ class FilesConnector(Connector):
                     # Another entry's content under a second name: say so, as its totals repeat.
                     link_to = resolved.relative_to(root_real).as_posix() or "."
                 info = target.stat()
+            except RuntimeError:  # Path.resolve() on a symlink loop (Python < 3.13)
+                note(f"{name}: symlink loop; skipped")
+                continue
             except OSError as exc:
-                note(f"{name}: cannot stat ({exc.strerror})")
+                loop = exc.errno == errno.ELOOP
+                note(f"{name}: symlink loop; skipped" if loop else f"{name}: cannot stat ({exc.strerror})")
                 continue
             is_dir = stat.S_ISDIR(info.st_mode)
             newest, count, size = info.st_mtime, 0, 0

@@ -282,3 +282,20 @@ notify:
     for line in daemon.log.splitlines():
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ [A-Z]+ ", line), line
     assert "forged" not in "".join(line.split(" ", 3)[2] for line in daemon.log.splitlines())
+
+
+# -- 10a. a symlink loop at the top of a files source fails only that entry ---------------
+def test_top_level_symlink_loop_is_one_note(tmp_path: Path, write_inventory, ctxscan) -> None:
+    kb = tmp_path / "kb"
+    (kb / "articles").mkdir(parents=True)
+    (kb / "articles" / "a.md").write_text("x")
+    (kb / "loop").symlink_to(kb / "loop")
+    (kb / "ping").symlink_to(kb / "pong")
+    (kb / "pong").symlink_to(kb / "ping")
+    config = write_inventory("version: 1\nsources:\n  - {id: kb, connector: files, path: kb}\n")
+    result = ctxscan("scan", "--json", "-c", str(config), "--state", str(tmp_path / "s.db"))
+    assert result.code in (0, 1), result
+    (source,) = json.loads(result.out)["sources"]
+    assert source["status"] == "ok" and source["assets"] == 1, source
+    assert {"loop: symlink loop; skipped", "ping: symlink loop; skipped", "pong: symlink loop; skipped"} <= set(
+        source["notes"]), source
