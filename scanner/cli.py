@@ -27,6 +27,7 @@ SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
 FINDING_ID_CHARS = 12   # the short id `findings` shows; `findings show` takes any unique prefix
 
 VALIDATE_ROWS = 10
+QUERY_COMMANDS = frozenset({"findings", "show", "depends", "feeds", "why", "readiness", "export"})
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -75,10 +76,13 @@ class App:
 
             url = self.state_url()
             if self.verbose:
-                from scanner.redact import redact_url
+                from scanner.redact import redact_text, secrets_in_text
 
-                click.echo(f"store: {redact_url(url)}", err=True)
-            self._store = Store.open(url)
+                click.echo(f"store: {redact_text(url, secrets_in_text(url))}", err=True)
+            # Queries never write: they open the store read-only (a read-only filesystem works).
+            context = click.get_current_context(silent=True)
+            command = context.command.name if context is not None else None
+            self._store = Store.open(url, read_only=command in QUERY_COMMANDS)
         return self._store
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from scanner.errors import StoreError
 from scanner.locations import default_state_url  # noqa: F401 (re-exported: scanner.store's API)
@@ -234,14 +234,31 @@ class _SQLiteConnection:
         return int(self._connection.execute(_insert_sql(table, values), values).lastrowid or 0)
 
 
+def _read_only_connection(path: str) -> sqlite3.Connection:
+    """A connection that never writes, for the queries. On a read-only filesystem SQLite
+    cannot create the WAL's shared-memory file, so `mode=ro` fails; there nobody can write
+    the database either, and `immutable=1` reads it without one."""
+    uri = f"file:{quote(path)}?mode=ro"
+    connection = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
+    try:
+        connection.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+    except sqlite3.OperationalError:
+        connection.close()
+        connection = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False,
+                                     isolation_level=None)
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
 class _SQLite:
     """sqlite3 in autocommit mode with explicit transactions, and a pool of idle connections:
     the daemon's jobs and the probe pool use the store from several threads at once."""
 
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._prepared = False
@@ -253,6 +270,10 @@ class _SQLite:
         self._depth = 0
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            connection = _read_only_connection(self.path)
+            connection.row_factory = _dict_row
+            return connection
         if not self._prepared and self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -598,8 +619,14 @@ class Store:
         self._database = database
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        """Connect, and create or migrate the schema."""
+    def open(cls, url: str, read_only: bool = False) -> Store:
+        """Connect, and create or migrate the schema. `read_only` (the queries) opens an
+        existing, current SQLite store without writing anything, so a read-only filesystem
+        still answers; otherwise it opens as usual."""
+        if read_only:
+            store = cls._open_read_only(url)
+            if store is not None:
+                return store
         try:
             database = _database(url)
         except ValueError as exc:
@@ -611,6 +638,26 @@ class Store:
             database.close()
             message = f"cannot open the state store {url}: {_detail(exc)}"
             raise StoreError(redact_text(message, store.secrets)) from None
+        return store
+
+    @classmethod
+    def _open_read_only(cls, url: str) -> Store | None:
+        try:
+            path = sqlite_path(url)
+        except ValueError:
+            return None
+        if path is None or path == ":memory:" or not Path(path).is_file():
+            return None
+        database = _SQLite(path, read_only=True)
+        store = cls(url, database)
+        try:
+            with store._database.connect() as conn:
+                rows = conn.rows("SELECT value FROM ctxscan_meta WHERE \"key\" = 'schema_version'")
+        except (sqlite3.Error, OSError):
+            rows = []
+        if not rows or int(rows[0]["value"]) != SCHEMA_VERSION:
+            database.close()
+            return None  # new or older: open as usual, which migrates (and says why it cannot)
         return store
 
     def close(self) -> None:

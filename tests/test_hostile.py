@@ -299,3 +299,36 @@ def test_top_level_symlink_loop_is_one_note(tmp_path: Path, write_inventory, ctx
     assert source["status"] == "ok" and source["assets"] == 1, source
     assert {"loop: symlink loop; skipped", "ping: symlink loop; skipped", "pong: symlink loop; skipped"} <= set(
         source["notes"]), source
+
+
+# -- 10d. queries work on a read-only filesystem ----------------------------------------------
+def test_queries_answer_from_a_read_only_filesystem(tmp_path: Path, ctxscan) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    config = folder / "ctxscan.yaml"
+    config.write_text("version: 1\nowners: [{id: t}]\nsources:\n  - {id: f, connector: fake, tables: [public.a], owner: t}\n"
+                      "workflows:\n  - {id: w, owner: t, runs_as: {f: bot}, reads: [{asset: 'f:public.a'}]}\n")
+    assert ctxscan("scan", "-c", str(config)).code in (0, 1)
+    # A clean close removes the WAL's -wal and -shm files, which a read-only mount cannot create.
+    state = folder / ".ctxscan" / "state.db"
+    conn = sqlite3.connect(state)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert not (folder / ".ctxscan" / "state.db-shm").exists()
+    mount = f"mount --bind {shlex.quote(str(folder))} {shlex.quote(str(folder))} && " \
+            f"mount -o remount,bind,ro {shlex.quote(str(folder))}"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && ! touch {shlex.quote(str(folder / 'x'))}"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0, f"this test needs root and mount namespaces (unshare -m): {probe.stderr}"
+    for args, expect in ((["findings"], "no open findings"), (["depends", "w"], "public.a"),
+                         (["feeds", "f"], "w"), (["readiness", "w"], "rollout"),
+                         (["graph", "export", "--format", "json", "-o", "-"], "workflow:w"),
+                         (["why", "w", "f:public.a"], "bot")):
+        command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "scanner", *args, "-c", str(config)])
+        result = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && {command}"], capture_output=True,
+                                text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+        assert result.returncode == 0 and expect in result.stdout, (args, result.stdout, result.stderr)
