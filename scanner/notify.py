@@ -24,8 +24,6 @@ import random
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -337,41 +335,59 @@ class FileNotifier(Notifier):
             raise DeliveryError(f"cannot append to {path}: {exc.strerror or exc}") from None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A webhook that redirects is refused: the message is never re-sent somewhere else."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 class WebhookNotifier(Notifier):
-    """POSTs each message as JSON; any 2xx is accepted, anything else is retried later."""
+    """POSTs each message as JSON; any 2xx is accepted, anything else is retried later.
 
-    def __init__(self, target: Target) -> None:
-        super().__init__(target)
-        self._opener = urllib.request.build_opener(_NoRedirect())
+    `timeout` bounds the whole delivery, not each socket read: a target that answers one byte
+    every few seconds would otherwise hold the message (and every one after it) for as long
+    as it likes. A redirect is not followed: the message is never re-sent somewhere else.
+    """
 
     def deliver(self, payload: Mapping[str, Any]) -> None:
+        import socket
+
         url = self.target.config.url or ""
         body = json.dumps(payload, sort_keys=True, default=str).encode()
-        request = urllib.request.Request(url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "User-Agent": USER_AGENT})
         timeout = self.target.config.timeout
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DeliveryError("the webhook URL must be http:// or https://")
         try:
-            with self._opener.open(request, timeout=timeout) as response:
-                response.read(65536)
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"HTTP {exc.code}") from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
-                raise DeliveryError(f"timed out after {timeout:g}s") from None
-            raise DeliveryError(self._safe(f"unreachable: {reason}")) from None
-        except TimeoutError:
-            raise DeliveryError(f"timed out after {timeout:g}s") from None
+            port = parts.port
+        except ValueError:
+            raise DeliveryError("the webhook URL has an invalid port") from None
+        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = connection_class(parts.hostname, port, timeout=timeout)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read in the delivering thread
+                except OSError:
+                    pass
+
+        deadline = threading.Timer(timeout, expire)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request("POST", path, body=body, headers={
+                "Content-Type": "application/json", "User-Agent": USER_AGENT, "Host": parts.netloc.rsplit("@", 1)[-1]})
+            response = conn.getresponse()
+            response.read(65536)
+            status = response.status
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise DeliveryError(self._safe(f"{type(exc).__name__}: {exc}")) from None
+            if expired.is_set() or isinstance(exc, TimeoutError):
+                raise DeliveryError(f"timed out after {timeout:g}s") from None
+            raise DeliveryError(self._safe(f"unreachable: {exc}")) from None
+        finally:
+            deadline.cancel()
+            conn.close()
+        if expired.is_set():
+            raise DeliveryError(f"timed out after {timeout:g}s")
         if not 200 <= status < 300:
             raise DeliveryError(f"HTTP {status}")
 
@@ -401,12 +417,16 @@ class TargetStatus:
     consecutive_failures: int = 0
     last_error: str | None = None
     last_delivered_at: datetime | None = None
+    delivering_since: datetime | None = None  # a delivery under way: a slow target shows here
+    slow_deliveries: int = 0                  # deliveries that took more than half the timeout
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "pending": self.pending, "delivered": self.delivered,
                 "failures": self.failures, "consecutive_failures": self.consecutive_failures,
                 "last_error": self.last_error,
-                "last_delivered_at": self.last_delivered_at.isoformat() if self.last_delivered_at else None}
+                "last_delivered_at": self.last_delivered_at.isoformat() if self.last_delivered_at else None,
+                "delivering_since": self.delivering_since.isoformat() if self.delivering_since else None,
+                "slow_deliveries": self.slow_deliveries}
 
 
 @dataclass(frozen=True)
@@ -477,6 +497,8 @@ class _Worker:
             for item in items:
                 if self.stopped.is_set():
                     return
+                began = time.monotonic()
+                self.status.delivering_since = utcnow()
                 try:
                     self.notifier.deliver(item.payload)
                 except DeliveryError as exc:
@@ -485,6 +507,10 @@ class _Worker:
                 except Exception as exc:  # a notifier bug must not kill the thread
                     self._failed(item.id, item.event, f"{type(exc).__name__}")
                     break
+                finally:
+                    self.status.delivering_since = None
+                    if time.monotonic() - began > self.target.config.timeout / 2:
+                        self.status.slow_deliveries += 1
                 try:
                     store.mark_notification(item.id, delivered=True)
                 except Exception as exc:

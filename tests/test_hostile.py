@@ -332,3 +332,82 @@ def test_queries_answer_from_a_read_only_filesystem(tmp_path: Path, ctxscan) -> 
         result = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && {command}"], capture_output=True,
                                 text=True, timeout=60, cwd=Path(__file__).resolve().parent.parent)
         assert result.returncode == 0 and expect in result.stdout, (args, result.stdout, result.stderr)
+
+
+# -- 10b. a webhook that drips its answer is cut at the delivery's deadline, and shows ------
+class _Drip:
+    """An HTTP server that answers one byte at a time, every 0.25 s, for a minute."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+        import time
+
+        def drip(conn) -> None:  # type: ignore[no-untyped-def]
+            try:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 240:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.25)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_dripping_webhook_times_out_per_delivery_and_shows_in_healthz(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from scanner.inventory import load_inventory
+    from scanner.notify import DeliveryError, WebhookNotifier, targets_for
+    from tests.daemon_support import DaemonProcess, wait_for
+
+    drip = _Drip()
+    try:
+        config = tmp_path / "ctxscan.yaml"
+        config.write_text(f"""version: 1
+sources:
+  - {{id: f, connector: fake, tables: [public.a], schedule: 1h}}
+notify:
+  - {{type: webhook, url: "http://127.0.0.1:{drip.port}/hook", timeout: 1s}}
+""")
+        (target,) = targets_for(load_inventory([config]))
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match=r"^timed out after 1s$"):
+            WebhookNotifier(target).deliver({"text": "x"})
+        assert time.monotonic() - started < 15  # the drip would take a minute; the deadline is 1 s
+        daemon = DaemonProcess(config, str(tmp_path / "s.db"))
+        try:
+            daemon.wait_up()
+            seen_in_flight = wait_for(lambda: any(n["delivering_since"] for n in daemon.health().get("notify", [])),
+                                      20, "a delivery in flight in /healthz", interval=0.05)
+            assert seen_in_flight
+            wait_for(lambda: any(n["last_error"] == "timed out after 1s" and n["consecutive_failures"] >= 1
+                                 for n in daemon.health()["notify"]), 20, f"the timeout in /healthz\n{daemon.log}")
+        finally:
+            assert daemon.stop(signal.SIGTERM) == 0
+        assert "notification to" in daemon.log and "timed out after 1s" in daemon.log
+    finally:
+        drip.close()
