@@ -1355,7 +1355,9 @@ def graph_export(fmt: str, output: str | None, workflow_ids: tuple[str, ...], so
         stem = "ctxscan" + ("-" + _slug("-".join(parts)) if parts else "")
         output = str(Path("graphs") / f"{stem}.{EXTENSIONS[fmt]}")
     if fmt == "mermaid" and output != "-" and output.endswith(".md"):
-        data = mermaid_markdown(chosen).encode("utf-8")
+        from scanner.redact import scrub
+
+        data = scrub(mermaid_markdown(chosen)).encode("utf-8")
     else:
         data = export_graph(chosen, fmt)
     summary = f"{chosen.number_of_nodes()} nodes, {chosen.number_of_edges()} edges"

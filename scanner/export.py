@@ -64,7 +64,10 @@ def export_graph(graph: Any, fmt: str) -> bytes:
     """Serialise a graph (networkx, cached or canonical) in one of FORMATS."""
     writer = {"graphml": to_graphml, "gexf": to_gexf, "json": to_json, "dot": to_dot,
               "mermaid": to_mermaid, "html": to_html}[fmt]
-    return writer(canonical(graph)).encode("utf-8")
+    from scanner.redact import scrub
+
+    # Names and owners come from the inventory, where a misplaced ${VAR} can carry a secret.
+    return scrub(writer(canonical(graph)), json_escaped=True).encode("utf-8")
 
 
 class Canonical:
@@ -897,6 +900,7 @@ def write_exports(graph: Any, directory: Any, stem: str = "ctxscan",
     from pathlib import Path
 
     from scanner.atomic import write_atomically
+    from scanner.redact import scrub
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -904,7 +908,8 @@ def write_exports(graph: Any, directory: Any, stem: str = "ctxscan",
     written = []
     for fmt in formats:
         path = directory / f"{stem}.{EXTENSIONS[fmt]}"
-        data = mermaid_markdown(graph).encode("utf-8") if fmt == "mermaid" else export_graph(graph, fmt)
+        data = (scrub(mermaid_markdown(graph)).encode("utf-8") if fmt == "mermaid"
+                else export_graph(graph, fmt))
         write_atomically(path, data)
         written.append(path)
     return written

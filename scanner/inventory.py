@@ -203,6 +203,16 @@ class _Doc:
     def __init__(self, file: str) -> None:
         self.file = file
         self.lines: dict[tuple[Any, ...], int] = {}
+        # Values that came from ${VAR}s: an error shows what was written, never the value
+        # (a ${CRM_URL} in the wrong field would print its password).
+        self.interpolated: dict[str, str] = {}
+
+    def as_written(self, message: str) -> str:
+        """`message` with every interpolated value replaced by the text that was written."""
+        for value, written in sorted(self.interpolated.items(), key=lambda item: -len(item[0])):
+            if value and value in message:
+                message = message.replace(value, written)
+        return message
 
     def line(self, path: tuple[Any, ...]) -> int | None:
         while path:
@@ -295,7 +305,10 @@ def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[Con
                                       node.start_mark.line + 1, _field(path)))
             return None
     if isinstance(value, str) and "${" in value:
+        written = value
         value = _interpolate(value, env, doc, path, errors)
+        if value != written and len(value) >= 3:
+            doc.interpolated[value] = written
     return value
 
 
@@ -639,7 +652,8 @@ class _Checker:
         self.errors = errors
 
     def error(self, path: tuple[Any, ...], message: str) -> None:
-        self.errors.append(ConfigError(message, self.doc.file, self.doc.line(path), _field(path)))
+        self.errors.append(ConfigError(self.doc.as_written(message), self.doc.file, self.doc.line(path),
+                                       _field(path)))
 
     def keys(self, value: Mapping[str, Any], allowed: Iterable[str], path: tuple[Any, ...]) -> None:
         allowed = list(allowed)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from scanner.redact import human, printable
+from scanner.redact import human, printable, scrub
 
 SEVERITY_COLOURS = {"critical": "red", "high": "red", "medium": "yellow", "low": "cyan", "info": "white"}
 
@@ -33,8 +33,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int 
     from scanner.formats.table import layout, terminal_width
 
     def cell(value: Any) -> str:
-        # Escaped first, so the width measured is the width shown.
-        return printable("-" if value is None else str(value))
+        # Escaped (and secrets scrubbed) first, so the width measured is the width shown and
+        # no cut or wrap can split a secret past the scrubbing.
+        return printable(scrub("-" if value is None else str(value)))
 
     def style(column: int, raw: str, padded: str) -> str:
         colour = (colours or {}).get(column, {}).get(raw)
@@ -54,4 +55,5 @@ def _default(value: Any) -> Any:
 
 def dump_json(value: Any) -> str:
     """Stable, indented JSON for scripts."""
-    return json.dumps(value, indent=2, sort_keys=False, default=_default, ensure_ascii=False)
+    return scrub(json.dumps(value, indent=2, sort_keys=False, default=_default, ensure_ascii=False),
+                 json_escaped=True)

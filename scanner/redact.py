@@ -59,6 +59,26 @@ def remember(secrets: Iterable[str]) -> None:
         _KNOWN.update(s for s in secrets if s and len(s) >= 3)
 
 
+def scrub(text: str, json_escaped: bool = False) -> str:
+    """`text` with every remembered secret replaced by ***; cheap when none is known, so it
+    runs over whole outputs (a table, a JSON document) just before they leave the process.
+    With `json_escaped`, also the form the secret takes inside a JSON string."""
+    with _KNOWN_LOCK:
+        if not _KNOWN:
+            return text
+        known = sorted(_KNOWN, key=len, reverse=True)
+    import json
+
+    for secret in known:
+        forms = {secret, printable(secret)}
+        if json_escaped:
+            forms.update({json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]})
+        for form in forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return text
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Text with URL passwords, `password=...` pairs and every known secret value removed."""
     if not isinstance(text, str):

@@ -411,3 +411,33 @@ notify:
         assert "notification to" in daemon.log and "timed out after 1s" in daemon.log
     finally:
         drip.close()
+
+
+# -- 10c. validate shows what was written, never an interpolated value -----------------------
+def test_validate_never_echoes_an_interpolated_secret(tmp_path: Path, write_inventory, ctxscan) -> None:
+    env = {"CRM_URL": "postgresql://u:EchoPw99x@127.0.0.1:1/x"}
+    wrong = write_inventory("""
+        version: 1
+        sources:
+          - {id: s, connector: postgres, url: "${CRM_URL}", schedule: "${CRM_URL}"}
+        workflows:
+          - {id: w, stage: "${CRM_URL}"}
+    """, "wrong.yaml")
+    result = ctxscan("validate", "-c", str(wrong), env=env)
+    assert result.code == 2, result
+    assert "sources[0].schedule: '${CRM_URL}' is neither" in result.err and "EchoPw99x" not in result.err
+    misplaced = write_inventory("""
+        version: 1
+        sources:
+          - {id: s, connector: postgres, url: "${CRM_URL}", owner: "${CRM_URL}"}
+        workflows:
+          - {id: w, owner: "${CRM_URL}", stage: poc, reads: [{asset: "s:public.t"}]}
+    """, "misplaced.yaml")
+    outputs = []
+    for args in (("validate",), ("validate", "--json"), ("scan", "--json"), ("depends", "w", "--json"),
+                 ("graph", "export", "--format", "json", "-o", "-"), ("graph", "export", "--format", "mermaid", "-o", "-")):
+        result = ctxscan(*args, "-c", str(misplaced), "--state", str(tmp_path / "s.db"), env=env)
+        assert result.code in (0, 1), result
+        outputs.append(result.out + result.err)
+    assert "postgresql://u:***@127.0.0.1:1/x" in outputs[0]  # the owner column: shown, password masked
+    assert not any("EchoPw99x" in text for text in outputs), outputs
