@@ -333,6 +333,19 @@ class _SQLite:
 
     @contextmanager
     def begin(self) -> Iterator[_Connection]:
+        if self.read_only:
+            # A query's one optional write (the graph cache) gets its own ordinary connection,
+            # which fails cleanly on a read-only filesystem; the queries' reads never need it.
+            writable = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            try:
+                writable.execute("PRAGMA busy_timeout=30000")
+                writable.row_factory = _dict_row
+                writable.execute("BEGIN")
+                yield _SQLiteConnection(writable)
+                writable.execute("COMMIT")
+            finally:
+                writable.close()
+            return
         # A deferred BEGIN, as before: blocks that write first wait on busy_timeout for the write
         # lock; the migration reads first and retries when another process migrated meanwhile.
         with self._connection() as connection:
