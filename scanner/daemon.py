@@ -463,6 +463,11 @@ class Daemon:
 
         if self.options.metrics_port is not None:
             self._start_server()
+        # A scan whose process died (kill -9) is not left `running` until it times out.
+        abandoned = self.store.mark_interrupted(older_than=utcnow() - timedelta(days=3650))
+        if abandoned:
+            log.warning("%d scan(s) left running by a process that no longer exists: marked interrupted",
+                        abandoned)
         self.dispatcher.start()
         # The job threads mostly wait for the executor; allow one per source and then some.
         self.scheduler = BackgroundScheduler(

@@ -11,7 +11,9 @@ No secret is stored: settings are redacted before they get here.
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -103,6 +105,15 @@ _GRAPH_CACHE = _Table("graph_cache", {
 # also across restarts. `notify_outbox` holds every message until its target accepts it, so a
 # target that is down never slows a scan and gets what it missed when it comes back. Targets
 # are keyed by a hash: a webhook URL is a secret and is never stored.
+# Which process runs each `running` scan, so that the next scan on the same machine can tell
+# a scan whose process died (kill -9, OOM) from one still running. Created if missing on
+# every open (additive: an older ctxscan ignores it).
+_SCAN_OWNERS = _Table("scan_owners", {
+    "scan_id": "integer",
+    "host": "string(255) not null",
+    "pid": "integer not null",
+    "process_started": "string(40)",
+}, ("scan_id",))
 _SCHEDULER_STATE = _Table("scheduler_state", {
     "source_id": "string(200)",
     "schedule": "string(120)",
@@ -211,6 +222,37 @@ class _Database(Protocol):
     def begin(self) -> AbstractContextManager[_Connection]: ...
 
     def close(self) -> None: ...
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        return "-"
+
+
+# This machine since its last boot: a pid means the same process only on the same host and boot.
+_HOST = f"{socket.gethostname()}/{_boot_id()}"[:255]
+
+
+def _process_started(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, from /proc), to tell a reused pid."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process that began a scan on this machine still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    return started is None or _process_started(pid) in (None, started)
 
 
 def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
@@ -721,6 +763,7 @@ class Store:
                 MIGRATIONS[version](conn)
             if current != SCHEMA_VERSION:
                 _upsert(conn, _META, {"key": "schema_version"}, {"value": str(SCHEMA_VERSION)})
+            _create(conn, _SCAN_OWNERS)
 
     def schema_version(self) -> int:
         """The schema version the store is at."""
@@ -735,21 +778,41 @@ class Store:
         values = dict(started_at=_iso(now or utcnow()), status="running", trigger=trigger,
                       inventory_digest=inventory_digest, sources=json.dumps(list(source_ids)))
         with self._write() as conn:
-            return conn.insert(_SCANS, values)
+            scan_id = conn.insert(_SCANS, values)
+            pid = os.getpid()
+            owner = dict(scan_id=scan_id, host=_HOST, pid=pid, process_started=_process_started(pid))
+            conn.run(_insert_sql(_SCAN_OWNERS, owner), **owner)
+            return scan_id
 
     def finish_scan(self, scan_id: int, status: str, now: datetime | None = None) -> None:
         """Mark a scan finished with its overall status."""
         with self._write() as conn:
             conn.run("UPDATE scans SET status = :status, finished_at = :finished_at WHERE id = :id",
                      status=status, finished_at=_iso(now or utcnow()), id=scan_id)
+            conn.run("DELETE FROM scan_owners WHERE scan_id = :id", id=scan_id)
 
     def mark_interrupted(self, older_than: datetime | None = None) -> int:
-        """Scans left `running` by a crash become `interrupted`; returns how many."""
-        sql = "UPDATE scans SET status = 'interrupted' WHERE status = 'running'"
-        if older_than is not None:
-            sql += " AND started_at < :older_than"
+        """Scans left `running` by a crash become `interrupted`; returns how many.
+
+        A scan whose process on this machine is gone (killed with -9, say) is interrupted at
+        once; one run elsewhere, whose process cannot be checked, once it is `older_than`.
+        """
         with self._write() as conn:
-            return conn.run(sql, older_than=_iso(older_than))
+            owners = conn.rows("SELECT o.scan_id, o.pid, o.process_started FROM scan_owners o "
+                               "JOIN scans s ON s.id = o.scan_id WHERE s.status = 'running' AND o.host = :host",
+                               host=_HOST)
+            dead = [row["scan_id"] for row in owners if not _alive(row["pid"], row["process_started"])]
+            count = 0
+            for scan_id in dead:
+                count += conn.run("UPDATE scans SET status = 'interrupted', finished_at = :now "
+                                  "WHERE id = :id AND status = 'running'", now=_iso(utcnow()), id=scan_id)
+                conn.run("DELETE FROM scan_owners WHERE scan_id = :id", id=scan_id)
+            if older_than is not None:
+                count += conn.run("UPDATE scans SET status = 'interrupted' WHERE status = 'running' "
+                                  "AND started_at < :older_than", older_than=_iso(older_than))
+            else:
+                count += conn.run("UPDATE scans SET status = 'interrupted' WHERE status = 'running'")
+            return count
 
     def record_result(self, scan_id: int, source_id: str, connector: str, status: str,
                       duration: float, probed_at: datetime, snapshot: SourceSnapshot | None = None,

@@ -441,3 +441,46 @@ def test_validate_never_echoes_an_interpolated_secret(tmp_path: Path, write_inve
         outputs.append(result.out + result.err)
     assert "postgresql://u:***@127.0.0.1:1/x" in outputs[0]  # the owner column: shown, password masked
     assert not any("EchoPw99x" in text for text in outputs), outputs
+
+
+# -- 10e. a scan killed with kill -9 is marked interrupted by the next scan or daemon ---------
+def test_a_scan_killed_with_sigkill_is_interrupted_at_the_next_start(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.daemon_support import DaemonProcess, wait_for
+
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: stuck, connector: fake, hang: true, timeout: 1h}\n"
+                      "  - {id: quick, connector: fake, tables: [public.a], schedule: 1h}\n")
+    state = tmp_path / "s.db"
+
+    def statuses() -> list[str]:
+        conn = sqlite3.connect(state)
+        try:
+            return [row[0] for row in conn.execute("SELECT status FROM scans ORDER BY id")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    for restart in ("scan", "daemon"):
+        killed = subprocess.Popen([sys.executable, "-m", "scanner", "scan", "--source", "stuck", "-c", str(config),
+                                   "--state", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: statuses() and statuses()[-1] == "running", 30, "the scan to start")
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        before = len(statuses())
+        assert statuses()[-1] == "running"
+        if restart == "scan":
+            result = subprocess.run([sys.executable, "-m", "scanner", "scan", "--source", "quick", "-c", str(config),
+                                     "--state", str(state)], capture_output=True, text=True, timeout=60)
+            assert result.returncode in (0, 1), result.stderr
+        else:
+            daemon = DaemonProcess(config, str(state), metrics=False)
+            try:
+                wait_for(lambda d=daemon: "marked interrupted" in d.log, 20, "the daemon's start")
+            finally:
+                assert daemon.stop(signal.SIGTERM) == 0
+        assert statuses()[before - 1] == "interrupted", statuses()
