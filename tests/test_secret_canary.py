@@ -121,3 +121,22 @@ def test_the_canary_appears_in_no_output(tmp_path: Path, ctxscan) -> None:
         assert b"probe_failed" in _store_bytes(tmp_path)
     finally:
         receiver.close()
+
+
+def test_a_password_in_the_state_url_never_leaves(tmp_path: Path, pg_database: str, ctxscan) -> None:
+    """A shared PostgreSQL store whose URL carries a password (trust auth ignores it)."""
+    state = pg_database.replace("postgresql+psycopg://postgres@", f"postgresql+psycopg://postgres:{CANARY}%40x@")
+    assert CANARY in state
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: f, connector: fake, tables: [public.a], schedule: 1h}\n"
+                      "notify:\n  - {type: log}\n")
+    seen = []
+    for args in (("scan",), ("scan", "--json"), ("findings", "--json"), ("graph", "export", "--format", "json", "-o", "-"),
+                 ("daemon", "--once"), ("daemon", "--once", "--log-format", "json")):
+        result = ctxscan(*args, "-c", str(config), "--state", state, cwd=tmp_path)
+        assert result.code in (0, 1), result
+        seen.append(result.out + result.err)
+    assert "f" in json.loads(seen[1])["sources"][0]["id"]
+    assert not any(CANARY in text or f"{CANARY}@x" in text for text in seen), seen
+    broken = ctxscan("findings", "-c", str(config), "--state", state.replace("127.0.0.1:5432", "127.0.0.1:1"))
+    assert broken.code == 2 and CANARY not in broken.err, broken
