@@ -23,7 +23,7 @@ import yaml
 from scanner.durations import parse_duration, validate_schedule
 from scanner.errors import ConfigError
 from scanner.plugins import AssetOverride, FreshnessConfig, SourceConfig, connectors
-from scanner.redact import remember_secrets_in
+from scanner.redact import remember_secrets_in, secrets_in_text
 
 STAGES = ("poc", "pilot", "production")
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -689,6 +689,17 @@ class _Checker:
             return None
         return str(value)
 
+    def name(self, value: Any, path: tuple[Any, ...]) -> str | None:
+        """A string that names something (an owner): a ${VAR} whose value holds a secret (a
+        URL put in the wrong field) keeps the name but never the secret, which would otherwise
+        reach the graph, the store and every export."""
+        text = self.string(value, path)
+        if text is not None and text in self.doc.interpolated:
+            from scanner.redact import redact_text
+
+            return redact_text(text, secrets_in_text(text))
+        return text
+
     def strings(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
         if isinstance(value, str):
             return (value,)
@@ -842,7 +853,7 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
             continue
         overrides.append(AssetOverride(
             path=asset_path,
-            owner=check.string(entry.get("owner"), item_path + ("owner",)),
+            owner=check.name(entry.get("owner"), item_path + ("owner",)),
             tags=check.strings(entry.get("tags"), item_path + ("tags",)),
             max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
             warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
@@ -866,7 +877,7 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         id=source_id,
         connector=connector_name,
         settings=settings,
-        owner=check.string(data.get("owner"), path + ("owner",)),
+        owner=check.name(data.get("owner"), path + ("owner",)),
         owner_tag=check.string(data.get("owner_tag"), path + ("owner_tag",)),
         schedule=schedule or defaults.schedule,
         include=check.strings(data.get("include"), path + ("include",)),
@@ -935,7 +946,7 @@ def _workflow(check: _Checker, raw: Any, path: tuple[Any, ...]) -> WorkflowConfi
         return None
     return WorkflowConfig(
         id=workflow_id,
-        owner=check.string(data.get("owner"), path + ("owner",)),
+        owner=check.name(data.get("owner"), path + ("owner",)),
         stage=check.choice(data.get("stage"), STAGES, path + ("stage",), "poc"),
         runs_as=runs_as,
         reads=tuple(reads),
@@ -1062,7 +1073,11 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             check.error((), f"the inventory must be a mapping with keys {', '.join(TOP_KEYS)}")
             continue
         canonical.append(data)
-        remember_secrets_in(data)
+        # Settings, notify targets and contacts can carry secrets; ids, globs and asset paths
+        # are names (a source called `secret` is not a password). Every ${VAR}'s value counts.
+        remember_secrets_in([data.get(key) for key in ("sources", "notify", "owners", "state")],
+                            skip=("id", "include", "exclude", "assets", "same_as", "owner", "connector"))
+        remember_secrets_in(list(doc.interpolated))
         check.keys(data, TOP_KEYS, ())
         file_version = data.get("version", 1)
         if file_version != 1:

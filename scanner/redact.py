@@ -79,6 +79,12 @@ def scrub(text: str, json_escaped: bool = False) -> str:
     return text
 
 
+def forget() -> None:
+    """Drop every remembered secret (tests run many inventories in one process)."""
+    with _KNOWN_LOCK:
+        _KNOWN.clear()
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Text with URL passwords, `password=...` pairs and every known secret value removed."""
     if not isinstance(text, str):
@@ -112,7 +118,7 @@ _DSN_PAIR = re.compile(
     r"(?:'(?P<single>(?:[^'\\]|\\.)*)'?|\"(?P<double>(?:[^\"\\]|\\.)*)\"?|(?P<bare>[^\s&;,]+))")
 _PIECES = re.compile(r"[\s@:/?#&;,'\"=]+")
 MIN_SECRET = 3
-MIN_PIECE = 4  # a shorter piece of a password would scrub ordinary words
+MIN_PIECE = 6  # a shorter piece of a password would scrub ordinary words ("word", "pass")
 
 
 def _userinfo_passwords(value: str) -> list[str]:
@@ -177,8 +183,10 @@ def secrets_in_text(value: str) -> list[str]:
     return found
 
 
-def remember_secrets_in(value: Any) -> None:
-    """Derive and remember the secrets of every string inside a parsed document."""
+def remember_secrets_in(value: Any, skip: Iterable[str] = ()) -> None:
+    """Derive and remember the secrets of every string inside a parsed document, except under
+    the mapping keys in `skip` (ids and asset paths: `secret:public.users` is a name)."""
+    skipped = set(skip)
     stack = [value]
     while stack:
         item = stack.pop()
@@ -186,7 +194,7 @@ def remember_secrets_in(value: Any) -> None:
             if "@" in item or "=" in item or ":" in item:
                 secrets_in_text(item)
         elif isinstance(item, Mapping):
-            stack.extend(item.values())
+            stack.extend(v for k, v in item.items() if k not in skipped)
         elif isinstance(item, list | tuple):
             stack.extend(item)
 

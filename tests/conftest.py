@@ -40,6 +40,15 @@ def run_ctxscan(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
     return CliResult(proc)
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets one in-process test remembered (scanner.redact) must not redact another's output."""
+    yield
+    from scanner.redact import forget
+
+    forget()
+
+
 @pytest.fixture
 def ctxscan() -> Callable[..., CliResult]:
     """The CLI as a function: ctxscan("scan", "--json", cwd=...)."""

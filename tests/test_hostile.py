@@ -17,13 +17,13 @@ from scanner.redact import redact_text, secrets_in_text
     ("postgresql:/u:PwOne51@h/db", "PwOne51"),
     ("mysql:/u:PwOne51@h/db", "PwOne51"),
     ("postgresql://u:At@Secret7@h/db", "Secret7"),
-    ("postgresql://u:Sp Pw04x@h/db", "Pw04x"),
+    ("postgresql://u:Sp Pw04xy@h/db", "Pw04xy"),
     ("host=h password='Kw Secret1' dbname=x", "Kw Secret1"),
     ("host=h password=\"Dq Secret2\" dbname=x", "Dq Secret2"),
     ("host=h sslpassword=Ssl5ecret dbname=x", "Ssl5ecret"),
     ("postgresql://h/db?sslpassword=Ssl5ecret&user=x", "Ssl5ecret"),
     ("https://hooks.local/x?api_token=T0kenValue", "T0kenValue"),
-    ("postgresql://u:p%40ss%20word@h/db", "p@ss word"),
+    ("postgresql://u:p%40ss%20wordy12@h/db", "p@ss wordy12"),
 ])
 def test_secrets_are_derived_from_the_raw_text(setting: str, secret: str) -> None:
     found = secrets_in_text(setting)
