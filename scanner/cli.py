@@ -658,16 +658,18 @@ def findings(ctx: click.Context, kind: tuple[str, ...], severity: str | None, st
 
 def _emit_findings(fmt: str, items: list[dict[str, Any]], inventory: Any) -> None:
     """Findings (their `--json` shape) in one of the machine formats."""
+    from scanner.redact import scrub
+
     if fmt == "json":
         echo_json(items)
     elif fmt == "csv":
         from scanner.formats.csv_format import findings_csv
 
-        click.echo(findings_csv(items), nl=False)
+        click.echo(scrub(findings_csv(items)), nl=False)
     elif fmt == "markdown":
         from scanner.formats.markdown import findings_markdown
 
-        click.echo(findings_markdown(items), nl=False)
+        click.echo(scrub(findings_markdown(items)), nl=False)
     elif fmt == "ocsf":
         from scanner.formats.ocsf import findings_ocsf
 
@@ -998,6 +1000,7 @@ def readiness(workflow_id: str | None, as_json: bool, strict: bool, fmt: str, as
     from scanner.errors import UsageError
     from scanner.model import utcnow
     from scanner.readiness import assess, render_cards
+    from scanner.redact import scrub
 
     app = _app()
     inventory = app.inventory()
@@ -1013,13 +1016,13 @@ def readiness(workflow_id: str | None, as_json: bool, strict: bool, fmt: str, as
     elif fmt == "markdown":
         from scanner.formats.markdown import readiness_markdown
 
-        click.echo(readiness_markdown([c.to_json() for c in cards]), nl=False)
+        click.echo(scrub(readiness_markdown([c.to_json() for c in cards])), nl=False)
     elif fmt == "junit":
         from scanner.formats.junit import readiness_junit
 
-        click.echo(readiness_junit([c.to_json() for c in cards], now.isoformat(timespec="seconds")), nl=False)
+        click.echo(scrub(readiness_junit([c.to_json() for c in cards], now.isoformat(timespec="seconds"))), nl=False)
     else:
-        click.echo(render_cards(cards))
+        click.echo(scrub(render_cards(cards)))
     if strict and not all(card.ready for card in cards):
         sys.exit(EXIT_FINDINGS)
 

@@ -797,11 +797,14 @@ class Store:
         A scan whose process on this machine is gone (killed with -9, say) is interrupted at
         once; one run elsewhere, whose process cannot be checked, once it is `older_than`.
         """
-        with self._write() as conn:
+        # Read first, outside the write: a deferred SQLite transaction that reads and then
+        # writes fails at once ("database is locked") when another process wrote in between.
+        with self._read() as conn:
             owners = conn.rows("SELECT o.scan_id, o.pid, o.process_started FROM scan_owners o "
                                "JOIN scans s ON s.id = o.scan_id WHERE s.status = 'running' AND o.host = :host",
                                host=_HOST)
-            dead = [row["scan_id"] for row in owners if not _alive(row["pid"], row["process_started"])]
+        dead = [row["scan_id"] for row in owners if not _alive(row["pid"], row["process_started"])]
+        with self._write() as conn:
             count = 0
             for scan_id in dead:
                 count += conn.run("UPDATE scans SET status = 'interrupted', finished_at = :now "

@@ -71,6 +71,10 @@ def test_the_canary_appears_in_no_output(tmp_path: Path, ctxscan) -> None:
         run("validate", "--json")
         run("scan")
         run("scan", "--json")
+        for fmt in ("csv", "markdown", "sarif", "ocsf"):
+            run("findings", "--format", fmt)
+        for fmt in ("markdown", "junit"):
+            run("readiness", "--format", fmt)
         for fmt in ((), ("--json",)):
             run("findings", *fmt)
             run("depends", "wf", *fmt)
@@ -102,7 +106,8 @@ def test_the_canary_appears_in_no_output(tmp_path: Path, ctxscan) -> None:
             daemon = DaemonProcess(config, str(tmp_path / f"state-{log_format}.db"), "--log-format", log_format)
             try:
                 daemon.wait_up()
-                wait_for(lambda d=daemon: all(d.scans(s) >= 1 for s in SHAPES), 30, "a scan of every source")
+                wait_for(lambda d=daemon: all(d.scans(s) >= 1 for s in SHAPES), 30,
+                         f"a scan of every source\n{daemon.log}\n{daemon.health()}")
                 health = daemon.get("/healthz")[1]
                 assert "last_error" in health, health
                 seen.append(health)
