@@ -305,10 +305,7 @@ def _convert(node: yaml.Node, doc: _Doc, path: tuple[Any, ...], errors: list[Con
                                       node.start_mark.line + 1, _field(path)))
             return None
     if isinstance(value, str) and "${" in value:
-        written = value
         value = _interpolate(value, env, doc, path, errors)
-        if value != written and len(value) >= 3:
-            doc.interpolated[value] = written
     return value
 
 
@@ -473,6 +470,8 @@ def _interpolate(value: str, env: Mapping[str, str], doc: _Doc, path: tuple[Any,
         return ""
 
     result = _ENV.sub(replace, value)
+    if result != value and len(result) >= 3:
+        doc.interpolated[result] = value  # errors show what was written, never the value
     if missing:
         names = ", ".join(sorted(set(missing)))
         errors.append(ConfigError(

@@ -93,7 +93,7 @@ def test_state_in_a_missing_folder_is_not_created(tmp_path: Path, write_inventor
     ("version: 1\nsources:\n  - {id: s, connector: postgres, url: 'postgresql://h/x',\n     batch_size: .inf}\n",
      4, "expected a finite number"),
     ("version: 1\na: &a [*a]\n", 2, "recursive alias"),
-    ("version: 1\nx: " + "[" * 5000 + "\n", 2, "nesting is too deep"),
+    ("version: 1\nx: " + "[" * 5000 + "\n", 2, "nesting depth"),
 ])
 def test_yaml_library_failures_are_one_line_with_file_and_line(write_inventory, ctxscan, text: str, line: int,
                                                                says: str) -> None:
