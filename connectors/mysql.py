@@ -326,9 +326,15 @@ class _Probe:
                 wanted.append((row, path, kind))
 
         freshness = {path: self._metadata_freshness(row, kind) for row, path, kind in wanted}
-        column = self.source.freshness.column
-        if column:
-            freshness.update(self._column_freshness(column, wanted, columns))
+        # Each asset's column: its `assets:` entry's `column`, else the source's freshness.column.
+        column_of = self.source.freshness_columns()
+        by_column: dict[str, list[Any]] = {}
+        for item in wanted:
+            column = column_of(item[1])
+            if column:
+                by_column.setdefault(column, []).append(item)
+        for column, items in sorted(by_column.items()):
+            freshness.update(self._column_freshness(column, items, columns))
 
         assets = []
         key = self.source.owner_tag

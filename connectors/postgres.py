@@ -579,9 +579,16 @@ class _Probe:
                  "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
         freshness = self._observed(assets_rel, totals, state)
         state["unchanged_since"] = self._unchanged_since
-        column_name = self.source.freshness.column
-        if column_name:
-            freshness.update(self._column_freshness(column_name, assets_rel, columns, partitions, max_locks))
+        # Each asset's column: its `assets:` entry's `column` (e.g. a dbt loaded_at_field), else
+        # the source's freshness.column; one batched pass per distinct column.
+        column_of = self.source.freshness_columns()
+        by_column: dict[str, list[_Relation]] = {}
+        for rel in assets_rel:
+            column_name = column_of(rel.path)
+            if column_name:
+                by_column.setdefault(column_name, []).append(rel)
+        for column_name, relations in sorted(by_column.items()):
+            freshness.update(self._column_freshness(column_name, relations, columns, partitions, max_locks))
 
         assets = [self._asset(rel, columns.get(rel.oid, ()), partitions.get(rel.oid, ()), counters,
                               role_names, freshness[rel.oid], schema_comments)

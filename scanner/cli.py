@@ -1460,6 +1460,63 @@ def prune(as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# import (scanner.lineage)
+
+@main.group("import")
+def import_group() -> None:
+    """Learn assets, lineage, owners and workflows from the tools a team already runs."""
+
+
+def _write_atomically(output: str, text: str) -> None:
+    from pathlib import Path
+
+    from scanner.errors import UsageError
+
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    target = Path(output)
+    if target.is_dir():
+        raise UsageError(f"-o {output} is a folder; give a file name")
+    partial = target.with_name(f".{target.name}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+@import_group.command("dbt")
+@common_options
+@click.argument("manifest", metavar="MANIFEST")
+@click.option("--source", "source_id", required=True, metavar="ID",
+              help="The ctxscan source that holds the dbt project's warehouse.")
+@click.option("-o", "--output", "output", default="ctxscan.dbt.yaml", show_default=True, metavar="FILE",
+              help="The inventory file to write ('-' for stdout); merge it with -c.")
+def import_dbt(manifest: str, source_id: str, output: str) -> None:
+    """Write an inventory file from a dbt manifest.json: asset overrides with owners, freshness
+    and derived_from on one source, and a workflow per exposure."""
+    import re
+    from pathlib import Path
+
+    from scanner.errors import UsageError
+    from scanner.lineage.dbt import import_manifest, read_manifest, render
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", source_id):
+        raise UsageError(f"--source {source_id!r} is not a valid source id")
+    data = read_manifest(manifest)
+    imported = import_manifest(data, source_id, Path(manifest).name)
+    _write_atomically(output, render(imported))
+    assets = len(imported["sources"][0]["assets"])
+    workflows = len(imported.get("workflows", ()))
+    if output != "-":
+        click.echo(f"wrote {output}: {assets} assets on source {source_id}, {workflows} workflows "
+                   f"(merge it: -c {(_app().config_paths() or ['ctxscan.yaml'])[0]} -c {output})", err=True)
+
+
+# ---------------------------------------------------------------------------------------
 # Every command's --help ends with examples and the exit codes.
 
 EXAMPLES: dict[str, tuple[str, ...]] = {

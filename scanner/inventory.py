@@ -32,7 +32,8 @@ NOTIFY_TYPES = ("log", "file", "webhook", "owners")
 CONTACT_TYPES = ("log", "file", "webhook")
 DEFAULT_CONFIG = "ctxscan.yaml"
 
-TOP_KEYS = ("version", "state", "defaults", "owners", "sources", "workflows", "notify", "accept", "retention")
+TOP_KEYS = ("version", "state", "defaults", "owners", "sources", "workflows", "notify", "accept", "retention",
+            "imported")
 RETENTION_KEYS = ("scans",)
 DEFAULTS_KEYS = ("schedule", "timeout", "max_age", "warn_after", "concurrency")
 OWNER_KEYS = ("id", "name", "contact", "contacts", "description")
@@ -41,7 +42,7 @@ SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "
                "freshness", "timeout", "environment", "assets", "description", "same_as", "zone")
 FRESHNESS_KEYS = ("max_age", "warn_after", "column")
 ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from", "max_lag",
-                       "expect_count_ratio")
+                       "expect_count_ratio", "column")
 WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
                  "environment", "description")
 READ_KEYS = ("asset", "max_age", "warn_after", "access", "columns", "approval")
@@ -798,6 +799,33 @@ def _coerce_setting(check: _Checker, value: Any, expected: type, path: tuple[Any
     return check.string(value, path)
 
 
+def _asset_overrides(check: _Checker, data: Mapping[str, Any], path: tuple[Any, ...]) -> list[AssetOverride]:
+    """A source's `assets:` entries."""
+    overrides = []
+    for i, item in enumerate(check.sequence(data.get("assets"), path + ("assets",))):
+        item_path = path + ("assets", i)
+        entry = check.mapping(item, item_path)
+        if entry is None:
+            continue
+        check.keys(entry, ASSET_OVERRIDE_KEYS, item_path)
+        asset_path = check.string(entry.get("path"), item_path + ("path",), required=True)
+        if asset_path is None:
+            continue
+        overrides.append(AssetOverride(
+            path=asset_path,
+            owner=check.name(entry.get("owner"), item_path + ("owner",)),
+            tags=check.strings(entry.get("tags"), item_path + ("tags",)),
+            max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
+            warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
+            line=check.doc.line(item_path),
+            derived_from=check.strings(entry.get("derived_from"), item_path + ("derived_from",)),
+            max_lag=check.duration(entry.get("max_lag"), item_path + ("max_lag",)),
+            expect_count_ratio=check.ratio(entry.get("expect_count_ratio"), item_path + ("expect_count_ratio",)),
+            column=check.string(entry.get("column"), item_path + ("column",)),
+        ))
+    return overrides
+
+
 def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults,
             known: Mapping[str, Any]) -> SourceConfig | None:
     data = check.mapping(raw, path)
@@ -840,27 +868,7 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         or defaults.warn_after,
         column=check.string(freshness_raw.get("column"), path + ("freshness", "column")),
     )
-    overrides = []
-    for i, item in enumerate(check.sequence(data.get("assets"), path + ("assets",))):
-        item_path = path + ("assets", i)
-        entry = check.mapping(item, item_path)
-        if entry is None:
-            continue
-        check.keys(entry, ASSET_OVERRIDE_KEYS, item_path)
-        asset_path = check.string(entry.get("path"), item_path + ("path",), required=True)
-        if asset_path is None:
-            continue
-        overrides.append(AssetOverride(
-            path=asset_path,
-            owner=check.name(entry.get("owner"), item_path + ("owner",)),
-            tags=check.strings(entry.get("tags"), item_path + ("tags",)),
-            max_age=check.duration(entry.get("max_age"), item_path + ("max_age",)),
-            warn_after=check.duration(entry.get("warn_after"), item_path + ("warn_after",)),
-            line=check.doc.line(item_path),
-            derived_from=check.strings(entry.get("derived_from"), item_path + ("derived_from",)),
-            max_lag=check.duration(entry.get("max_lag"), item_path + ("max_lag",)),
-            expect_count_ratio=check.ratio(entry.get("expect_count_ratio"), item_path + ("expect_count_ratio",)),
-        ))
+    overrides = _asset_overrides(check, data, path)
     timeout = check.duration(data.get("timeout"), path + ("timeout",))
     schedule = check.schedule(data.get("schedule"), path + ("schedule",))
     if data.get("owner_tag") is not None and connector_cls is not None and not connector_cls.owner_tags:
@@ -1062,6 +1070,8 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
     workflow_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
     source_paths: dict[str, tuple[_Checker, tuple[Any, ...]]] = {}
     accept_checks: list[tuple[_Checker, tuple[Any, ...], AcceptConfig]] = []
+    imported: list[tuple[_Checker, dict[str, Any]]] = []
+    workflow_keys: dict[str, set[str]] = {}     # the keys each hand-written workflow sets
 
     for file in files:
         doc, data = _parse_file(file, env, errors)
@@ -1084,6 +1094,9 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
         if version is not None and file_version != version:
             check.error(("version",), "all merged files must have the same version")
         version = file_version
+        if data.get("imported") is not None:  # written by `ctxscan import`: merged under the rest
+            imported.append((check, data))
+            continue
         if data.get("state") is not None:
             state = check.string(data.get("state"), ("state",))
         retention_raw = check.mapping(data.get("retention"), ("retention",))
@@ -1151,6 +1164,7 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
                 continue
             workflows[workflow.id] = workflow
             workflow_paths[workflow.id] = (check, path)
+            workflow_keys[workflow.id] = set(raw) if isinstance(raw, dict) else set()
             for j, read in enumerate(workflow.reads):
                 read_checks.append((check, path + ("reads", j, "asset"), read))
             for j, target in enumerate(workflow.feeds):
@@ -1183,6 +1197,16 @@ def load_inventory(paths: Iterable[str | Path], env: Mapping[str, str] | None = 
             ))
             accept_checks.append((check, path, accept[-1]))
 
+    if imported:
+        from scanner.lineage.imported import merge_imported
+
+        for check, data in imported:
+            for workflow, path in merge_imported(check, data, sources, workflows, owners, workflow_keys):
+                workflow_paths.setdefault(workflow.id, (check, path))
+                for j, read in enumerate(workflow.reads):
+                    read_checks.append((check, path + ("reads", j, "asset"), read))
+                for j, target in enumerate(workflow.feeds):
+                    feed_checks.append((check, path + ("feeds", j), workflow.id, target))
     # Cross-references, once every file is merged.
     for check, path, read in read_checks:
         if read.source not in sources:

@@ -72,6 +72,7 @@ class AssetOverride:
     derived_from: tuple[str, ...] = ()   # asset ids this asset is built from (scanner.lineage)
     max_lag: float | None = None         # seconds an index may trail its upstream (index_lag)
     expect_count_ratio: float | None = None  # least records per upstream document/row/object
+    column: str | None = None            # this asset's freshness column (else the source's)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,24 @@ class SourceConfig:
     # The same system in another environment (`same_as: crm`): compared for parity.
     same_as: str | None = None
     zone: str | None = None            # scanned by `ctxscan worker --zone ZONE`; None: in-process
+
+    def freshness_columns(self) -> Callable[[str], str | None]:
+        """path -> the timestamp column its freshness comes from: its `assets:` entry's
+        `column` (an exact path first, else the first glob), else `freshness.column`."""
+        exact = {o.path: o.column for o in self.assets if o.column and not any(c in o.path for c in "*?[")}
+        globs = [(o.path, o.column) for o in self.assets if o.column and any(c in o.path for c in "*?[")]
+        default = self.freshness.column
+
+        def column(path: str) -> str | None:
+            found = exact.get(path)
+            if found is not None:
+                return found
+            for pattern, name in globs:
+                if fnmatch.fnmatchcase(path, pattern):
+                    return name
+            return default
+
+        return column
 
     def wants(self, path: str) -> bool:
         """Whether an asset path passes the source's include/exclude globs."""

@@ -32,6 +32,9 @@ bash tests/services/install-chroma.sh
 log "PostgreSQL with pgvector (.venv-pgvector)"
 bash tests/services/install-pgvector.sh
 
+log "dbt for the lineage tests (.venv-dbt)"
+bash tests/services/install-dbt.sh
+
 log "PostgreSQL on 127.0.0.1:5432"
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
