@@ -1516,6 +1516,54 @@ def import_dbt(manifest: str, source_id: str, output: str) -> None:
                    f"(merge it: -c {(_app().config_paths() or ['ctxscan.yaml'])[0]} -c {output})", err=True)
 
 
+@import_group.command("openlineage")
+@common_options
+@click.argument("events_file", metavar="FILE.jsonl")
+@click.option("--json", "as_json", is_flag=True, help="Print what was stored as JSON.")
+def import_openlineage(events_file: str, as_json: bool) -> None:
+    """Store the reads and writes OpenLineage run events observed (one JSON event a line;
+    '-' for stdin), then evaluate the findings again. The daemon takes the same events at
+    POST /api/v1/lineage."""
+    from datetime import UTC, datetime
+
+    from scanner.errors import UsageError
+    from scanner.lineage.observed import load_observed
+    from scanner.lineage.openlineage import LineageEventError, ingest, parse_lines
+
+    app = _app()
+    inventory = app.inventory()
+    received = datetime.now(UTC)
+    try:
+        if events_file == "-":
+            events = parse_lines(sys.stdin.buffer, received, "<stdin>")
+        else:
+            with open(events_file, "rb") as handle:
+                events = parse_lines(handle, received, events_file)
+    except FileNotFoundError:
+        raise UsageError(f"{events_file}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {events_file}: {exc.strerror or exc}") from None
+    except LineageEventError as exc:
+        raise UsageError(f"{exc} (nothing was stored)") from None
+    store = app.store()
+    edges, jobs = ingest(store, events)
+    observed = load_observed(inventory, store)
+    mapped = sum(1 for e in observed.edges if e.asset is not None and e.workflows)
+    if store.scans(1):   # findings compare what was observed with the newest scan
+        from scanner.model import utcnow
+        from scanner.rules import build_context, evaluate
+
+        now = utcnow()
+        store.sync_findings(lambda: evaluate(build_context(inventory, store, now)), now)
+    summary = {"events": len(events), "edges": edges, "jobs": jobs, "observed_edges": len(observed.edges),
+               "mapped_edges": mapped, "workflows_seen": sorted(observed.jobs)}
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"stored {len(events)} events ({edges} job-dataset edges, {jobs} jobs); "
+               f"{mapped} of {len(observed.edges)} observed edges map to a workflow and an asset")
+
+
 # ---------------------------------------------------------------------------------------
 # Every command's --help ends with examples and the exit codes.
 

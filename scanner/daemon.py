@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import signal
@@ -487,13 +488,19 @@ class Daemon:
                  extra={"sources": len(self.inventory.sources)})
 
     def _start_server(self) -> None:
+        from scanner.lineage.openlineage import LineageEndpoint, is_loopback
         from scanner.metrics import HealthServer
 
         if self.server is not None:
             return
         host, port = self.options.metrics_host, self.options.metrics_port or 0
+        token = os.environ.get("CTXSCAN_LINEAGE_TOKEN") or None
+        if token is None and not is_loopback(host):
+            raise DaemonError(f"serving on {host} (not loopback) takes OpenLineage events at /api/v1/lineage: "
+                              "set CTXSCAN_LINEAGE_TOKEN to the bearer token senders must use")
+        lineage = LineageEndpoint(self.store, token)
         try:
-            self.server = HealthServer(host, port, self.health, self.metrics)
+            self.server = HealthServer(host, port, self.health, self.metrics, {lineage.path: lineage})
         except OSError as exc:
             raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.server.start()

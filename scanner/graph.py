@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
     from scanner.inventory import Inventory, ReadDeclaration
+    from scanner.lineage.observed import ObservedLineage
     from scanner.model import Asset, SourceSnapshot
     from scanner.store import SourceResult, Store, StoredFinding
 
@@ -165,14 +166,18 @@ GraphParts = tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], list[tuple[
 
 def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
                 results: Mapping[str, SourceResult] | None = None,
-                findings: Iterable[StoredFinding] = (), today: date | None = None) -> nx.MultiDiGraph:
+                findings: Iterable[StoredFinding] = (), today: date | None = None,
+                lineage: ObservedLineage | None = None) -> nx.MultiDiGraph:
     """The graph of an inventory, the latest snapshot of each source, and the open findings.
 
     `findings` should be the open, unaccepted findings; they decide each node's status.
+    `lineage` (what OpenLineage observed) marks the asset -> workflow `feeds` edges it saw
+    (`lineage`: `both`, or `observed` for a read nobody declared; an edge without it is declared
+    only) with `observed_first_seen` and `observed_last_seen`.
     """
     import networkx as nx
 
-    meta, nodes, edges = build_parts(inventory, snapshots, results, findings, today)
+    meta, nodes, edges = build_parts(inventory, snapshots, results, findings, today, lineage)
     graph = nx.MultiDiGraph()
     graph.graph.update(meta)
     graph.add_nodes_from(nodes)
@@ -182,7 +187,8 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
 
 def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
                 results: Mapping[str, SourceResult] | None = None,
-                findings: Iterable[StoredFinding] = (), today: date | None = None) -> GraphParts:
+                findings: Iterable[StoredFinding] = (), today: date | None = None,
+                lineage: ObservedLineage | None = None) -> GraphParts:
     """`build_graph`'s graph attributes, nodes and edges, in order, without networkx: what
     `encode_parts` caches (building the networkx graph alone costs seconds on 50,000 assets)."""
     results = results or {}
@@ -280,6 +286,9 @@ def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
                 b.node(principal, label=workflow.runs_as[source_id], source=source_id, seen=False)
             b.edge(wf, principal, RUNS_AS, source_id=source_id)  # not `source`: node-link JSON uses it
 
+    if lineage is not None:
+        _add_observed(b, lineage, snapshots)
+
     # Effective SLA, exactly as the `stale` rule sees it.
     from scanner.rules.base import RuleContext
     from scanner.rules.sla import effective_sla
@@ -341,6 +350,35 @@ def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     return (meta, [(node, b.nodes[node]) for node in order],
             [(u, v, kind, b.edges[(u, v, kind)])
              for (u, v, kind) in sorted(b.edges, key=lambda e: (rank[e[0]], rank[e[1]], e[2]))])
+
+
+def _add_observed(b: _Builder, lineage: ObservedLineage, snapshots: Mapping[str, SourceSnapshot]) -> None:
+    """Mark the reads OpenLineage observed on the asset -> workflow `feeds` edges."""
+    for edge in lineage.edges:
+        if edge.direction != "input" or edge.asset is None:
+            continue
+        source_id, path = edge.asset
+        node = asset_node(source_id, path)
+        for workflow_id in edge.workflows:
+            wf = workflow_node(workflow_id)
+            if wf not in b.nodes or source_node(source_id) not in b.nodes:
+                continue
+            if node not in b.nodes:
+                source_attrs = b.nodes[source_node(source_id)]
+                b.node(node, label=path, source=source_id, path=path,
+                       scan_state="missing" if source_id in snapshots else "not_scanned",
+                       owner=source_attrs.get("owner"),
+                       owner_provenance="source" if source_attrs.get("owner") else None)
+                b.edge(source_node(source_id), node, CONTAINS)
+            attrs = b.edges.get((node, wf, FEEDS))
+            if attrs is None:
+                attrs = b.edge(node, wf, FEEDS, access="read", declared=[], lineage="observed")
+            elif attrs.get("lineage") != "observed":
+                attrs["lineage"] = "both"
+            first, last = edge.first_seen.isoformat(), edge.last_seen.isoformat()
+            attrs["observed_first_seen"] = min(attrs.get("observed_first_seen") or first, first)
+            attrs["observed_last_seen"] = max(attrs.get("observed_last_seen") or last, last)
+            attrs["observed_job"] = edge.job
 
 
 def _add_lineage(b: _Builder, context: Any) -> list[str]:
@@ -1116,14 +1154,18 @@ def _usable(graph: LiteGraph | None, today: date | None) -> LiteGraph | None:
 def graph_from_store(inventory: Inventory, store: Store, findings: Iterable[StoredFinding],
                      today: date | None = None) -> nx.MultiDiGraph:
     """Build the graph from the inventory and what the store holds (never probes)."""
+    from scanner.lineage.observed import load_observed
+
     source_ids = list(inventory.sources)
     return build_graph(inventory, store.latest_snapshots(source_ids), store.latest_results(source_ids),
-                       findings, today)
+                       findings, today, load_observed(inventory, store))
 
 
 def parts_from_store(inventory: Inventory, store: Store, findings: Iterable[StoredFinding],
                      today: date | None = None) -> GraphParts:
     """`graph_from_store` as `build_parts`' output."""
+    from scanner.lineage.observed import load_observed
+
     source_ids = list(inventory.sources)
     return build_parts(inventory, store.latest_snapshots(source_ids), store.latest_results(source_ids),
-                       findings, today)
+                       findings, today, load_observed(inventory, store))

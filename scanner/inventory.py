@@ -39,12 +39,13 @@ DEFAULTS_KEYS = ("schedule", "timeout", "max_age", "warn_after", "concurrency")
 OWNER_KEYS = ("id", "name", "contact", "contacts", "description")
 CONTACT_KEYS = ("type", "url", "path", "timeout")
 SOURCE_KEYS = ("id", "connector", "owner", "owner_tag", "schedule", "include", "exclude",
-               "freshness", "timeout", "environment", "assets", "description", "same_as", "zone")
+               "freshness", "timeout", "environment", "assets", "description", "same_as", "zone",
+               "lineage_namespace")
 FRESHNESS_KEYS = ("max_age", "warn_after", "column")
 ASSET_OVERRIDE_KEYS = ("path", "owner", "tags", "max_age", "warn_after", "derived_from", "max_lag",
                        "expect_count_ratio", "column")
 WORKFLOW_KEYS = ("id", "owner", "stage", "runs_as", "reads", "feeds", "evaluation", "rollout",
-                 "environment", "description")
+                 "environment", "description", "lineage_job", "unobserved_after")
 READ_KEYS = ("asset", "max_age", "warn_after", "access", "columns", "approval")
 EVALUATION_KEYS = ("suite", "signal", "description")
 ROLLOUT_KEYS = ("fallback", "rollback_owner", "approval", "description")
@@ -105,6 +106,8 @@ class WorkflowConfig:
     description: str | None = None
     file: str | None = None
     line: int | None = None
+    lineage_job: str | None = None            # OpenLineage job (namespace/name, or name); default: the id
+    unobserved_after: float | None = None     # seconds; None: 30 days (scanner.lineage.observed)
 
 
 @dataclass(frozen=True)
@@ -893,6 +896,7 @@ def _source(check: _Checker, raw: Any, path: tuple[Any, ...], defaults: Defaults
         timeout=timeout or defaults.timeout,
         environment=check.string(data.get("environment"), path + ("environment",)),
         assets=tuple(overrides),
+        lineage_namespace=check.string(data.get("lineage_namespace"), path + ("lineage_namespace",)),
         description=check.string(data.get("description"), path + ("description",)),
         file=check.doc.file,
         line=check.doc.line(path),
@@ -964,6 +968,8 @@ def _workflow(check: _Checker, raw: Any, path: tuple[Any, ...]) -> WorkflowConfi
         description=check.string(data.get("description"), path + ("description",)),
         file=check.doc.file,
         line=check.doc.line(path),
+        lineage_job=check.string(data.get("lineage_job"), path + ("lineage_job",)),
+        unobserved_after=check.duration(data.get("unobserved_after"), path + ("unobserved_after",)),
     )
 
 

@@ -179,8 +179,11 @@ class HealthServer:
     """A small threaded HTTP server for /healthz and /metrics."""
 
     def __init__(self, host: str, port: int, health: Callable[[], tuple[int, dict[str, Any]]],
-                 metrics: DaemonMetrics) -> None:
+                 metrics: DaemonMetrics,
+                 post_routes: Mapping[str, Callable[[Mapping[str, str], bytes], tuple[int, dict[str, Any]]]]
+                 | None = None, max_body: int = 16 * 1024 * 1024) -> None:
         server_self = self
+        routes = dict(post_routes or {})
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "ctxscan"
@@ -200,6 +203,30 @@ class HealthServer:
                 except Exception as exc:  # never kill the server thread
                     log.warning("error serving %s: %s", path, type(exc).__name__)
                     self._send(500, "text/plain", b"internal error\n")
+
+            def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+                path = self.path.split("?", 1)[0]
+                handler = routes.get(path)
+                if handler is None:
+                    self._send(404, "text/plain", b"not found\n")
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length") or -1)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._send(411, "application/json", b'{"error": "Content-Length is required"}\n')
+                    return
+                if length > max_body:
+                    self.close_connection = True  # the rest of the body is never read
+                    self._send(413, "application/json", b'{"error": "the body is too large"}\n')
+                    return
+                try:
+                    code, body = handler(dict(self.headers.items()), self.rfile.read(length))
+                    self._send(code, "application/json", json.dumps(body).encode() + b"\n")
+                except Exception as exc:  # never kill the server thread
+                    log.warning("error serving POST %s: %s", path, type(exc).__name__)
+                    self._send(500, "application/json", b'{"error": "internal error"}\n')
 
             def _send(self, code: int, content_type: str, body: bytes) -> None:
                 self.send_response(code)

@@ -97,6 +97,7 @@ class SourceConfig:
     # The same system in another environment (`same_as: crm`): compared for parity.
     same_as: str | None = None
     zone: str | None = None            # scanned by `ctxscan worker --zone ZONE`; None: in-process
+    lineage_namespace: str | None = None   # OpenLineage dataset namespace, when the url does not say
 
     def freshness_columns(self) -> Callable[[str], str | None]:
         """path -> the timestamp column its freshness comes from: its `assets:` entry's

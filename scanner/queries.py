@@ -253,12 +253,14 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
         frontier = sorted(following)
     readers: dict[str, list[str]] = {}
     access: dict[str, str] = {}
+    seen_by: dict[str, str] = {}   # declared, observed (OpenLineage) or both, for the workflow's own reads
     for wf in sorted(upstream, key=lambda n: (len(upstream[n]), n)):
         for asset, keys in sorted(graph.pred[wf].items()):
             if FEEDS in keys and node_type(asset) == ASSET:
                 readers.setdefault(asset, []).append(public_id(wf))
                 if wf == node:
                     access[asset] = keys[FEEDS].get("access", "read")
+                    seen_by[asset] = keys[FEEDS].get("lineage", "declared")
     # What the assets read are derived from (asset lineage): upstream asset -> chain of
     # asset ids from it to the asset a workflow reads.
     lineage: dict[str, list[str]] = {}
@@ -287,6 +289,7 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
             "source": source_id,
             "path": path,
             "direct": asset in access,
+            "lineage": seen_by.get(asset),
             "read_by": readers.get(asset, []),
             "derived_path": lineage.get(asset),
             "access": access.get(asset),

@@ -30,7 +30,7 @@ from scanner.locations import default_state_url  # noqa: F401 (re-exported: scan
 from scanner.model import Finding, SourceSnapshot, decode_snapshot, encode_snapshot, utcnow
 from scanner.redact import printable, redact_text, secrets_in_text
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 FINDINGS_LOCK_KEY = "lock:findings"
 
 
@@ -147,6 +147,31 @@ _NOTIFY_OUTBOX = _Table("notify_outbox", {
     "delivered_at": "string(40)",
     "last_error": "text",
 }, ("id",), {"ix_notify_outbox_target_status": ("target", "status", "id")})
+
+# Observed lineage (migration 5; scanner/lineage): what OpenLineage run events said each job
+# read (`input`) and wrote (`output`), kept as the events name them, so a changed inventory
+# maps them again; and every job seen, with or without datasets. Times are the events' own.
+_LINEAGE_EDGES = _Table("lineage_edges", {
+    "job_namespace": "string(500)",
+    "job_name": "string(500)",
+    "direction": "string(8)",          # input, output
+    "dataset_namespace": "string(500)",
+    "dataset_name": "string(1000)",
+    "first_seen": "string(40) not null",
+    "last_seen": "string(40) not null",
+    "last_event_type": "string(16)",
+    "last_run_id": "string(100)",
+    "events": "integer not null",
+}, ("job_namespace", "job_name", "direction", "dataset_namespace", "dataset_name"))
+_LINEAGE_JOBS = _Table("lineage_jobs", {
+    "job_namespace": "string(500)",
+    "job_name": "string(500)",
+    "first_seen": "string(40) not null",
+    "last_seen": "string(40) not null",
+    "last_event_type": "string(16)",
+    "last_run_id": "string(100)",
+    "events": "integer not null",
+}, ("job_namespace", "job_name"))
 
 _COLUMN = re.compile(r"(?P<type>\w+)(?:\((?P<size>\d+)\))?(?P<not_null> not null)?"
                      r"(?: references (?P<table>\w+)\((?P<column>\w+)\))?")
@@ -522,19 +547,22 @@ MIGRATIONS: dict[int, Callable[[_Connection], None]] = {
     2: lambda conn: _create(conn, _GRAPH_CACHE),
     3: _migrate_3,
     4: lambda conn: _create(conn, _SOURCE_RESULTS),  # a store made before 4 gets ix_source_results_latest
+    5: lambda conn: _create(conn, _LINEAGE_EDGES, _LINEAGE_JOBS),
 }
 
 
 # What `Store.state_key` reads; the graph's fast path runs it over a bare sqlite3 connection.
 STATE_KEY_SQL = ("SELECT (SELECT max(id) FROM source_results) AS last_result, "
                  "(SELECT max(last_seen) FROM findings) AS last_seen, "
-                 "(SELECT count(*) FROM findings WHERE status = 'open') AS open_count")
+                 "(SELECT count(*) FROM findings WHERE status = 'open') AS open_count, "
+                 "(SELECT sum(events) FROM lineage_jobs) AS lineage_events")
 
 
 def state_key_of(row: Iterable[Any]) -> str:
     """The state key from the row of STATE_KEY_SQL."""
-    last_result, last_seen, open_count = row
-    return f"{last_result or 0}:{last_seen or ''}:{open_count or 0}"
+    last_result, last_seen, open_count, lineage_events = row
+    return f"{last_result or 0}:{last_seen or ''}:{open_count or 0}" + (
+        f":{lineage_events}" if lineage_events else "")
 
 
 def _lock_findings(conn: _Connection) -> None:
@@ -989,6 +1017,39 @@ class Store:
                      key=key, created_at=_iso(utcnow()), data=data)
             conn.run('DELETE FROM graph_cache WHERE "key" NOT IN '
                      '(SELECT "key" FROM graph_cache ORDER BY created_at DESC LIMIT :keep)', keep=keep)
+
+    # -- observed lineage (migration 5, scanner/lineage) ----------------------------------
+    def record_lineage(self, edges: Iterable[Mapping[str, Any]], jobs: Iterable[Mapping[str, Any]]) -> None:
+        """Merge aggregated observations in one transaction: the earliest first_seen and the
+        latest last_seen win, event counts add up, the last event's type and run come with
+        the latest last_seen. Rows carry every column of lineage_edges / lineage_jobs."""
+        with self._write() as conn:
+            for table, rows in ((_LINEAGE_EDGES, edges), (_LINEAGE_JOBS, jobs)):
+                keys = table.primary_key
+                names = list(table.columns)
+                later = f'excluded.last_seen >= "{table.name}".last_seen'
+                sql = (_insert_sql(table, names) + f" ON CONFLICT ({_names(keys)}) DO UPDATE SET "
+                       f'first_seen = CASE WHEN excluded.first_seen < "{table.name}".first_seen '
+                       f'THEN excluded.first_seen ELSE "{table.name}".first_seen END, '
+                       f'last_event_type = CASE WHEN {later} THEN excluded.last_event_type '
+                       f'ELSE "{table.name}".last_event_type END, '
+                       f'last_run_id = CASE WHEN {later} THEN excluded.last_run_id '
+                       f'ELSE "{table.name}".last_run_id END, '
+                       f'last_seen = CASE WHEN {later} THEN excluded.last_seen ELSE "{table.name}".last_seen END, '
+                       f'events = "{table.name}".events + excluded.events')
+                for row in rows:
+                    conn.run(sql, **{name: row.get(name) for name in names})
+
+    def lineage_edges(self) -> list[dict[str, Any]]:
+        """Every observed (job, direction, dataset) with first and last seen."""
+        with self._read() as conn:
+            return [dict(r) for r in conn.rows("SELECT * FROM lineage_edges ORDER BY job_namespace, job_name, "
+                                               "direction, dataset_namespace, dataset_name")]
+
+    def lineage_jobs(self) -> list[dict[str, Any]]:
+        """Every OpenLineage job seen, with first and last seen."""
+        with self._read() as conn:
+            return [dict(r) for r in conn.rows("SELECT * FROM lineage_jobs ORDER BY job_namespace, job_name")]
 
     # -- daemon: scheduler state, notification ledger and outbox (migration 3) -------------
     # The records are at the end of this module, in the daemon's section.

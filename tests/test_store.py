@@ -241,9 +241,11 @@ def test_a_new_store_has_the_schema_earlier_versions_made(tmp_path: Path) -> Non
     Store.open(f"sqlite:///{tmp_path / 'new.db'}").close()
     old, new = _schema(tmp_path / "old.db"), _schema(tmp_path / "new.db")
     assert set(new) == {"ctxscan_meta", "scans", "source_results", "findings", "graph_cache",
-                        "scheduler_state", "notify_ledger", "notify_outbox", "scan_owners"}
-    # scan_owners is not versioned: every open creates it if missing (issue 12, kill -9).
-    assert {k: v for k, v in new.items() if k != "scan_owners"} == old
+                        "scheduler_state", "notify_ledger", "notify_outbox", "scan_owners", "lineage_edges",
+                        "lineage_jobs"}
+    # scan_owners is not versioned: every open creates it if missing (issue 12, kill -9); migration 5
+    # adds the observed-lineage tables; the older ones stay exactly as they were.
+    assert {table: new[table] for table in old} == old
     with closing(sqlite3.connect(tmp_path / "new.db")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         connection.execute("INSERT INTO scans (started_at, status, \"trigger\", sources) "

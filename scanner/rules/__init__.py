@@ -19,6 +19,8 @@ from scanner.rules.over_permissioned import over_permissioned
 from scanner.rules.probe_failed import probe_failed
 from scanner.rules.schema_drift import schema_drift
 from scanner.rules.stale import stale
+from scanner.rules.undeclared_dependency import undeclared_dependency
+from scanner.rules.unobserved_read import unobserved_read
 from scanner.rules.unowned import unowned
 from scanner.store import SEVERITY_RANK, Store, StoredFinding
 
@@ -37,6 +39,8 @@ RULES: dict[str, Rule] = {
     "access_drift": access_drift,
     "environment_mismatch": environment_mismatch,
     "index_lag": index_lag,
+    "undeclared_dependency": undeclared_dependency,
+    "unobserved_read": unobserved_read,
 }
 
 
@@ -59,8 +63,11 @@ def build_context(inventory: Inventory, store: Store, now: datetime,
             snapshots[source_id] = by_id[ids[0]]
         if len(ids) > 1 and ids[1] in by_id:
             previous[source_id] = by_id[ids[1]]
+    from scanner.lineage.observed import load_observed
+
     return RuleContext(inventory=inventory, snapshots=snapshots,
-                       results=store.latest_results(source_ids), now=now, previous=previous, store=store)
+                       results=store.latest_results(source_ids), now=now, previous=previous, store=store,
+                       lineage=load_observed(inventory, store))
 
 
 def evaluate(ctx: RuleContext) -> list[Finding]:

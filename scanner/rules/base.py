@@ -31,6 +31,8 @@ step, and so does "no workflow at all". The result stays between `low` and `crit
 | `environment_mismatch` | | high | critical | high | medium |
 | `index_lag` | | high | critical | high | medium |
 | `index_lag` | `count_ratio` | medium | high | medium | low |
+| `undeclared_dependency` | | medium | high | medium | low |
+| `unobserved_read` | | info | info | info | info |
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner.inventory import Inventory, ReadDeclaration, WorkflowConfig
 from scanner.model import Asset, SourceSnapshot
 from scanner.store import SourceResult, Store, StoredFinding
+
+if TYPE_CHECKING:
+    from scanner.lineage.observed import ObservedLineage
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 STAGE_SHIFT = {"production": 1, "pilot": 0, "poc": -1, None: -1}
@@ -75,6 +80,8 @@ BASE_SEVERITY: dict[str, str] = {
     "environment_mismatch": "high",
     "index_lag": "high",
     "index_lag/count_ratio": "medium",
+    "undeclared_dependency": "medium",
+    "unobserved_read": "info",
 }
 
 
@@ -91,6 +98,8 @@ class RuleContext:
     # The store the context came from: rules whose findings stay open until a change is
     # reverted (drift) read what is open there.
     store: Store | None = field(default=None, compare=False, repr=False)
+    # What OpenLineage observed, mapped onto the inventory (scanner.lineage.observed); None: nothing.
+    lineage: ObservedLineage | None = None
 
     def open_findings(self, kind: str) -> list[StoredFinding]:
         """The stored findings of a kind that are open now (none without a store)."""

@@ -39,6 +39,7 @@ from scanner.rules.base import (
     severity_of,
     workflow_ids,
 )
+from scanner.rules.observed_write import observed_writes
 from scanner.rules.remediation import public_access_remediation
 
 KIND = "over_permissioned"
@@ -106,6 +107,7 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
                 # the workflow and everything it feeds: what `findings --workflow` matches
                 yield replace(finding, evidence={**finding.evidence, "workflows": workflow_ids(affected)})
     yield from _public_access(ctx)
+    yield from observed_writes(ctx)   # lineage saw it write where it declares a read (scanner.lineage)
 
 
 def _unknown_principal(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,

@@ -64,9 +64,30 @@ def scan_case(case: dict[str, Any], directory: Path) -> list[Finding]:
             inventory = load_inventory([path], env={})
             moment = FIXED + timedelta(hours=number)
             run_scan(inventory, store, now=lambda moment=moment: moment)
+        if case.get("lineage"):
+            _ingest(store, case["lineage"], moment)
         return evaluate(build_context(inventory, store, moment))
     finally:
         store.close()
+
+
+def _ingest(store: Store, events: list[dict[str, Any]], now: datetime) -> None:
+    """OpenLineage run events, written compactly: `{job, type, at: -2d, inputs: [{namespace,
+    name}], outputs: [...]}` (`job` is `namespace/name`, or a name in namespace `test`)."""
+    from scanner.durations import parse_duration
+    from scanner.lineage.openlineage import ingest, parse_event
+
+    parsed = []
+    for i, event in enumerate(events):
+        namespace, _, name = event["job"].rpartition("/")
+        at = now - timedelta(seconds=parse_duration(str(event.get("at", "1s")).lstrip("-")))
+        parsed.append(parse_event({
+            "eventType": event.get("type", "COMPLETE"), "eventTime": at.isoformat(),
+            "job": {"namespace": namespace or "test", "name": name},
+            "run": {"runId": f"00000000-0000-4000-8000-{i:012d}"},
+            "inputs": event.get("inputs", []), "outputs": event.get("outputs", []),
+        }, now))
+    ingest(store, parsed)
 
 
 def _subset(expected: Any, actual: Any) -> bool:
