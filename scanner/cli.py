@@ -1565,6 +1565,54 @@ def import_openlineage(events_file: str, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# init (scanner.lineage.starter)
+
+@main.command()
+@common_options
+@click.argument("targets", nargs=-1, metavar="[URL-or-path ...]")
+@click.option("-o", "--output", "output", default="ctxscan.yaml", show_default=True, metavar="FILE",
+              help="Where to write the starter inventory ('-' for stdout); never overwritten.")
+@click.option("--timeout", "timeout", default="30s", show_default=True, metavar="DURATION",
+              help="How long each probe may take.")
+def init(targets: tuple[str, ...], output: str, timeout: str) -> None:
+    """Probe databases (postgresql://, mysql://), buckets (s3://), BigQuery (bigquery://),
+    SQLite files and folders, and write a starter inventory that passes validate."""
+    from pathlib import Path
+
+    from scanner.errors import UsageError
+    from scanner.lineage.starter import starter_inventory
+
+    if output != "-" and Path(output).exists():
+        raise UsageError(f"{output} exists; ctxscan init never overwrites a file (choose another with -o)")
+    text, sources = starter_inventory(list(targets), Path.cwd(), _duration_option(timeout, "--timeout"))
+    if output != "-" and Path(output).exists():   # appeared while probing
+        raise UsageError(f"{output} exists; ctxscan init never overwrites a file (choose another with -o)")
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise UsageError(f"{output} exists; ctxscan init never overwrites a file") from None
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    for source in sources:
+        found = (f"could not probe it: {source.error}" if source.error
+                 else f"{source.asset_count} asset{'' if source.asset_count == 1 else 's'}, owner {source.owner or 'not found'}")
+        click.echo(f"{source.id} ({source.connector}): {found}", err=True)
+    for source in sources:
+        for name in sorted(source.variables):
+            click.echo(f"export {name} before validate and scan ({source.variables[name]})", err=True)
+    if output != "-":
+        click.echo(f"wrote {output}: {len(sources)} source{'s' if len(sources) != 1 else ''}; "
+                   f"next: ctxscan validate -c {output}", err=True)
+    if any(source.error for source in sources):
+        raise SystemExit(EXIT_FINDINGS)
+
+
+# ---------------------------------------------------------------------------------------
 # Every command's --help ends with examples and the exit codes.
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
