@@ -118,16 +118,20 @@ class _Importer:
             return None
         return f"{schema}.{name}"
 
-    def upstream(self, unique_id: str, seen: frozenset[str] = frozenset(),
-                 node: Mapping[str, Any] | None = None) -> list[str]:
-        """The asset paths a node (or an exposure) depends on, looking through ephemeral models."""
+    def upstream(self, unique_id: str, node: Mapping[str, Any] | None = None) -> list[str]:
+        """The asset paths a node (or an exposure) depends on, looking through ephemeral models
+        (iteratively: a long chain of them in a generated project must not overflow the stack)."""
         if unique_id in self._resolved:
             return self._resolved[unique_id]
-        result: set[str] = set()
         node = node if node is not None else self.nodes.get(unique_id, {})
-        for parent in _dict(node.get("depends_on")).get("nodes") or ():
-            if not isinstance(parent, str) or parent in seen:
+        result: set[str] = set()
+        seen = {unique_id}
+        todo = list(self.parents(node))
+        while todo:
+            parent = todo.pop()
+            if parent in seen:
                 continue
+            seen.add(parent)
             parent_node = self.nodes.get(parent)
             if parent_node is None:
                 continue
@@ -135,9 +139,14 @@ class _Importer:
             if parent_path is not None:
                 result.add(parent_path)
             elif parent_node.get("resource_type") in ("model", "metric", "semantic_model", "snapshot"):
-                result.update(self.upstream(parent, seen | {unique_id}))
+                todo.extend(self.parents(parent_node))
         self._resolved[unique_id] = sorted(result)
         return self._resolved[unique_id]
+
+    @staticmethod
+    def parents(node: Mapping[str, Any]) -> list[str]:
+        found = _dict(node.get("depends_on")).get("nodes")
+        return [p for p in found if isinstance(p, str)] if isinstance(found, list) else []
 
     def owner(self, *candidates: Any) -> str | None:
         for candidate in candidates:
@@ -179,7 +188,8 @@ class _Importer:
                 derived = [f"{self.source_id}:{p}" for p in self.upstream(unique_id) if p != path]
                 if derived:
                     entry["derived_from"] = derived
-            tags = sorted({t for t in node.get("tags") or () if isinstance(t, str) and t})
+            raw_tags = node.get("tags")
+            tags = sorted({t for t in raw_tags if isinstance(t, str) and t}) if isinstance(raw_tags, list) else []
             if tags:
                 entry["tags"] = tags
             if path in by_path:   # two nodes on one table (a source and a model): merge
@@ -195,6 +205,7 @@ class _Importer:
 
     def workflows(self) -> list[dict[str, Any]]:
         result = []
+        used: set[str] = set()
         for unique_id, exposure in sorted(_dict(self.manifest.get("exposures")).items()):
             if not isinstance(exposure, dict) or exposure.get("type") not in EXPOSURE_TYPES:
                 continue
@@ -204,6 +215,10 @@ class _Importer:
             if name is None:
                 continue
             workflow_id = _ID_CHARS.sub("-", name).strip("-._") or "exposure"
+            base, n = workflow_id, 2
+            while workflow_id in used:   # two names that slug alike stay two workflows
+                workflow_id, n = f"{base}-{n}", n + 1
+            used.add(workflow_id)
             entry: dict[str, Any] = {"id": workflow_id}
             owner = self.owner(_dict(exposure.get("meta")).get("owner"), exposure.get("owner"))
             if owner:
@@ -211,7 +226,7 @@ class _Importer:
             stage = MATURITY_STAGES.get(str(exposure.get("maturity")))
             if stage:
                 entry["stage"] = stage
-            reads = [f"{self.source_id}:{p}" for p in self.upstream(str(unique_id), node=exposure)]
+            reads = [f"{self.source_id}:{p}" for p in self.upstream(f"exposure:{unique_id}", node=exposure)]
             if reads:
                 entry["reads"] = reads
             description = _text(exposure.get("label")) or _text(exposure.get("description"))

@@ -262,6 +262,11 @@ class RuleContext:
         return self.with_downstream(readers)
 
     @cached_property
+    def sla_cache(self) -> dict[tuple[str, str], object]:
+        """Per-asset SLA requirements, computed once per context (scanner.rules.sla)."""
+        return {}
+
+    @cached_property
     def derived_children(self) -> Mapping[tuple[str, str], list[tuple[str, str]]]:
         """(source, path) -> the assets declared `derived_from` it directly."""
         if not any(o.derived_from for s in self.inventory.sources.values() for o in s.assets):

@@ -97,13 +97,35 @@ class Requirement:
 
 def asset_override(source: SourceConfig, path: str) -> AssetOverride | None:
     """The `assets:` entry for a path: an exact match first, else the first glob that matches."""
-    for override in source.assets:
-        if override.path == path:
-            return override
-    for override in source.assets:
+    exact, patterns = _override_index(source.assets)
+    found = exact.get(path)
+    if found is not None:
+        return found
+    for override in patterns:
         if fnmatch.fnmatchcase(path, override.path):
             return override
     return None
+
+
+# assets tuple id -> (the tuple, kept so its id is not reused; path -> first entry; the entries
+# that may match as globs). An imported dbt project gives a source thousands of entries, and
+# the SLA asks for one per asset: a scan over them must not be quadratic.
+_OVERRIDE_INDEX: dict[int, tuple[tuple[AssetOverride, ...], dict[str, AssetOverride], list[AssetOverride]]] = {}
+
+
+def _override_index(assets: tuple[AssetOverride, ...]) -> tuple[dict[str, AssetOverride], list[AssetOverride]]:
+    cached = _OVERRIDE_INDEX.get(id(assets))
+    if cached is not None and cached[0] is assets:
+        return cached[1], cached[2]
+    exact: dict[str, AssetOverride] = {}
+    for override in assets:
+        exact.setdefault(override.path, override)
+    # fnmatch also matches a path equal to a pattern without wildcards: keep those in order too.
+    patterns = list(assets) if any(c in o.path for o in assets for c in "*?[") else []
+    if len(_OVERRIDE_INDEX) > 256:
+        _OVERRIDE_INDEX.clear()
+    _OVERRIDE_INDEX[id(assets)] = (assets, exact, patterns)
+    return exact, patterns
 
 
 def propagated_requirement(workflow: WorkflowConfig) -> tuple[float, float | None] | None:
@@ -160,6 +182,14 @@ def _requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requireme
 
 def _own_requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
     """`requirements` without lineage: the asset's readers and the workflows they feed."""
+    key = (source_id, path)
+    cached = ctx.sla_cache.get(key)
+    if cached is None:
+        cached = ctx.sla_cache[key] = _compute_own_requirements(ctx, source_id, path)
+    return cached  # type: ignore[return-value]
+
+
+def _compute_own_requirements(ctx: RuleContext, source_id: str, path: str) -> list[Requirement]:
     source = ctx.inventory.sources.get(source_id)
     if source is None:
         return []
