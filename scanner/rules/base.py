@@ -277,11 +277,19 @@ class RuleContext:
 
     def derived_assets(self, source_id: str, path: str) -> Mapping[tuple[str, str], tuple[str, ...]]:
         """Every asset derived from this one, transitively, with the chain of asset ids to it."""
-        if not self.derived_children:
+        if not self.derived_children or (source_id, path) not in self.derived_children:
             return {}
-        from scanner.lineage.assets import downstream_assets
+        found = self._derived_cache.get((source_id, path))
+        if found is None:
+            from scanner.lineage.assets import downstream_assets
 
-        return downstream_assets(self.derived_children, (source_id, path))
+            found = self._derived_cache[(source_id, path)] = downstream_assets(self.derived_children,
+                                                                               (source_id, path))
+        return found
+
+    @cached_property
+    def _derived_cache(self) -> dict[tuple[str, str], Mapping[tuple[str, str], tuple[str, ...]]]:
+        return {}
 
     def derived_readers(self, source_id: str,
                         path: str) -> list[tuple[WorkflowConfig, ReadDeclaration, tuple[str, ...]]]:
