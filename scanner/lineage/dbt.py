@@ -1,7 +1,8 @@
 """`ctxscan import dbt`: a dbt manifest.json as an imported inventory file.
 
 dbt sources, models, seeds and snapshots become asset overrides on one ctxscan source (the
-one that holds the warehouse): owner from `meta.owner`, else the owner of the model's group;
+one that holds the warehouse): owner from `meta.owner`, else the owner of the model's group,
+else the owner of an exposure that depends on it directly (the first by id);
 freshness `column` from `loaded_at_field`, `max_age`/`warn_after` from `error_after`/
 `warn_after`; each model is `derived_from` the nodes it depends on (through ephemeral models,
 which have no table of their own). Exposures of a known type become workflows that read what
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +165,20 @@ class _Importer:
         group_owner = _dict(self.groups.get(group or "")).get("owner")
         return self.owner(meta_owner, group_owner)
 
+    @cached_property
+    def exposure_owners(self) -> dict[str, str]:
+        """node -> the owner of the first exposure (by id) that depends on it directly: the last
+        resort for a node whose own meta and group name nobody."""
+        owners: dict[str, str] = {}
+        for _, exposure in sorted(_dict(self.manifest.get("exposures")).items()):
+            if not isinstance(exposure, dict) or exposure.get("type") not in EXPOSURE_TYPES:
+                continue
+            owner = self.owner(_dict(exposure.get("meta")).get("owner"), exposure.get("owner"))
+            if owner:
+                for parent in self.parents(exposure):
+                    owners.setdefault(parent, owner)
+        return owners
+
     def assets(self) -> list[dict[str, Any]]:
         by_path: dict[str, dict[str, Any]] = {}
         for unique_id in sorted(self.nodes):
@@ -171,7 +187,7 @@ class _Importer:
             if path is None:
                 continue
             entry: dict[str, Any] = {"path": path}
-            owner = self.node_owner(node)
+            owner = self.node_owner(node) or self.exposure_owners.get(unique_id)
             if owner:
                 entry["owner"] = owner
             if node.get("resource_type") == "source":

@@ -106,6 +106,8 @@ def test_import_maps_sources_models_and_exposures(warehouse: dict, tmp_path: Pat
     assert assets["raw.customer_master"]["max_age"] == "2d"
     # through the ephemeral int_customers to the table it selects from
     assert assets["analytics_staging.stg_orders"]["derived_from"] == ["wh:raw.customer_master", "wh:raw.orders"]
+    # no meta.owner and no group: the owner of the exposure that reads it
+    assert assets["analytics_staging.stg_orders"]["owner"] == "analyst-example.com"
     assert assets["analytics.fct_orders"] == {"path": "analytics.fct_orders", "owner": "finance-analytics",
                                               "derived_from": ["wh:analytics_staging.stg_orders"]}
     assert not any("int_customers" in p for p in assets)
