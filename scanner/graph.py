@@ -171,9 +171,9 @@ def build_graph(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     """The graph of an inventory, the latest snapshot of each source, and the open findings.
 
     `findings` should be the open, unaccepted findings; they decide each node's status.
-    `lineage` (what OpenLineage observed) marks the asset -> workflow `feeds` edges it saw
-    (`lineage`: `both`, or `observed` for a read nobody declared; an edge without it is declared
-    only) with `observed_first_seen` and `observed_last_seen`.
+    Each asset -> workflow `feeds` edge says where it comes from (`lineage`: `declared`, or,
+    with `lineage` (what OpenLineage observed), `both`, or `observed` for a read nobody
+    declared, with `observed_first_seen` and `observed_last_seen`).
     """
     import networkx as nx
 
@@ -267,7 +267,7 @@ def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
                     b.edge(source_node(read.source), node, CONTAINS)
                 edge = b.edges.get((node, wf, FEEDS))
                 if edge is None:
-                    edge = b.edge(node, wf, FEEDS, access=read.access, declared=[read.asset])
+                    edge = b.edge(node, wf, FEEDS, access=read.access, declared=[read.asset], lineage="declared")
                 else:
                     edge["declared"] = sorted(set(edge["declared"]) | {read.asset})
                     if read.access == "write":
@@ -373,7 +373,7 @@ def _add_observed(b: _Builder, lineage: ObservedLineage, snapshots: Mapping[str,
             attrs = b.edges.get((node, wf, FEEDS))
             if attrs is None:
                 attrs = b.edge(node, wf, FEEDS, access="read", declared=[], lineage="observed")
-            elif attrs.get("lineage") != "observed":
+            elif attrs.get("lineage") == "declared":
                 attrs["lineage"] = "both"
             first, last = edge.first_seen.isoformat(), edge.last_seen.isoformat()
             attrs["observed_first_seen"] = min(attrs.get("observed_first_seen") or first, first)

@@ -160,7 +160,7 @@ def test_daemon_takes_events_from_the_openlineage_client(crm: dict[str, Any], tm
     marks = {e["source"]: e.get("lineage") for e in graph["edges"]
              if e["target"] == "workflow:assistant" and e["type"] == "feeds"}
     assert marks == {"asset:crm:public.customers": "both", "asset:crm:public.secrets": "observed",
-                     "asset:crm:public.tickets": None}
+                     "asset:crm:public.tickets": "declared"}
 
 
 def test_a_daemon_off_loopback_needs_a_token(crm: dict[str, Any], tmp_path: Path) -> None:
