@@ -5,6 +5,7 @@ then declared against observed on the real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import textwrap
 import urllib.error
@@ -181,6 +182,12 @@ def test_loopback_without_a_token_takes_events(crm: dict[str, Any], tmp_path: Pa
         client.emit(_event("OTHER", datetime.now(UTC), str(uuid.uuid4()), crm["namespace"], crm["db"],
                            inputs=("customers",)))
         wait_for(lambda: _rows(state, "lineage_edges"), what="a stored edge")
+        # A body announced too large is refused before it is read; no length at all is 411.
+        for head, status in ((b"Content-Length: 999999999\r\n", b" 413 "), (b"", b" 411 ")):
+            with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+                sock.sendall(b"POST /api/v1/lineage HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+                assert status in sock.recv(200).split(b"\r\n", 1)[0]
+        assert len(_rows(state, "lineage_edges")) == 1
     finally:
         daemon.stop()
 
