@@ -1638,6 +1638,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "worker": ("ctxscan worker --zone eu-db --broker redis://broker.internal:6379/0",
                "CTXSCAN_BROKER=amqp://user:pw@rabbit// ctxscan worker --zone on-prem --concurrency 8"),
     "prune": ("ctxscan prune", "ctxscan prune --json"),
+    "import dbt": ("ctxscan import dbt target/manifest.json --source wh",
+                   "ctxscan -c ctxscan.yaml -c ctxscan.dbt.yaml feeds wh:raw.orders"),
+    "import openlineage": ("ctxscan import openlineage events.jsonl", "ctxscan findings --kind undeclared_dependency"),
+    "init": ("ctxscan init postgresql://reader@db:5432/crm ./kb", "ctxscan init mysql://root@127.0.0.1/shop -o shop.yaml"),
 }
 EXIT_CODES = {
     "scan": "0 ok; 1 a source could not be probed, or findings at --fail-on; 2 usage or invalid inventory",
@@ -1647,6 +1651,9 @@ EXIT_CODES = {
     "worker": "0 stopped (SIGTERM: running probes finish first); 2 usage (no broker, a bad zone name)",
     "validate": "0 valid (warnings allowed); 1 a source could not be opened (--connect); "
                 "2 invalid inventory, or warnings under --strict",
+    "init": "0 written; 1 written, but a target could not be probed; 2 usage, or the output file exists",
+    "import openlineage": "0 stored; 2 usage, invalid inventory, or a malformed event (nothing stored)",
+    "import dbt": "0 written; 2 usage, or the file is not a dbt manifest (v12 or newer)",
 }
 DEFAULT_EXIT_CODES = "0 ok; 2 usage or invalid inventory"
 
