@@ -1638,6 +1638,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "worker": ("ctxscan worker --zone eu-db --broker redis://broker.internal:6379/0",
                "CTXSCAN_BROKER=amqp://user:pw@rabbit// ctxscan worker --zone on-prem --concurrency 8"),
     "prune": ("ctxscan prune", "ctxscan prune --json"),
+    "import": ("ctxscan import dbt target/manifest.json --source wh", "ctxscan import openlineage events.jsonl"),
     "import dbt": ("ctxscan import dbt target/manifest.json --source wh",
                    "ctxscan -c ctxscan.yaml -c ctxscan.dbt.yaml feeds wh:raw.orders"),
     "import openlineage": ("ctxscan import openlineage events.jsonl", "ctxscan findings --kind undeclared_dependency"),
