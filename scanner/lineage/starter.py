@@ -44,6 +44,7 @@ class StarterSource:
     asset_count: int = 0
     example: str | None = None
     error: str | None = None
+    owner_tags: bool = True       # whether the connector reads tags, labels or comments
 
 
 def slug(text: str, fallback: str = "source") -> str:
@@ -134,9 +135,13 @@ def probe_target(target: str, source_id: str, connector: str, settings: dict[str
     variables: dict[str, str] = {}
     if "url" in settings:
         written["url"], variables = split_secrets(settings["url"], source_id)
-    starter = StarterSource(source_id, connector, written, variables)
-    config = SourceConfig(id=source_id, connector=connector, settings=settings, owner_tag=OWNER_TAG,
-                          timeout=timeout)
+    from scanner.plugins import connectors
+
+    connector_cls = connectors().get(connector)
+    owner_tags = bool(getattr(connector_cls, "owner_tags", True))
+    starter = StarterSource(source_id, connector, written, variables, owner_tags=owner_tags)
+    config = SourceConfig(id=source_id, connector=connector, settings=settings,
+                          owner_tag=OWNER_TAG if owner_tags else None, timeout=timeout)
     try:
         snapshot = probe_source(config, ProbeContext(now=utcnow(), timeout=timeout))
     except ProbeError as exc:
@@ -211,9 +216,12 @@ def render(sources: list[StarterSource], targets: list[str]) -> str:
             lines.append(f"    {key}: {_flow(value)}")
         if source.owner:
             lines.append(f"    owner: {_flow(source.owner)}")
-        else:
+        elif source.owner_tags:
             lines.append("    # owner: TEAM   (none discovered: comment a table or schema `owner: TEAM`)")
-        lines.append(f"    owner_tag: {OWNER_TAG}")
+        else:
+            lines.append(f"    # owner: TEAM   (the {source.connector} connector has no tags or labels to find one in)")
+        if source.owner_tags:
+            lines.append(f"    owner_tag: {OWNER_TAG}")
         lines.append("    schedule: 1h")
         if source.include:
             lines.append(f"    include: {_flow(source.include)}")

@@ -60,6 +60,7 @@ def test_init_probes_postgres_mariadb_and_a_folder_then_validate_and_scan(
     assert owners == {"crm-team", "sales-team"}
     assert sources[my_id]["owner"] == "support" and sources[my_id]["include"] == [f"{my}.*"]
     assert sources["kb"]["connector"] == "files" and sources["kb"]["include"] == ["articles", "faq.txt"]
+    assert sources[pg_id]["owner_tag"] == "owner" and "owner_tag" not in sources["kb"]   # files have no tags
     assert {o["id"] for o in data["owners"]} == {"crm-team", "sales-team", "support"}
 
     # validate names the missing variables; with them exported it passes, and the scan works.
