@@ -305,12 +305,12 @@ def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     # An asset nothing reads, directly or through lineage, has its source's SLA (or its
     # `assets:` entry's): the same for every such asset under the same entry, so computed once.
     unread: dict[tuple[str, int], Any] = {}
-    lineage = bool(context.derived_children)
+    derived = bool(context.derived_children)
     for node, attrs in b.nodes.items():
         if attrs["type"] != ASSET:
             continue
         _, source_id, path = split_node(node)
-        if not lineage and not context.asset_readers(source_id, path) and source_id in inventory.sources:
+        if not derived and not context.asset_readers(source_id, path) and source_id in inventory.sources:
             key = (source_id, id(asset_override(inventory.sources[source_id], path)))
             if key not in unread:
                 unread[key] = effective_sla(context, source_id, path)
