@@ -114,3 +114,47 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
     stale = dataclasses.replace(again, assets=again.assets + (ghost,))
     fresh = _probe(url, stale)
     assert fresh.state.get("catalog_read") is None and _asset(fresh, "s.ghost") is None
+
+
+def test_reused_catalog_reads_row_estimates_and_malformed_state_reads_everything(pg_database: str) -> None:
+    url = pg_database
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA r")
+        conn.execute("CREATE TABLE r.events (id int PRIMARY KEY, body text)")
+        conn.execute("CREATE TABLE r.parts (id int, day date) PARTITION BY RANGE (day)")
+        conn.execute("CREATE TABLE r.parts_1 PARTITION OF r.parts FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')")
+        conn.execute("ANALYZE r.events")
+        conn.execute("ANALYZE r.parts")
+    first = _probe(url, None)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # ANALYZE and VACUUM update pg_class in place: no new row version, so the catalog is
+        # reused, but the row estimates and sizes must be this scan's.
+        conn.execute("INSERT INTO r.events SELECT g, repeat('x', 200) FROM generate_series(1, 3000) g")
+        conn.execute("INSERT INTO r.parts SELECT g, '2026-01-05' FROM generate_series(1, 500) g")
+        conn.execute("ANALYZE r.events")
+        conn.execute("ANALYZE r.parts_1")
+        full = {row[0]: row[1:] for row in conn.execute(
+            "SELECT c.relname, c.reltuples::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'r'").fetchall()}
+    again = _probe(url, first)
+    assert again.state.get("catalog_read") == "reused"
+    reread = _probe(url, None)
+    for path in ("r.events", "r.parts"):
+        reused, read = _asset(again, path), _asset(reread, path)
+        assert reused is not None and read is not None
+        assert (reused.row_count, reused.size_bytes) == (read.row_count, read.size_bytes), path
+    events = _asset(again, "r.events")
+    assert events is not None and events.row_count == full["events"][0] == 3000
+    parts = _asset(again, "r.parts")
+    assert parts is not None and parts.row_count == 500 and parts.properties["partitions"] == 1
+
+    # Recorded relations that are not what the probe wrote: the relation list is read again
+    # (the unchanged fingerprint still spares the columns and ACLs) and recorded afresh.
+    for broken in ([["r", "events"]], [["r", "events", "x", "r", 1, 0]], "nonsense",
+                   [["r", "events", 1, "r", 0, 0]]):
+        state = dict(again.state, catalog_relations=broken)
+        snapshot = _probe(url, dataclasses.replace(again, state=state))
+        assert [(a.path, a.columns, a.row_count, a.properties) for a in snapshot.assets] == \
+            [(a.path, a.columns, a.row_count, a.properties) for a in reread.assets], broken
+        assert snapshot.state["catalog_relations"] == again.state["catalog_relations"], broken
