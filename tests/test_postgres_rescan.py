@@ -152,7 +152,7 @@ def test_reused_catalog_reads_row_estimates_and_malformed_state_reads_everything
     # Recorded relations that are not what the probe wrote: the relation list is read again
     # (the unchanged fingerprint still spares the columns and ACLs) and recorded afresh.
     for broken in ([["r", "events"]], [["r", "events", "x", "r", 1, 0]], "nonsense",
-                   [["r", "events", 1, "r", 0, 0]]):
+                   [["r", "events", 1, "r", 0, 0, "r.events"]]):
         state = dict(again.state, catalog_relations=broken)
         snapshot = _probe(url, dataclasses.replace(again, state=state))
         assert [(a.path, a.columns, a.row_count, a.properties) for a in snapshot.assets] == \
