@@ -34,8 +34,10 @@ def roles(pg_database: str) -> Iterator[dict[str, str]]:
             conn.execute(f'DROP ROLE IF EXISTS "{name}"')
 
 
-def _probe(url: str, previous: SourceSnapshot | None, column: str | None = None) -> SourceSnapshot:
-    source = SourceConfig(id="db", connector="postgres", settings={"url": url},
+def _probe(url: str, previous: SourceSnapshot | None, column: str | None = None,
+           connections: int = 2) -> SourceSnapshot:
+    # connections=1: the fingerprint is read in the probe's own pipeline, not aside.
+    source = SourceConfig(id="db", connector="postgres", settings={"url": url, "connections": connections},
                           freshness=FreshnessConfig(column=column))
     return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), previous=previous, timeout=60))
 
@@ -49,8 +51,9 @@ def _grants(snapshot: SourceSnapshot, principal: str) -> set[tuple[str, str, str
             if g.principal == principal}
 
 
-def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database: str,
-                                                                      roles: dict[str, str]) -> None:
+@pytest.mark.parametrize("connections", [2, 1])
+def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database: str, roles: dict[str, str],
+                                                                      connections: int) -> None:
     url = pg_database
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     reader, member, owner = roles["reader"], roles["member"], roles["owner"]
@@ -60,9 +63,9 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
         conn.execute("CREATE TABLE s.t2 (id int)")
         conn.execute("INSERT INTO s.t1 (id) VALUES (1)")
 
-    first = _probe(url, None)
+    first = _probe(url, None, connections=connections)
     assert first.state.get("catalog_read") is None and first.state.get("catalog_key")
-    again = _probe(url, first)
+    again = _probe(url, first, connections=connections)
     assert again.state.get("catalog_read") == "reused"
     assert [(a.path, a.columns, a.properties, a.owner) for a in again.assets] == \
         [(a.path, a.columns, a.properties, a.owner) for a in first.assets]
@@ -71,7 +74,7 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
     # Counters and freshness.column are read on a reused catalog too.
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO s.t1 (id) VALUES (2)")
-    with_column = _probe(url, _probe(url, None, "updated_at"), "updated_at")
+    with_column = _probe(url, _probe(url, None, "updated_at", connections), "updated_at", connections)
     assert with_column.state.get("catalog_read") == "reused"
     t1 = _asset(with_column, "s.t1")
     assert t1 is not None and t1.freshness.method == "column" and t1.freshness.last_changed is not None
@@ -80,7 +83,7 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
         nonlocal again
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(sql)
-        snapshot = _probe(url, again)
+        snapshot = _probe(url, again, connections=connections)
         assert snapshot.state.get("catalog_read") is None, f"{sql}: the catalog was not read again"
         again = snapshot
         return snapshot
@@ -106,13 +109,13 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
     assert _asset(change(f'GRANT USAGE ON SCHEMA s TO "{reader}"'), "s.t1") is not None
     assert _asset(change("DROP TABLE s.t2"), "s.t2") is None
     assert _asset(change("CREATE TABLE s.t3 (id int)"), "s.t3") is not None
-    assert _probe(url, again).state.get("catalog_read") == "reused"  # settled again
+    assert _probe(url, again, connections=connections).state.get("catalog_read") == "reused"  # settled again
 
     # A previous snapshot that holds an asset the database lacks is never carried over: the
     # probe reads the catalog, so only a full read can find an asset missing.
     ghost = Asset(path="s.ghost", kind="table")
     stale = dataclasses.replace(again, assets=again.assets + (ghost,))
-    fresh = _probe(url, stale)
+    fresh = _probe(url, stale, connections=connections)
     assert fresh.state.get("catalog_read") is None and _asset(fresh, "s.ghost") is None
 
 
