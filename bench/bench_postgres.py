@@ -120,8 +120,10 @@ def build(database: str, tables_per_schema: int, roles: dict[str, str]) -> None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("SET synchronous_commit = off")
-                for start in range(0, tables_per_schema, 250):
-                    names = [f"s{schema}.t{i:04d}" for i in range(start, min(tables_per_schema, start + 250))]
+                # 50 tables a transaction: five builders at once stay well inside the server's shared
+                # lock table (max_locks_per_transaction x connections), which others use too.
+                for start in range(0, tables_per_schema, 50):
+                    names = [f"s{schema}.t{i:04d}" for i in range(start, min(tables_per_schema, start + 50))]
                     with conn.transaction():
                         conn.execute(";".join(
                             f"CREATE TABLE {n} ({columns}); CREATE INDEX ON {n} (updated_at);"
