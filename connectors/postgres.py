@@ -717,12 +717,12 @@ class _Probe:
             if reuse is None:
                 # Row by row rather than fetchall(), and each distinct name and type kept once:
                 # 600,000 columns repeat a few dozen names and types (~100 MB less at peak).
-                seen: dict[str, str] = {}
-                share = seen.setdefault
+                strings: dict[str, str] = {}
+                share = strings.setdefault
                 for attrelid, name, type_name, notnull, comment in cursors[0]:
                     columns[attrelid].append(Column(share(name, name), share(type_name, type_name),
                                                     not notnull, comment))
-                del seen
+                del strings
                 relation_acl, column_acl, schema_rows = (cursor.fetchall() for cursor in cursors[1:4])
                 cursors = cursors[4:]
             counters = {oid: (changes, live) for oid, changes, live in (cursors[0].fetchall() if cursors else ())}
