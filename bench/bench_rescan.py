@@ -83,7 +83,8 @@ def main() -> None:
     same = ([(a.path, a.kind, a.columns, a.container, a.owner, a.properties) for a in full.assets]
             == [(a.path, a.kind, a.columns, a.container, a.owner, a.properties) for a in rescanned.assets]
             and full.grants == rescanned.grants and full.principals == rescanned.principals
-            and full.memberships == rescanned.memberships)
+            and full.memberships == rescanned.memberships
+            and full.container_usage == rescanned.container_usage)
     base = min(times["floor (catalog)"])
     print(f"PostgreSQL {args.database}: {len(full.assets)} assets, {sum(len(a.columns) for a in full.assets)} "
           f"columns, {len(full.grants)} grants; {args.repeat} runs, in-process, best and median")

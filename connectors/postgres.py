@@ -854,7 +854,7 @@ class _Probe:
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
             assets=tuple(assets), principals=previous.principals, memberships=previous.memberships,
             grants=previous.grants, owner=previous.owner, partial=self.partial, notes=tuple(self.notes),
-            reports_grants=True, state=state)
+            reports_grants=True, state=state, container_usage=previous.container_usage)
 
     # -- assets ------------------------------------------------------------------------
 
