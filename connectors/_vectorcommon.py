@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from scanner.errors import ProbeError
-from scanner.model import METHOD_NONE, METHOD_OBSERVED, FreshnessObservation
-from scanner.plugins import ProbeContext
+from scanner.model import (
+    ACCESS_READ,
+    METHOD_NONE,
+    METHOD_OBSERVED,
+    SCOPE_SOURCE,
+    Asset,
+    FreshnessObservation,
+    Grant,
+    Principal,
+    SourceSnapshot,
+)
+from scanner.plugins import Connector, ProbeContext
+from scanner.redact import redact_text
 
 OBSERVED_CAVEAT = ("the store keeps no write time: a change is seen when the record count or the "
                    "content fingerprint moved between two scans")
@@ -60,6 +75,67 @@ def fingerprint_limit(value: Any) -> int:
     if limit < 0:
         raise ProbeError(f"setting fingerprint_limit: expected 0 or more, got {limit}")
     return limit
+
+
+def public_read(via: str) -> tuple[Principal, Grant]:
+    """The PUBLIC principal and its read grant on the whole source (a server that answers anyone)."""
+    return (Principal("PUBLIC", "public"),
+            Grant("PUBLIC", "read", "*", SCOPE_SOURCE, ACCESS_READ, public=True, via=via))
+
+
+def answers_without_credentials(kind: str, target: str, context: ProbeContext,
+                                not_found: str | None = None) -> bool:
+    """Whether `target` (a listing URL) answers 200 with no credentials sent: the server's own answer.
+
+    401/403 mean credentials are needed; a 404 raises `not_found` (reason not_found) when given.
+    """
+    if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+        raise ProbeError(f"{kind}: `url` must be an http:// or https:// URL")
+    try:
+        with urllib.request.urlopen(target, timeout=min(context.timeout, 10)) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return False
+        if exc.code == 404 and not_found is not None:
+            raise ProbeError(f"{kind}: {not_found}", reason="not_found") from None
+        raise ProbeError(f"{kind}: the server answered HTTP {exc.code}", reason="error",
+                         retryable=exc.code >= 500) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ProbeError(f"{kind}: cannot reach the server ({reason})", reason="unreachable",
+                         retryable=True) from None
+
+
+def local_folder(connector: Connector, path: str) -> Path:
+    """A `path` setting as a folder; a relative one is relative to the inventory file that names it."""
+    folder = Path(path).expanduser()
+    if not folder.is_absolute() and connector.source.file:
+        folder = Path(connector.source.file).resolve().parent / folder
+    return folder
+
+
+def redact_probe_error(connector: Connector, exc: ProbeError) -> None:
+    """Redact the connector's secrets from a ProbeError's message, in place."""
+    exc.message = redact_text(exc.message, connector.redactions())
+    exc.args = (exc.message,)
+
+
+def collections_snapshot(connector: Connector, context: ProbeContext, assets: list[Asset],
+                         prints: dict[str, Any], limit: int, unit: str, notes: list[str],
+                         principals: list[Principal], grants: list[Grant],
+                         reports_grants: bool) -> SourceSnapshot:
+    """The snapshot of a vector store's collections, their fingerprints kept in `state`."""
+    if limit and any(p.get("partial") for p in prints.values()):
+        notes.append(f"collections over {limit} {unit} are fingerprinted on their first {limit}: "
+                     "a change past them shows only through the count")
+    return SourceSnapshot(
+        source_id=connector.source.id, connector=connector.kind, probed_at=context.now,
+        assets=tuple(assets), principals=tuple(principals), grants=tuple(grants),
+        notes=tuple(redact_text(n, connector.redactions()) for n in notes),
+        reports_grants=reports_grants, partial=context.cancelled.is_set(),
+        state={"fingerprints": prints},
+    )
 
 
 def observed_freshness(context: ProbeContext, key: str, current: dict[str, Any],

@@ -20,23 +20,21 @@ for `url`).
 from __future__ import annotations
 
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
-from pathlib import Path
 from typing import Any
 
-from connectors._vectorcommon import Fingerprint, fingerprint_limit, observed_freshness
-from scanner.errors import ProbeError
-from scanner.model import (
-    ACCESS_READ,
-    SCOPE_SOURCE,
-    Asset,
-    Column,
-    Grant,
-    Principal,
-    SourceSnapshot,
+from connectors._vectorcommon import (
+    Fingerprint,
+    answers_without_credentials,
+    collections_snapshot,
+    fingerprint_limit,
+    local_folder,
+    observed_freshness,
+    public_read,
+    redact_probe_error,
 )
+from scanner.errors import ProbeError
+from scanner.model import Asset, Column, Grant, Principal, SourceSnapshot
 from scanner.plugins import Connector, ProbeContext, Setting
 from scanner.redact import redact_text
 
@@ -100,9 +98,9 @@ class ChromaConnector(Connector):
                 public = self._answers_without_credentials(str(url), context)
                 if public:
                     reports_grants = True
-                    principals.append(Principal("PUBLIC", "public"))
-                    grants.append(Grant("PUBLIC", "read", "*", SCOPE_SOURCE, ACCESS_READ, public=True,
-                                        via="the server listed its collections without credentials"))
+                    principal, grant = public_read("the server listed its collections without credentials")
+                    principals.append(principal)
+                    grants.append(grant)
                 elif not self.setting("token"):
                     raise ProbeError("chroma: the server requires credentials; set `token` (from ${ENV_VAR})",
                                      reason="no_credentials")
@@ -114,24 +112,15 @@ class ChromaConnector(Connector):
                 notes.append("a local folder: access is the folder's file permissions (not reported)")
             assets, prints = self._collections(client, context, limit)
         except ProbeError as exc:
-            exc.message = redact_text(exc.message, self.redactions())
-            exc.args = (exc.message,)
+            redact_probe_error(self, exc)
             raise
         except Exception as exc:  # the SDK's errors, translated in one place
             raise self._translate(exc) from None
         finally:
             if "chromadb" in sys.modules:
                 _release(client)
-        if limit and any(p.get("partial") for p in prints.values()):
-            notes.append(f"collections over {limit} records are fingerprinted on their first {limit}: "
-                         "a change past them shows only through the count")
-        return SourceSnapshot(
-            source_id=self.source.id, connector=self.kind, probed_at=context.now,
-            assets=tuple(assets), principals=tuple(principals), grants=tuple(grants),
-            notes=tuple(redact_text(n, self.redactions()) for n in notes),
-            reports_grants=reports_grants, partial=context.cancelled.is_set(),
-            state={"fingerprints": prints},
-        )
+        return collections_snapshot(self, context, assets, prints, limit, "records", notes, principals, grants,
+                                    reports_grants)
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -144,23 +133,10 @@ class ChromaConnector(Connector):
         quoted = urllib.parse.quote
         target = (url.rstrip("/") + f"/api/v2/tenants/{quoted(tenant, safe='')}/databases/"
                   f"{quoted(database, safe='')}/collections?limit=1")
-        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
-            raise ProbeError("chroma: `url` must be an http:// or https:// URL")
-        try:
-            with urllib.request.urlopen(target, timeout=min(context.timeout, 10)) as response:
-                return bool(response.status == 200)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                return False
-            if exc.code == 404:
-                raise ProbeError(f"chroma: tenant {tenant!r} or database {database!r} not found (or the "
-                                 "server predates Chroma's v2 API, 1.0)", reason="not_found") from None
-            raise ProbeError(f"chroma: the server answered HTTP {exc.code}", reason="error",
-                             retryable=exc.code >= 500) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ProbeError(f"chroma: cannot reach the server ({reason})", reason="unreachable",
-                             retryable=True) from None
+        return answers_without_credentials(
+            "chroma", target, context,
+            not_found=f"tenant {tenant!r} or database {database!r} not found (or the server predates "
+                      "Chroma's v2 API, 1.0)")
 
     def _http_client(self, url: str, context: ProbeContext) -> Any:
         import chromadb
@@ -186,9 +162,7 @@ class ChromaConnector(Connector):
         return client
 
     def _folder_client(self, path: str) -> Any:
-        folder = Path(path).expanduser()
-        if not folder.is_absolute() and self.source.file:
-            folder = Path(self.source.file).resolve().parent / folder
+        folder = local_folder(self, path)
         if not (folder / "chroma.sqlite3").is_file():
             raise ProbeError(f"chroma: {folder} is not a Chroma folder (no chroma.sqlite3)", reason="not_found")
         import chromadb

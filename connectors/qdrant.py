@@ -17,15 +17,20 @@ Needs `pip install 'ctxscan[qdrant]'`.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.parse
-import urllib.request
-from pathlib import Path
 from typing import Any
 
-from connectors._vectorcommon import Fingerprint, fingerprint_limit, observed_freshness
+from connectors._vectorcommon import (
+    Fingerprint,
+    answers_without_credentials,
+    collections_snapshot,
+    fingerprint_limit,
+    local_folder,
+    observed_freshness,
+    public_read,
+    redact_probe_error,
+)
 from scanner.errors import ProbeError
-from scanner.model import ACCESS_READ, SCOPE_SOURCE, Asset, Column, Grant, Principal, SourceSnapshot
+from scanner.model import Asset, Column, Grant, Principal, SourceSnapshot
 from scanner.plugins import Connector, ProbeContext, Setting
 from scanner.redact import redact_text
 
@@ -73,9 +78,9 @@ class QdrantConnector(Connector):
             if url:
                 if self._answers_without_credentials(str(url), context):
                     reports_grants = True
-                    principals.append(Principal("PUBLIC", "public"))
-                    grants.append(Grant("PUBLIC", "read", "*", SCOPE_SOURCE, ACCESS_READ, public=True,
-                                        via="the server listed its collections without an API key"))
+                    principal, grant = public_read("the server listed its collections without an API key")
+                    principals.append(principal)
+                    grants.append(grant)
                 elif not self.setting("api_key"):
                     raise ProbeError("qdrant: the server requires an API key; set `api_key` (from ${ENV_VAR})",
                                      reason="no_credentials")
@@ -85,8 +90,7 @@ class QdrantConnector(Connector):
                 notes.append("a local folder: access is the folder's file permissions (not reported)")
             assets, prints = self._collections(client, context, limit)
         except ProbeError as exc:
-            exc.message = redact_text(exc.message, self.redactions())
-            exc.args = (exc.message,)
+            redact_probe_error(self, exc)
             raise
         except Exception as exc:  # the SDK's errors, translated in one place
             raise self._translate(exc) from None
@@ -96,33 +100,12 @@ class QdrantConnector(Connector):
                     client.close()
                 except Exception:  # noqa: S110 - closing is best effort; the probe's result stands
                     pass
-        if limit and any(p.get("partial") for p in prints.values()):
-            notes.append(f"collections over {limit} points are fingerprinted on their first {limit}: "
-                         "a change past them shows only through the count")
-        return SourceSnapshot(
-            source_id=self.source.id, connector=self.kind, probed_at=context.now,
-            assets=tuple(assets), principals=tuple(principals), grants=tuple(grants),
-            notes=tuple(redact_text(n, self.redactions()) for n in notes),
-            reports_grants=reports_grants, partial=context.cancelled.is_set(),
-            state={"fingerprints": prints},
-        )
+        return collections_snapshot(self, context, assets, prints, limit, "points", notes, principals, grants,
+                                    reports_grants)
 
     def _answers_without_credentials(self, url: str, context: ProbeContext) -> bool:
         """Whether the server lists collections to anyone: Qdrant's own answer, no key sent."""
-        target = url.rstrip("/") + "/collections"
-        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
-            raise ProbeError("qdrant: `url` must be an http:// or https:// URL")
-        try:
-            with urllib.request.urlopen(target, timeout=min(context.timeout, 10)) as response:
-                return bool(response.status == 200)
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                return False
-            raise ProbeError(f"qdrant: the server answered HTTP {exc.code}", retryable=exc.code >= 500) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ProbeError(f"qdrant: cannot reach the server ({reason})", reason="unreachable",
-                             retryable=True) from None
+        return answers_without_credentials("qdrant", url.rstrip("/") + "/collections", context)
 
     def _server_client(self, url: str, context: ProbeContext) -> Any:
         from qdrant_client import QdrantClient
@@ -132,9 +115,7 @@ class QdrantConnector(Connector):
                             timeout=int(max(1, min(context.timeout, 30))), check_compatibility=False)
 
     def _local_client(self, path: str) -> Any:
-        folder = Path(path).expanduser()
-        if not folder.is_absolute() and self.source.file:
-            folder = Path(self.source.file).resolve().parent / folder
+        folder = local_folder(self, path)
         # qdrant-client would create a missing folder: a probe must not.
         if not (folder / "meta.json").is_file():
             raise ProbeError(f"qdrant: {folder} is not a Qdrant local folder (no meta.json)", reason="not_found")
