@@ -8,25 +8,17 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/services/_venv.sh
+source "${repo_root}/tests/services/_venv.sh"
 venv="${repo_root}/.venv-bq"
 marker="${venv}/.ctxscan-bqemulator-1.4.0"
 packages=(bqemulator==1.4.0 duckdb==1.5.5 duckdb-extension-spatial==1.5.5 duckdb-extensions==1.5.5 numpy)
 
-if [[ -f "${marker}" && -x "${venv}/bin/bqemulator" ]]; then
-    echo "bqemulator already installed in ${venv}" >&2
+if venv_installed bqemulator "${marker}" "${venv}/bin/bqemulator"; then
     exit 0
 fi
 
-python="${PYTHON:-python3}"
-if [[ -x "${repo_root}/.venv/bin/python" && -z "${PYTHON:-}" ]]; then
-    # Same interpreter version as the project venv; the venv itself is not shared.
-    python="$(readlink -f "${repo_root}/.venv/bin/python")"
-fi
-
-if [[ ! -x "${venv}/bin/python" ]]; then
-    "${python}" -m venv "${venv}"
-fi
-"${venv}/bin/python" -m pip install --disable-pip-version-check --quiet "${packages[@]}"
+venv_pip_install "${venv}" "${packages[@]}"
 # Loads the spatial extension from the wheel once, so the emulator never downloads it.
 "${venv}/bin/python" -c "from duckdb_extensions import import_extension; import_extension('spatial')"
 "${venv}/bin/bqemulator" --help >/dev/null

@@ -7,25 +7,17 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/services/_venv.sh
+source "${repo_root}/tests/services/_venv.sh"
 venv="${repo_root}/.venv-chroma"
 version=1.5.9
 marker="${venv}/.ctxscan-chromadb-${version}"
 
-if [[ -f "${marker}" && -x "${venv}/bin/chroma" ]]; then
-    echo "chroma already installed in ${venv}" >&2
+if venv_installed chroma "${marker}" "${venv}/bin/chroma"; then
     exit 0
 fi
 
-python="${PYTHON:-python3}"
-if [[ -x "${repo_root}/.venv/bin/python" && -z "${PYTHON:-}" ]]; then
-    python="$(readlink -f "${repo_root}/.venv/bin/python")"
-fi
-
-if [[ ! -x "${venv}/bin/python" ]]; then
-    "${python}" -m venv "${venv}"
-fi
-"${venv}/bin/python" -m pip install --disable-pip-version-check --quiet "chromadb==${version}" \
-    2> >(grep -v "^WARNING: Location" >&2)
+venv_pip_install "${venv}" --hide-index-warnings "chromadb==${version}"
 "${venv}/bin/chroma" --help >/dev/null
 touch "${marker}"
 echo "chroma installed in ${venv}" >&2

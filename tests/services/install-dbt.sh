@@ -6,24 +6,17 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/services/_venv.sh
+source "${repo_root}/tests/services/_venv.sh"
 venv="${repo_root}/.venv-dbt"
 marker="${venv}/.ctxscan-dbt-1.11.16"
 packages=(dbt-core==1.11.16 dbt-postgres)
 
-if [[ -f "${marker}" && -x "${venv}/bin/dbt" ]]; then
-    echo "dbt already installed in ${venv}" >&2
+if venv_installed dbt "${marker}" "${venv}/bin/dbt"; then
     exit 0
 fi
 
-python="${PYTHON:-python3}"
-if [[ -x "${repo_root}/.venv/bin/python" && -z "${PYTHON:-}" ]]; then
-    python="$(readlink -f "${repo_root}/.venv/bin/python")"
-fi
-
-if [[ ! -x "${venv}/bin/python" ]]; then
-    "${python}" -m venv "${venv}"
-fi
-"${venv}/bin/python" -m pip install --disable-pip-version-check --quiet "${packages[@]}"
+venv_pip_install "${venv}" "${packages[@]}"
 DO_NOT_TRACK=1 "${venv}/bin/dbt" --version >/dev/null
 touch "${marker}"
 echo "dbt installed in ${venv}" >&2

