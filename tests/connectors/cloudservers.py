@@ -34,7 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -346,11 +346,10 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 proxy.requests.append((self.command, self.path))
-                for rule in proxy.rules:
-                    reply = rule(self.command, self.path, body)
-                    if reply is not None:
-                        self._send(reply.status, reply.headers, reply.body)
-                        return
+                reply = proxy.answer(self.command, self.path, body, self.headers)
+                if reply is not None:
+                    self._send(reply.status, reply.headers, reply.body)
+                    return
                 conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy.HOP_BY_HOP}
@@ -378,6 +377,14 @@ class FaultProxy:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="fault-proxy")
         self.thread.start()
+
+    def answer(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply | None:
+        """The reply to a request, or None to forward it: the first rule that answers."""
+        for rule in self.rules:
+            reply = rule(method, path, body)
+            if reply is not None:
+                return reply
+        return None
 
     def count(self, needle: str) -> int:
         """How many requests had `needle` in their path."""

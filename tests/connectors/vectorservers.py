@@ -22,21 +22,18 @@ Test modules use these with `pytest_plugins = ("tests.connectors.vectorservers",
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.connectors.cloudservers import ServerProcess, free_port
+from tests.connectors.cloudservers import FaultProxy, Reply, ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMA_VENV = ROOT / ".venv-chroma"
@@ -84,62 +81,20 @@ def chroma_server(chroma_venv_python: Path, tmp_path_factory: pytest.TempPathFac
         server.stop()
 
 
-class AuthProxy:
+class AuthProxy(FaultProxy):
     """A loopback reverse proxy that lets through only requests carrying `token`."""
 
-    HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection",
-                  "te", "trailer", "upgrade"}
-
     def __init__(self, upstream_port: int, token: str) -> None:
-        proxy = self
+        self.token = token
         self.denied = 0
+        super().__init__(f"http://127.0.0.1:{upstream_port}")
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-                return
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if (self.headers.get("Authorization") != f"Bearer {token}"
-                        and self.headers.get("X-Chroma-Token") != token):
-                    proxy.denied += 1
-                    self._send(401, {"Content-Type": "application/json"},
-                               b'{"error":"Unauthorized","message":"missing or invalid token"}')
-                    return
-                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
-                try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy.HOP_BY_HOP}
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    response = conn.getresponse()
-                    data = response.read()
-                    self._send(response.status, {k: v for k, v in response.getheaders()
-                                                 if k.lower() not in proxy.HOP_BY_HOP}, data)
-                finally:
-                    conn.close()
-
-            def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="auth-proxy")
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply | None:
+        if headers.get("Authorization") != f"Bearer {self.token}" and headers.get("X-Chroma-Token") != self.token:
+            self.denied += 1
+            return Reply(401, b'{"error":"Unauthorized","message":"missing or invalid token"}',
+                         {"Content-Type": "application/json"})
+        return None
 
 
 @pytest.fixture
