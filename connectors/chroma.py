@@ -20,6 +20,7 @@ for `url`).
 from __future__ import annotations
 
 import sys
+import threading
 import urllib.parse
 from typing import Any
 
@@ -41,6 +42,10 @@ from scanner.redact import redact_text
 # Metadata keys under which teams record the embedding model, in the order they are tried.
 MODEL_KEYS = ("embedding_model", "embedding_model_name", "model_name", "model", "embedder")
 PAGE = 1000
+# chromadb registers a new client's System in a process-wide cache before it counts a
+# reference to it; creating clients and sweeping that cache under one lock keeps a sweep from
+# dropping the System of a client another probe is creating at that moment.
+_CLIENTS = threading.Lock()
 
 
 def _release(client: Any) -> None:
@@ -58,10 +63,11 @@ def _release(client: Any) -> None:
             client.close()
         from chromadb.api.shared_system_client import SharedSystemClient
 
-        counted = SharedSystemClient._identifier_to_refcount
-        cache = SharedSystemClient._identifier_to_system
-        for identifier in [i for i in list(cache) if i not in counted]:
-            cache.pop(identifier, None)
+        with _CLIENTS:
+            counted = SharedSystemClient._identifier_to_refcount
+            cache = SharedSystemClient._identifier_to_system
+            for identifier in [i for i in list(cache) if i not in counted]:
+                cache.pop(identifier, None)
     except Exception:  # noqa: S110 - releasing is best effort; the probe's result stands
         pass
 
@@ -106,9 +112,11 @@ class ChromaConnector(Connector):
                                      reason="no_credentials")
                 else:
                     notes.append("the server requires credentials; Chroma reports no per-principal grants")
-                client = self._http_client(str(url), context)
+                with _CLIENTS:
+                    client = self._http_client(str(url), context)
             else:
-                client = self._folder_client(str(path))
+                with _CLIENTS:
+                    client = self._folder_client(str(path))
                 notes.append("a local folder: access is the folder's file permissions (not reported)")
             assets, prints = self._collections(client, context, limit)
         except ProbeError as exc:
