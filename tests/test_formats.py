@@ -169,3 +169,50 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
     row = next(csv.DictReader(io.StringIO(findings_csv([finding]), newline="")))
     assert row["asset"] == "'=HYPERLINK(\"http://x\")" and row["message"] == "'+1 row"
     assert row["subject"] == 'crm:=HYPERLINK("http://x")'  # only a leading formula character counts
+
+
+HOSTILE = "<img src=x onerror=alert(1)>\x1b[31m=HYPERLINK(1)|x\u202e"
+
+
+def test_hostile_names_stay_text_in_every_format(write_inventory, tmp_path: Path, ctxscan) -> None:
+    """A table named with markup, an escape sequence, a formula, a pipe and a bidi override,
+    public and stale: every findings and readiness format carries it as inert text."""
+    from markdown_it import MarkdownIt
+
+    config = write_inventory(f"""\
+version: 1
+owners: [{{id: data-eng}}]
+sources:
+  - {{id: crm, connector: fake, owner: data-eng, tables: ["public.t@30d"], grants: ["PUBLIC:SELECT:*"],
+     freshness: {{max_age: 1d}}}}
+workflows:
+  - {{id: bot, owner: data-eng, stage: production, runs_as: {{crm: bot}}, reads: ["crm:*"]}}
+""")
+    text = config.read_text().replace("public.t@30d", json.dumps("public." + HOSTILE + "@30d")[1:-1])
+    config.write_text(text)
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    scan = ctxscan("scan", "-c", str(config), "--state", state)
+    assert scan.code == 0 and "Traceback" not in scan.err, scan
+    outputs = {}
+    for fmt in ("table", "json", "csv", "markdown", "sarif", "ocsf"):
+        result = ctxscan("findings", "-c", str(config), "--state", state, "--format", fmt)
+        assert result.code == 0 and "Traceback" not in result.err, (fmt, result)
+        outputs[fmt] = result.out
+    for fmt in ("markdown", "junit", "json"):
+        result = ctxscan("readiness", "-c", str(config), "--state", state, "--format", fmt)
+        assert result.code == 0 and "Traceback" not in result.err, (fmt, result)
+        outputs["readiness-" + fmt] = result.out
+    assert "img src=x" in outputs["json"]  # the name is there, as data
+    for fmt, out in outputs.items():
+        assert "\x1b" not in out, fmt  # no raw escape sequence reaches a terminal or a file
+    for fmt in ("json", "sarif", "ocsf", "readiness-json"):
+        json.loads(outputs[fmt])
+    for fmt in ("markdown", "readiness-markdown"):
+        tokens = MarkdownIt("commonmark").enable("table").parse(outputs[fmt])
+        kinds = {t.type for t in tokens} | {c.type for t in tokens for c in (t.children or [])}
+        assert not kinds & {"html_block", "html_inline"}, (fmt, outputs[fmt])
+    rows = list(csv.reader(io.StringIO(outputs["csv"])))
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    import junitparser
+
+    junitparser.JUnitXml.fromstring(outputs["readiness-junit"].encode())

@@ -478,3 +478,13 @@ def test_a_zoned_source_is_never_probed_in_process(tmp_path: Path) -> None:
     outcomes = {o.source_id: o for o in report.outcomes}
     assert outcomes["here"].status == "ok"
     assert outcomes["remote"].status == "failed" and "ctxscan worker --zone alpha" in (outcomes["remote"].error or "")
+
+
+@pytest.mark.parametrize("broker", ["redis://:Canary99@[bad", "redis://127.0.0.1:99999999/0",
+                                    "amqp://u:Can ary@h:x/", "http://u:Canary99@h/", "Canary99"])
+def test_hostile_broker_urls_and_zone_names_are_one_line(broker: str, ctxscan) -> None:
+    result = ctxscan("worker", "--zone", "eu", "--broker", broker, timeout=30)
+    assert result.code == 2 and result.err.startswith("error: ") and len(result.err.splitlines()) == 1, result
+    assert "Traceback" not in result.err and "Canary99" not in result.err + result.out
+    zone = ctxscan("worker", "--zone", "bad\x1b[31mzone\n", "--broker", "redis://127.0.0.1:1/0", timeout=30)
+    assert zone.code == 2 and "\x1b" not in zone.err and "Traceback" not in zone.err, zone

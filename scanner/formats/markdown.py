@@ -7,8 +7,10 @@ from typing import Any
 
 
 def _cell(value: Any) -> str:
-    """A table cell: pipes escaped, newlines as <br>, backticks kept literal."""
+    """A table cell: HTML markup and pipes escaped (a name such as `<img onerror=...>` stays
+    text where Markdown renders HTML), newlines as <br>, backticks kept literal."""
     text = "" if value is None else str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", "\n").replace("\n", "<br>")
     return text
 

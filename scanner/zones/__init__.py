@@ -70,4 +70,14 @@ def broker_url(explicit: str | None) -> str | None:
             # Only the scheme is echoed: the URL may carry a password.
             raise UsageError(f"the broker URL must start with redis://, rediss:// or amqp:// "
                              f"(got {scheme + '://' if scheme else 'no scheme'})")
+        from urllib.parse import urlsplit
+
+        try:  # kombu parses it later with the same function: refuse it here, in one line
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError:
+            from scanner.errors import UsageError
+
+            raise UsageError(f"the {scheme}:// broker URL cannot be parsed (a bad host or port; "
+                             "percent-encode special characters in its password)") from None
     return url
