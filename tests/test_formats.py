@@ -179,14 +179,14 @@ def test_hostile_names_stay_text_in_every_format(write_inventory, tmp_path: Path
     public and stale: every findings and readiness format carries it as inert text."""
     from markdown_it import MarkdownIt
 
-    config = write_inventory(f"""\
+    config = write_inventory("""\
 version: 1
-owners: [{{id: data-eng}}]
+owners: [{id: data-eng}]
 sources:
-  - {{id: crm, connector: fake, owner: data-eng, tables: ["public.t@30d"], grants: ["PUBLIC:SELECT:*"],
-     freshness: {{max_age: 1d}}}}
+  - {id: crm, connector: fake, owner: data-eng, tables: ["public.t@30d"], grants: ["PUBLIC:SELECT:*"],
+     freshness: {max_age: 1d}}
 workflows:
-  - {{id: bot, owner: data-eng, stage: production, runs_as: {{crm: bot}}, reads: ["crm:*"]}}
+  - {id: bot, owner: data-eng, stage: production, runs_as: {crm: bot}, reads: ["crm:*"]}
 """)
     text = config.read_text().replace("public.t@30d", json.dumps("public." + HOSTILE + "@30d")[1:-1])
     config.write_text(text)
