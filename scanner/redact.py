@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ def redact_url(url: str) -> str:
 # redaction also removes these, so a path that forgot to pass its secrets still cannot leak
 # another's (a store error quoting a source's URL, a log line quoting a finding).
 _KNOWN: set[str] = set()
-_KNOWN_LOCK = __import__("threading").Lock()
+_KNOWN_LOCK = threading.Lock()
 
 
 def remember(secrets: Iterable[str]) -> None:

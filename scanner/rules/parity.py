@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scanner.access import LEVEL_ESCALATION, LEVEL_SET_ROLE, PrincipalAccess
+from scanner.access import LEVEL_EFFECTIVE, LEVEL_ESCALATION, LEVEL_SET_ROLE, PrincipalAccess
 from scanner.inventory import Inventory, WorkflowConfig
 from scanner.model import ACCESS_ALTER, ACCESS_READ, ACCESS_WRITE, PUBLIC_PRINCIPALS, Asset, SourceSnapshot
 
@@ -68,7 +68,8 @@ def access_by_asset(snapshot: SourceSnapshot, principal: str,
     the data can change. Superuser-like status is reported by `is_privileged`."""
     access = PrincipalAccess(snapshot, principal)
     result: dict[str, frozenset[str]] = {}
-    for asset in _assets(snapshot, paths):
+    # Only assets some role it can act as holds a grant on can give it anything.
+    for asset in access.touched_assets() if paths is None else _assets(snapshot, paths):
         # The verdicts alone (no paths), shared between assets reached the same way.
         verdicts = access.verdicts(asset).all.get(LEVEL_SET_ROLE, frozenset())
         levels = _levels(verdicts)
@@ -103,7 +104,10 @@ def public_by_asset(snapshot: SourceSnapshot, paths: Iterable[str] | None = None
         return {}
     anyone = PrincipalAccess(snapshot, None)
     result: dict[str, frozenset[str]] = {}
-    for asset in _assets(snapshot, paths):
+    for asset in anyone.touched_assets() if paths is None else _assets(snapshot, paths):
+        # The cheap verdicts first; paths (to leave out world-readable files) only where they give.
+        if not anyone.verdicts(asset).all[LEVEL_EFFECTIVE] & {ACCESS_READ, ACCESS_WRITE, ACCESS_ALTER}:
+            continue
         report = anyone.report(asset)
         gives: set[str] = set()
         for path in report.effective:
