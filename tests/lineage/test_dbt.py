@@ -203,3 +203,35 @@ def test_an_imported_file_for_an_undeclared_source_is_refused(warehouse: dict, t
     hand = _hand_written(tmp_path, warehouse["url"])
     result = run_ctxscan("validate", "-c", str(hand), "-c", str(out))
     assert result.code == 2 and "which no inventory file declares (did you mean 'wh'?" in result.err, result
+
+
+def test_hostile_names_and_huge_values_in_a_manifest(tmp_path: Path) -> None:
+    """A manifest whose names carry markup, escape sequences, a bidi override and newlines, and
+    whose freshness counts are huge or negative: the import writes a file that validates, and
+    every human line about it is escaped."""
+    evil = "<img src=x onerror=alert(1)>\x1b[31m\u202e"
+    model = f"model.p.{evil}"
+    manifest = {
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+        "nodes": {model: {"resource_type": "model", "name": evil, "schema": "pub\nlic", "database": "d",
+                          "unique_id": model, "depends_on": {"nodes": ["source.p.s.t"]},
+                          "config": {"meta": {"owner": "a\x07b"}}}},
+        "sources": {"source.p.s.t": {"resource_type": "source", "name": "t", "schema": "raw", "database": "d",
+                                     "unique_id": "source.p.s.t", "loaded_at_field": "u",
+                                     "freshness": {"error_after": {"count": 1e308, "period": "day"},
+                                                   "warn_after": {"count": -5, "period": "hour"}}}},
+        "exposures": {"exposure.p.e": {"name": "e\x1b]0;PWNED\x07", "type": "ml", "maturity": "high",
+                                       "owner": {"name": "x"}, "depends_on": {"nodes": [model]}}},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    inventory = tmp_path / "ctxscan.yaml"
+    inventory.write_text("version: 1\nsources: [{id: wh, connector: fake, tables: [raw.t]}]\n", encoding="utf-8")
+    result = run_ctxscan("-c", str(inventory), "import", "dbt", str(tmp_path / "manifest.json"),
+                         "--source", "wh", "-o", str(tmp_path / "dbt.yaml"))
+    assert result.code == 0 and "Traceback" not in result.err, result
+    written = (tmp_path / "dbt.yaml").read_text(encoding="utf-8")
+    assert "\x1b" not in written and "\x07" not in written  # escaped in the YAML, never raw
+    for command in (("validate",), ("scan",), ("depends", "e-0-PWNED"), ("feeds", "wh:raw.t")):
+        shown = run_ctxscan("-c", str(inventory), "-c", str(tmp_path / "dbt.yaml"), *command)
+        assert shown.code in (0, 1) and "Traceback" not in shown.err, (command, shown)
+        assert "\x1b" not in shown.out + shown.err and "\u202e" not in shown.out + shown.err, (command, shown)
