@@ -56,7 +56,7 @@ class ZoneSettings:
         return self.visibility_timeout + self.restore_interval
 
 
-BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel")
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "sentinel")
 
 
 def broker_url(explicit: str | None) -> str | None:
@@ -68,7 +68,7 @@ def broker_url(explicit: str | None) -> str | None:
             from scanner.errors import UsageError
 
             # Only the scheme is echoed: the URL may carry a password.
-            raise UsageError(f"the broker URL must start with redis://, rediss:// or amqp:// "
+            raise UsageError(f"the broker URL must start with redis://, rediss://, redis+socket:// or amqp:// "
                              f"(got {scheme + '://' if scheme else 'no scheme'})")
         from urllib.parse import urlsplit
 

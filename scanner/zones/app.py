@@ -29,12 +29,16 @@ class PolledRedisBackend(RedisBackend):  # type: ignore[misc]
 
 
 def result_backend_for(broker: str) -> str:
-    """Redis keeps results beside the tasks; with AMQP they come back on a reply queue."""
+    """Redis (over TCP or a Unix socket) keeps results beside the tasks; with AMQP they come back
+    on a reply queue."""
     explicit = os.environ.get("CTXSCAN_RESULT_BACKEND")
     if explicit:
         return explicit
+    backend = f"{PolledRedisBackend.__module__}.{PolledRedisBackend.__name__}"
     if broker.startswith(("redis://", "rediss://")):
-        return f"{PolledRedisBackend.__module__}.{PolledRedisBackend.__name__}+{broker}"
+        return f"{backend}+{broker}"
+    if broker.startswith("redis+socket://"):  # kombu's name for a Unix socket; Celery's is socket://
+        return f"{backend}+{broker[len('redis+'):]}"
     return "rpc://"
 
 
