@@ -479,7 +479,7 @@ def open_findings(app: App, now: Any = None, judge: bool = True) -> list[Any]:
               help="Exit 1 when open, unaccepted findings reach this severity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--broker", default=None, metavar="URL",
-              help="Celery broker for sources with a `zone:` (redis:// or amqp://); default $CTXSCAN_BROKER.")
+              help="Celery broker for sources with a `zone:` (redis://, rediss://, redis+socket:///path or amqp://); default $CTXSCAN_BROKER.")
 def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker: str | None) -> None:
     """Probe sources, store what they hold, and evaluate findings."""
     from scanner.scan import run_scan
@@ -926,7 +926,7 @@ def _duration_option(value: str, name: str) -> float:
 @click.option("--retry-max", default="5m", show_default=True, metavar="DURATION",
               help="Longest wait between two delivery attempts to a failing notification target.")
 @click.option("--broker", default=None, metavar="URL",
-              help="Celery broker for sources with a `zone:` (redis:// or amqp://); default $CTXSCAN_BROKER.")
+              help="Celery broker for sources with a `zone:` (redis://, rediss://, redis+socket:///path or amqp://); default $CTXSCAN_BROKER.")
 @click.option("--lease", default="15s", show_default=True, metavar="DURATION",
               help="Leader lease: a standby daemon on the same store takes over within twice this.")
 def daemon(metrics_port: int | None, metrics_host: str, log_format: str, log_level: str, once: bool,
