@@ -139,10 +139,10 @@ def catalog_key_of(version: str, mariadb: bool, databases: Sequence[str], tables
 
     if not mariadb or not isinstance(now, datetime):
         return None
-    parts = [version, "\x1f".join(databases)]
+    parts: list[Any] = [version, list(databases)]
     newest = ""
     for row in sorted(tables, key=lambda r: (str(r["TABLE_SCHEMA"]), str(r["TABLE_NAME"]))):
-        head = f"{row['TABLE_SCHEMA']}\x1f{row['TABLE_NAME']}\x1f{row['TABLE_TYPE']}\x1f{row['ENGINE']}"
+        head = (row["TABLE_SCHEMA"], row["TABLE_NAME"], row["TABLE_TYPE"], row["ENGINE"])
         if row["TABLE_TYPE"] in ("VIEW", "SYSTEM VIEW"):
             parts.append(head)  # its columns are read on every scan
             continue
@@ -150,14 +150,14 @@ def catalog_key_of(version: str, mariadb: bool, databases: Sequence[str], tables
         if not isinstance(created, str) or not created:
             return None
         newest = max(newest, created)
-        parts.append(f"{head}\x1f{created}")
+        parts.append((*head, created))
     if newest:
         try:
             if datetime.fromisoformat(newest) >= now - timedelta(seconds=2):
                 return None
         except ValueError:
             return None
-    return hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(repr(parts).encode("utf-8", "surrogatepass")).hexdigest()  # repr: no separator to forge
 
 
 def _is_timestamp(type_name: str) -> bool:
