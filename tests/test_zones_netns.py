@@ -197,6 +197,20 @@ def test_a_zone_worker_probes_a_database_the_daemon_cannot_reach(tmp_path: Path,
         accounts = snapshot.asset("public.accounts")
         assert accounts is not None and [c.type for c in accounts.columns] == ["integer", "text"]
 
+        # The daemon dispatches the same way: a write in the namespace shows as observed freshness.
+        server.sql("INSERT INTO accounts VALUES (3, 'c')", database="crm")
+        daemon = ctxscan("daemon", "--once", "-c", str(config), "--state", f"sqlite:///{state}", "--broker", broker)
+        assert daemon.returncode in (0, 1), daemon.stderr
+        store = Store.open(f"sqlite:///{state}")
+        try:
+            after = store.latest_snapshots()["crm"]
+        finally:
+            store.close()
+        assert after.probed_at > snapshot.probed_at
+        written = after.asset("public.accounts")
+        assert written is not None and written.freshness.method == "observed", written
+        assert written.freshness.last_changed is not None and written.freshness.last_changed > snapshot.probed_at
+
         # The source's credentials never crossed into the broker or the store.
         dump = subprocess.run(["redis-cli", "-s", str(sock), "--scan"], capture_output=True, text=True).stdout
         values = "".join(subprocess.run(["redis-cli", "-s", str(sock), "DUMP", key], capture_output=True,
