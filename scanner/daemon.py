@@ -781,7 +781,22 @@ class Daemon:
         return self._exit_code
 
     def run_once(self) -> int:
-        """Scan every source once, deliver the notifications, and return."""
+        """Scan every source once, deliver the notifications, and return; refused (a UsageError)
+        while another daemon leads the store, which would scan and notify beside it."""
+        from scanner.zones.leader import leader_lock
+
+        lock = leader_lock(self.store.url, self.options.lease)
+        if not lock.acquire():
+            from scanner.errors import UsageError
+
+            raise UsageError("another ctxscan daemon leads this state store: `daemon --once` would scan and "
+                             "notify beside it (stop that daemon, or use `ctxscan scan`, which sends nothing)")
+        try:
+            return self._run_once()
+        finally:
+            lock.release()
+
+    def _run_once(self) -> int:
         if self.options.metrics_port is not None:
             self._start_server()
         self.dispatcher.start()

@@ -467,3 +467,37 @@ def test_asset_sla_metric_is_the_rules_effective_sla(tmp_path: Path) -> None:
         "hr.people": 7200.0,     # the glob `assets:` override
         "misc.notes": 86400.0,   # the source's freshness.max_age
     }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_daemon_once_is_refused_while_another_daemon_leads_the_store(tmp_path: Path, backend: str,
+                                                                    request: pytest.FixtureRequest) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: kb, connector: fake, schedule: 1h, tables: [docs]}\n"
+                      "notify:\n  - {type: file, path: events.jsonl}\n")
+    state = (f"sqlite:///{tmp_path / 'state.db'}" if backend == "sqlite"
+             else request.getfixturevalue("pg_database"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXSCAN_")}
+
+    def once() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "scanner", "daemon", "--once", "-c", str(config),
+                               "--state", state], capture_output=True, text=True, timeout=120, env=env,
+                              cwd=tmp_path)
+
+    daemon = DaemonProcess(config, state)
+    try:
+        daemon.wait_up(30)
+        daemon.wait_scans("kb", 1)
+        refused = once()
+    finally:
+        daemon.stop()
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another ctxscan daemon leads this state store" in lines[0], refused.stderr
+    assert "Traceback" not in refused.stderr
+    # With the daemon gone, the one-shot run takes the lead itself.
+    ran = once()
+    assert ran.returncode == 0, ran.stderr
