@@ -190,8 +190,12 @@ WHERE c.oid = ANY(%s::oid[]) AND c.relkind IN ('r', 'm', 'p')
 # granted; a comment; a table, column or schema GRANT/REVOKE; a partition or an RLS policy)
 # writes a new row version into one of these catalogs, so the sum of their rows' xmin moves.
 # ANALYZE and VACUUM update statistics in place (no new xmin), so they do not force a read.
-# Roles and memberships are read whole every time (a few rows) and hashed by the client.
-FINGERPRINT_VERSION = 2
+# Roles and memberships are global to the cluster and read whole every time (a few rows): the
+# key hashes only those this database's catalog refers to (owners, grantees, the database
+# owner, runs_as principals, predefined roles) and whatever shares a membership with them, at
+# any depth, so another database's role churn does not force a read (principals and
+# memberships themselves are rebuilt from the rows on every scan).
+FINGERPRINT_VERSION = 3
 # Each catalog's rows are summed as age(xmin): the server computes it without the text round
 # trip of xmin::text::int8 (pg_attribute's scan, the bulk of the cost, takes ~40% less). For a
 # normal xid, age(x) = ref - x (mod 2^32), ref fixed within the statement, so
@@ -560,13 +564,44 @@ class _Probe:
         self.check_cancelled()
         return self.conn.execute(query, params).fetchall()
 
+    def _relevant_roles(self, server: tuple[Any, ...], roles: Iterable[tuple[Any, ...]],
+                        members: Iterable[tuple[Any, ...]],
+                        referenced: Iterable[int]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The role and membership rows the catalog part depends on: the roles it refers to
+        (`referenced`: owners and grantees), the database owner, the runs_as principals and the
+        predefined roles, and every role that shares a membership with one of those, at any
+        depth and in either direction (a member gains the role's access; bound_grants follows
+        the runs_as principals' roles)."""
+        role_rows = list(roles)
+        by_name = {row[1]: row[0] for row in role_rows}
+        wanted = set(referenced)
+        for name in (str(server[1]), "pg_database_owner", *self.context.principals, *PREDEFINED_DATA_ROLES,
+                     *PREDEFINED_PRIVILEGED_ROLES):
+            if name in by_name:
+                wanted.add(by_name[name])
+        linked: dict[int, list[int]] = defaultdict(list)
+        member_rows = list(members)
+        for row in member_rows:
+            linked[row[0]].append(row[1])
+            linked[row[1]].append(row[0])
+        todo = list(wanted)
+        while todo:
+            for other in linked.get(todo.pop(), ()):
+                if other not in wanted:
+                    wanted.add(other)
+                    todo.append(other)
+        return [row for row in role_rows if row[0] in wanted], [row for row in member_rows if row[0] in wanted]
+
     def _catalog_key(self, server: tuple[Any, ...], roles: Iterable[tuple[Any, ...]],
-                     members: Iterable[tuple[Any, ...]], fingerprint: tuple[Any, ...]) -> str:
+                     members: Iterable[tuple[Any, ...]], fingerprint: tuple[Any, ...],
+                     referenced: Iterable[int]) -> str:
         """What the catalog part of a snapshot depends on: the server's fingerprint, the roles
-        and memberships, and the settings and runs_as principals that shape the snapshot."""
+        and memberships it refers to (see _relevant_roles), and the settings and runs_as
+        principals that shape the snapshot."""
         import hashlib
 
         source = self.source
+        roles, members = self._relevant_roles(server, roles, members, referenced)
         parts = [FINGERPRINT_VERSION, list(fingerprint), str(server[1]), server[2], str(server[8]),
                  sorted(map(str, roles)), sorted(map(str, members)), sorted(self.context.principals),
                  sorted((k, str(v)) for k, v in source.settings.items()), list(source.include),
@@ -576,11 +611,21 @@ class _Probe:
     def _reusable(self, key: str) -> SourceSnapshot | None:
         """The previous snapshot, when its catalog part may be reused as it stands."""
         previous = self.context.previous
-        if previous is None or previous.partial or not isinstance(previous.state, Mapping):
+        if not key or previous is None or previous.partial or not isinstance(previous.state, Mapping):
             return None
         if previous.state.get("catalog_key") != key:
             return None
         return previous
+
+    def _previous_roles(self) -> list[int] | None:
+        """The roles the previous snapshot's catalog referred to (its key's seed), if recorded."""
+        previous = self.context.previous
+        if previous is None or not isinstance(previous.state, Mapping):
+            return None
+        recorded = previous.state.get("catalog_roles")
+        if not isinstance(recorded, list) or not all(isinstance(oid, int) for oid in recorded):
+            return None
+        return recorded
 
     def _candidate(self) -> SourceSnapshot | None:
         """The previous snapshot, when it recorded what an unchanged rescan needs to skip the
@@ -656,9 +701,13 @@ class _Probe:
             fingerprint = aside() if aside else fingerprint_key(cursors[3].fetchone() or (0,))
             last_rows = last.fetchall()
         self.check_cancelled()
-        catalog_key = self._catalog_key(server, role_rows, members, tuple(fingerprint))
+        # The key as the previous snapshot's roles make it (what a reuse must match); a full
+        # read makes it again from the roles its catalog refers to.
+        previous_roles = self._previous_roles()
+        catalog_key = "" if previous_roles is None else \
+            self._catalog_key(server, role_rows, members, tuple(fingerprint), previous_roles)
         if speculated:
-            fast = self._unchanged(candidate, catalog_key, recorded, last_rows, server, role_rows) \
+            fast = self._unchanged(candidate, catalog_key, recorded, last_rows, server, role_rows, members) \
                 if candidate is not None else None
             if fast is not None:
                 return fast
@@ -727,8 +776,11 @@ class _Probe:
                 cursors = cursors[4:]
             counters = {oid: (changes, live) for oid, changes, live in (cursors[0].fetchall() if cursors else ())}
         if reuse is not None:
-            return self._rescan(reuse, catalog_key, assets_rel, partitions, counters, role_names,
-                                database, stats_reset, started, max_locks)
+            return self._rescan(reuse, catalog_key, assets_rel, partitions, counters, roles, members, server)
+        referenced = sorted(({rel.owner_oid for rel in relations} | {row[1] for row in relation_acl}
+                             | {row[2] for row in column_acl} | {row[1] for row in schema_rows}
+                             | {row[3] for row in schema_rows if row[3] is not None}) - {0})
+        catalog_key = self._catalog_key(server, role_rows, members, tuple(fingerprint), referenced)
 
         schema_comments = {row[0]: row[6] for row in schema_rows}
         totals = self._totals(assets_rel, partitions, counters)
@@ -752,7 +804,8 @@ class _Probe:
                   for rel in assets_rel]
         assets = self._vector_columns(assets_rel, assets)
         grants = self._grants(assets_rel, relation_acl, column_acl, schema_rows, role_names)
-        principals, memberships = self._principals(roles, members, grants, database_owner, version)
+        granted = {g.principal for g in grants}
+        principals, memberships = self._principals(roles, members, granted, database_owner, version)
         grants.extend(self._predefined_grants(role_names.values()))
         grants, left_out = bound_grants(grants, memberships, self.context,
                                         int(self.source.settings.get("max_grants") or DEFAULT_MAX_GRANTS))
@@ -768,7 +821,8 @@ class _Probe:
             owner = DiscoveredOwner(found, f"comment:{self.source.owner_tag}")
         if not self.partial:  # what an unchanged rescan reuses (a partial read is never reused)
             state.update(catalog_key=catalog_key, catalog_notes=[left_out] if left_out else [],
-                         catalog_relations=_relations_state(assets_rel, partitions))
+                         catalog_relations=_relations_state(assets_rel, partitions), catalog_roles=referenced,
+                         catalog_granted=sorted(name for name in granted if name.startswith("pg_")))
         return SourceSnapshot(
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
             assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
@@ -776,11 +830,11 @@ class _Probe:
             reports_grants=True, state=state, container_usage=True)
 
     def _unchanged(self, previous: SourceSnapshot, catalog_key: str, known: list[_Relation],
-                   rows: list[tuple[Any, ...]], server: tuple[Any, ...],
-                   role_rows: list[tuple[Any, ...]]) -> SourceSnapshot | None:
+                   rows: list[tuple[Any, ...]], server: tuple[Any, ...], role_rows: list[tuple[Any, ...]],
+                   members: list[tuple[Any, ...]]) -> SourceSnapshot | None:
         """The rescan of an unchanged catalog from the previous snapshot's relations and this
         scan's sizes and counters (`rows`, SIZES_SQL), or None when the catalog must be read."""
-        if previous.state.get("catalog_key") != catalog_key:
+        if not catalog_key or previous.state.get("catalog_key") != catalog_key:
             return None
         found = {row[0]: row for row in rows}
         if any(rel.oid not in found or any(o not in found for o in rel.index_oids or ()) for rel in known):
@@ -795,26 +849,26 @@ class _Probe:
             rel.size_bytes = row[2] + sum(found[o][2] for o in rel.index_oids or ())
             if rel.is_partition:
                 partitions[rel.parent].append(rel)  # type: ignore[index]
-        (database, _owner, _version, stats_reset, started, track_counts, max_locks, *_rest) = server
         counters: dict[int, tuple[int, int]] = {}
-        if track_counts == "on":
+        if server[5] == "on":  # track_counts
             counters = {row[0]: (row[3], row[4]) for row in rows if row[3] is not None}
         else:
             self.notes.append("track_counts is off: PostgreSQL keeps no change counters, so freshness "
                               "without freshness.column is unknown")
-        role_names = {row[0]: row[1] for row in role_rows}
-        return self._rescan(previous, catalog_key, assets_rel, partitions, counters, role_names,
-                            database, stats_reset, started, max_locks,
+        return self._rescan(previous, catalog_key, assets_rel, partitions, counters,
+                            {row[0]: row for row in role_rows}, members, server,
                             relations_state=previous.state["catalog_relations"])
 
-    def _rescan(self, previous: SourceSnapshot, catalog_key: str, assets_rel: list[_Relation], partitions: Mapping[int, list[_Relation]],
-                counters: Mapping[int, tuple[int, int]], role_names: Mapping[int, str], database: str,
-                stats_reset: Any, started: Any, max_locks: int,
+    def _rescan(self, previous: SourceSnapshot, catalog_key: str, assets_rel: list[_Relation],
+                partitions: Mapping[int, list[_Relation]], counters: Mapping[int, tuple[int, int]],
+                roles: Mapping[int, tuple[Any, ...]], members: list[tuple[Any, ...]], server: tuple[Any, ...],
                 relations_state: list[Any] | None = None) -> SourceSnapshot:
         """An unchanged catalog: the previous snapshot's columns, access and owners, with this
-        scan's counters, freshness, row counts and sizes. The caller checked that the assets are
-        the previous snapshot's, so nothing is marked missing (or new) here."""
-
+        scan's counters, freshness, row counts and sizes, and the principals and memberships of
+        this scan's roles. The caller checked that the assets are the previous snapshot's, so
+        nothing is marked missing (or new) here."""
+        (database, database_owner, version, stats_reset, started, _track_counts, max_locks, *_rest) = server
+        role_names = {oid: row[1] for oid, row in roles.items()}
         totals = self._totals(assets_rel, partitions, counters)
         state: dict[str, Any] = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
                  "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
@@ -845,14 +899,19 @@ class _Probe:
         self.notes.extend(previous.state.get("catalog_notes") or ())
         self.notes.extend(runs_as_notes(self.context, list(role_names.values())))
         state["unknown_principals"] = unknown_principals(self.context, list(role_names.values()))
+        granted = previous.state.get("catalog_granted")
+        if not isinstance(granted, list):
+            granted = sorted({g.principal for g in previous.grants})
+        principals, memberships = self._principals(roles, members, granted, database_owner, version)
         if not self.partial:
             state.update(catalog_key=catalog_key, catalog_notes=list(previous.state.get("catalog_notes") or ()),
                          catalog_relations=relations_state if relations_state is not None
-                         else _relations_state(assets_rel, partitions))
+                         else _relations_state(assets_rel, partitions),
+                         catalog_roles=previous.state.get("catalog_roles"), catalog_granted=granted)
         state["catalog_read"] = "reused"
         return SourceSnapshot(
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
-            assets=tuple(assets), principals=previous.principals, memberships=previous.memberships,
+            assets=tuple(assets), principals=tuple(principals), memberships=tuple(memberships),
             grants=previous.grants, owner=previous.owner, partial=self.partial, notes=tuple(self.notes),
             reports_grants=True, state=state, container_usage=previous.container_usage)
 
@@ -1294,7 +1353,7 @@ class _Probe:
 
     @staticmethod
     def _principals(roles: Mapping[int, tuple[Any, ...]], members: Iterable[tuple[Any, ...]],
-                    grants: Iterable[Grant], database_owner: str,
+                    granted: Iterable[str], database_owner: str,
                     version: int) -> tuple[list[Principal], list[Membership]]:
         names = {oid: row[1] for oid, row in roles.items()}
         memberships = [Membership(names.get(member, str(member)), names.get(role, str(role)), bool(inherit),
@@ -1305,7 +1364,7 @@ class _Probe:
             memberships.append(Membership(database_owner, "pg_database_owner", True))
         # Predefined pg_* roles appear only when something refers to them.
         referenced = {m.role for m in memberships} | {m.member for m in memberships}
-        referenced |= {g.principal for g in grants}
+        referenced |= set(granted)  # the principals of the grants
         referenced |= set(PREDEFINED_DATA_ROLES) | PREDEFINED_PRIVILEGED_ROLES
         principals: list[Principal] = []
         for (_oid, name, superuser, inherit, createrole, createdb, login, replication,

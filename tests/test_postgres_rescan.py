@@ -100,6 +100,12 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
     assert columns(change("ALTER TABLE s.t1 ALTER COLUMN note TYPE varchar(20)"), "s.t1")["note"].type == \
         "character varying(20)"
     assert columns(change("COMMENT ON COLUMN s.t1.note IS 'free text'"), "s.t1")["note"].comment == "free text"
+    # Column changes that leave pg_class alone (only pg_attribute gets a new row version).
+    assert columns(change("ALTER TABLE s.t1 ALTER COLUMN note TYPE varchar(40)"), "s.t1")["note"].type == \
+        "character varying(40)"
+    assert "remark" in columns(change("ALTER TABLE s.t1 RENAME COLUMN note TO remark"), "s.t1")
+    assert columns(change("ALTER TABLE s.t1 ALTER COLUMN id SET NOT NULL"), "s.t1")["id"].nullable is False
+    assert "remark" not in columns(change("ALTER TABLE s.t1 DROP COLUMN remark"), "s.t1")
     assert ("SELECT", "s.t2", "asset", ()) in _grants(change(f'GRANT SELECT ON s.t2 TO "{reader}"'), reader)
     assert not _grants(change(f'REVOKE SELECT ON s.t2 FROM "{reader}"'), reader)
     assert any(g[2] == "column" for g in _grants(change(f'GRANT SELECT (id) ON s.t1 TO "{reader}"'), reader))
@@ -109,6 +115,15 @@ def test_unchanged_catalog_is_reused_and_every_change_reads_it_again(pg_database
     assert t1_asset is not None and t1_asset.properties.get("comment") == "orders"
     t2_asset = _asset(change(f'ALTER TABLE s.t2 OWNER TO "{owner}"'), "s.t2")
     assert t2_asset is not None and t2_asset.properties["owner_role"] == owner
+    # A role that owns something here renamed: only pg_authid changes (the cluster's catalog).
+    t2_asset = _asset(change(f'ALTER ROLE "{owner}" RENAME TO "{owner}_x"'), "s.t2")
+    assert t2_asset is not None and t2_asset.properties["owner_role"] == f"{owner}_x"
+    t2_asset = _asset(change(f'ALTER ROLE "{owner}_x" RENAME TO "{owner}"'), "s.t2")
+    assert t2_asset is not None and t2_asset.properties["owner_role"] == owner
+    t1_asset = _asset(change("ALTER TABLE s.t1 ENABLE ROW LEVEL SECURITY"), "s.t1")
+    assert t1_asset is not None and t1_asset.properties["rls_enabled"] is True
+    t1_asset = _asset(change("CREATE POLICY mine ON s.t1 USING (true)"), "s.t1")
+    assert t1_asset is not None and t1_asset.properties["rls_policies"] == 1
     assert _asset(change(f'GRANT USAGE ON SCHEMA s TO "{reader}"'), "s.t1") is not None
     assert _asset(change("DROP TABLE s.t2"), "s.t2") is None
     assert _asset(change("CREATE TABLE s.t3 (id int)"), "s.t3") is not None
@@ -164,3 +179,60 @@ def test_reused_catalog_reads_row_estimates_and_malformed_state_reads_everything
         assert [(a.path, a.columns, a.row_count, a.properties) for a in snapshot.assets] == \
             [(a.path, a.columns, a.row_count, a.properties) for a in reread.assets], broken
         assert snapshot.state["catalog_relations"] == again.state["catalog_relations"], broken
+
+
+def test_unrelated_roles_do_not_force_a_read_and_relevant_memberships_do(pg_database: str,
+                                                                        roles: dict[str, str]) -> None:
+    url = pg_database
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    reader, member, owner = roles["reader"], roles["member"], roles["owner"]
+    suffix = uuid.uuid4().hex[:8]
+    superuser, group, other = (f"ctxscan_rescan_{k}_{suffix}" for k in ("super", "group", "other"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA s")
+        conn.execute("CREATE TABLE s.t1 (id int)")
+        conn.execute(f'GRANT SELECT ON s.t1 TO "{reader}"')
+    first = _probe(url, None)
+    admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+    try:
+        # Roles created and joined for another database, one of them a superuser: the catalog
+        # here is reused, and the principals and memberships are this scan's, as a full read's.
+        for name in (superuser, group, other):
+            admin.execute(f'CREATE ROLE "{name}"' + (" SUPERUSER" if name == superuser else ""))
+        admin.execute(f'GRANT "{group}" TO "{superuser}"')
+        again = _probe(url, first)
+        assert again.state.get("catalog_read") == "reused"
+        full = _probe(url, None)
+        assert (again.principals, again.memberships, again.grants) == (full.principals, full.memberships, full.grants)
+        assert any(p.name == superuser and p.all_access for p in again.principals)
+        assert any(m.member == superuser and m.role == group for m in again.memberships)
+
+        # A role that holds a grant here gains a member: the catalog is read again.
+        admin.execute(f'GRANT "{reader}" TO "{member}"')
+        joined = _probe(url, again)
+        assert joined.state.get("catalog_read") is None
+        assert any(m.member == member and m.role == reader for m in joined.memberships)
+        settled = _probe(url, joined)
+        assert settled.state.get("catalog_read") == "reused"
+        # ... and at one remove: a member of that member.
+        admin.execute(f'GRANT "{member}" TO "{owner}"')
+        deeper = _probe(url, settled)
+        assert deeper.state.get("catalog_read") is None
+        # An unrelated group joining a relevant role makes it and its members relevant.
+        admin.execute(f'GRANT "{reader}" TO "{group}"')
+        linked = _probe(url, deeper)
+        assert linked.state.get("catalog_read") is None
+        admin.execute(f'DROP ROLE "{superuser}"')  # a member of that group, now relevant
+        dropped = _probe(url, linked)
+        assert dropped.state.get("catalog_read") is None
+        assert not any(p.name == superuser for p in dropped.principals)
+        # An unrelated role dropped: reused, and gone from the principals.
+        admin.execute(f'DROP ROLE "{other}"')
+        unrelated = _probe(url, dropped)
+        assert unrelated.state.get("catalog_read") == "reused"
+        assert not any(p.name == other for p in unrelated.principals)
+        assert unrelated.principals == _probe(url, None).principals
+    finally:
+        for name in (superuser, group, other):
+            admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+        admin.close()
