@@ -124,10 +124,19 @@ def build(database: str, tables_per_schema: int, roles: dict[str, str]) -> None:
                 # lock table (max_locks_per_transaction x connections), which others use too.
                 for start in range(0, tables_per_schema, 50):
                     names = [f"s{schema}.t{i:04d}" for i in range(start, min(tables_per_schema, start + 50))]
-                    with conn.transaction():
-                        conn.execute(";".join(
-                            f"CREATE TABLE {n} ({columns}); CREATE INDEX ON {n} (updated_at);"
-                            f" INSERT INTO {n} (id, name) VALUES (1, 'x')" for n in names))
+                    for attempt in range(10):
+                        try:
+                            with conn.transaction():
+                                conn.execute(";".join(
+                                    f"CREATE TABLE {n} ({columns}); CREATE INDEX ON {n} (updated_at);"
+                                    f" INSERT INTO {n} (id, name) VALUES (1, 'x')" for n in names))
+                            break
+                        except psycopg.errors.OutOfMemory:
+                            # The shared lock table is the server's, and other sessions' tests fill
+                            # it too: wait for them and try the batch again (it rolled back).
+                            if attempt == 9:
+                                raise
+                            time.sleep(1 + attempt)
         except BaseException as exc:
             errors.append(exc)
 
@@ -200,7 +209,11 @@ def main() -> None:
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
     if not options.reuse:
         started = time.perf_counter()
-        build(database, options.tables_per_schema, roles)
+        try:
+            build(database, options.tables_per_schema, roles)
+        except BaseException:
+            drop(database, roles)
+            raise
         print(f"built {database}: {5 * options.tables_per_schema} tables in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
     python = sys.executable
