@@ -229,17 +229,22 @@ def fingerprint_key(row: Iterable[Any]) -> list[Any]:
 # What an unchanged rescan reads instead of the relation list: for the relations the previous
 # snapshot recorded (assets, partitions, their TOAST tables and indexes), what changes without a
 # new catalog row version: row estimates and pages (VACUUM and ANALYZE update pg_class in
-# place) and counters. One index lookup per oid; the client adds the pages up as
-# RELATIONS_SQL does (a join on pg_index here cost ~10 ms more at 5,000 tables).
-SIZES_SQL = """
+# place) and counters. The client adds the pages up as RELATIONS_SQL does (a join on pg_index
+# here cost ~10 ms more at 5,000 tables). Without include/exclude globs the recorded relations
+# are nearly every relation users created (oid >= 16384, FirstNormalObjectId: TOAST tables and
+# indexes too), and one pass over pg_class without the oid list costs ~5 ms less at 5,000
+# tables than parsing and hashing a 20,000-oid array; with globs, the listed oids only.
+_SIZES_SQL = """
 SELECT c.oid, c.reltuples::float8, c.relpages::int8 * current_setting('block_size')::int8,
        CASE WHEN c.relkind IN ('r', 'm', 'p') THEN
          pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
            + pg_stat_get_tuples_deleted(c.oid) END,
        CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_stat_get_live_tuples(c.oid) END
 FROM pg_class c
-WHERE c.oid = ANY(%(oids)s::oid[])
+WHERE {}
 """
+SIZES_SQL = _SIZES_SQL.format("c.oid = ANY(%(oids)s::oid[])")
+SIZES_ALL_SQL = _SIZES_SQL.format("c.oid >= 16384")
 
 UNREADABLE_COLUMN_SQL = """
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT has_column_privilege(o, %s, 'SELECT')
@@ -678,7 +683,6 @@ class _Probe:
         # when the fingerprint moved.
         candidate = self._candidate()
         speculated = candidate is not None  # the relation list not asked for at first
-        recorded: list[_Relation] = []
         # On a rescan the fingerprint (a scan of pg_attribute, ~15 ms at 5,000 tables) runs on a
         # second connection meanwhile. Only then: a full read must take the fingerprint before
         # it reads the catalog, or a change in between would be recorded as already read.
@@ -688,12 +692,12 @@ class _Probe:
                        (SERVER_SQL, ROLES_SQL, member_query(self.conn.info.server_version))
                        + (() if aside else (FINGERPRINT_SQL,))]
             if candidate is not None:
-                recorded_oids = _oids_from_state(candidate.state["catalog_relations"])
-                last = self.conn.cursor().execute(SIZES_SQL, {"oids": oid_array(recorded_oids)})
-                # Built while the server runs the queries.
-                recorded = _relations_from_state(candidate.state["catalog_relations"])
-                if len(recorded) + sum(len(rel.index_oids or ()) for rel in recorded) != len(recorded_oids):
-                    candidate = None
+                # Binary rows: ~1-2 ms less to load 20,000 of them at 5,000 tables.
+                if self.source.include or self.source.exclude:
+                    recorded_oids = _oids_from_state(candidate.state["catalog_relations"])
+                    last = self.conn.cursor(binary=True).execute(SIZES_SQL, {"oids": oid_array(recorded_oids)})
+                else:
+                    last = self.conn.cursor(binary=True).execute(SIZES_ALL_SQL)
             else:
                 last = self.conn.cursor().execute(RELATIONS_SQL)
             server = cursors[0].fetchall()[0]
@@ -707,7 +711,7 @@ class _Probe:
         catalog_key = "" if previous_roles is None else \
             self._catalog_key(server, role_rows, members, tuple(fingerprint), previous_roles)
         if speculated:
-            fast = self._unchanged(candidate, catalog_key, recorded, last_rows, server, role_rows, members) \
+            fast = self._unchanged(candidate, catalog_key, last_rows, server, role_rows, members) \
                 if candidate is not None else None
             if fast is not None:
                 return fast
@@ -786,7 +790,7 @@ class _Probe:
         totals = self._totals(assets_rel, partitions, counters)
         state: dict[str, Any] = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
                  "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
-        freshness = self._observed(assets_rel, totals, state)
+        freshness = self._observed([(rel.oid, rel.path, rel.relkind) for rel in assets_rel], totals, state)
         state["unchanged_since"] = self._unchanged_since
         # Each asset's column: its `assets:` entry's `column` (e.g. a dbt loaded_at_field), else
         # the source's freshness.column; one batched pass per distinct column.
@@ -829,72 +833,138 @@ class _Probe:
             grants=tuple(grants), owner=owner, partial=self.partial, notes=tuple(self.notes),
             reports_grants=True, state=state, container_usage=True)
 
-    def _unchanged(self, previous: SourceSnapshot, catalog_key: str, known: list[_Relation],
-                   rows: list[tuple[Any, ...]], server: tuple[Any, ...], role_rows: list[tuple[Any, ...]],
+    def _unchanged(self, previous: SourceSnapshot, catalog_key: str, rows: list[tuple[Any, ...]],
+                   server: tuple[Any, ...], role_rows: list[tuple[Any, ...]],
                    members: list[tuple[Any, ...]]) -> SourceSnapshot | None:
         """The rescan of an unchanged catalog from the previous snapshot's relations and this
-        scan's sizes and counters (`rows`, SIZES_SQL), or None when the catalog must be read."""
+        scan's sizes and counters (`rows`, SIZES_SQL), or None when the catalog must be read
+        (or the recorded relations are not what a full read wrote)."""
         if not catalog_key or previous.state.get("catalog_key") != catalog_key:
             return None
         found = {row[0]: row for row in rows}
-        if any(rel.oid not in found or any(o not in found for o in rel.index_oids or ()) for rel in known):
-            return None  # a relation gone: cannot be with this key, but never guess
-        assets_rel = [rel for rel in known if not rel.is_partition]
-        if {a.path for a in previous.assets} != {rel.path for rel in assets_rel}:
-            return None  # only a full read may find an asset gone (or new)
-        partitions: dict[int, list[_Relation]] = defaultdict(list)
-        for rel in known:
-            row = found[rel.oid]
-            rel.reltuples = row[1]
-            rel.size_bytes = row[2] + sum(found[o][2] for o in rel.index_oids or ())
-            if rel.is_partition:
-                partitions[rel.parent].append(rel)  # type: ignore[index]
+        track = server[5] == "on"  # track_counts
+        items: list[tuple[int, str, str]] = []
+        sizes: list[tuple[int | None, int | None]] = []
+        totals: dict[int, int] = {}
+        # Partitioned tables (and their partitions) go through _size and _totals as a full read
+        # does; plain relations are worked out inline, the same way, without a _Relation each.
+        nested: dict[int, list[_Relation]] = {}
         counters: dict[int, tuple[int, int]] = {}
-        if server[5] == "on":  # track_counts
-            counters = {row[0]: (row[3], row[4]) for row in rows if row[3] is not None}
-        else:
+        try:
+            for schema, name, oid, relkind, index_count, root, path, size_oids in previous.state["catalog_relations"]:
+                row = found[oid]
+                size = row[2]
+                for other in size_oids:
+                    size += found[other][2]
+                changes = row[3] if track else None
+                if root or relkind == "p":
+                    if relkind not in RELKIND_ASSET_KIND:
+                        return None
+                    nested.setdefault(root or oid, []).append(_Relation(
+                        oid, schema, name, relkind, bool(root), root or None, 0, row[1], size, index_count,
+                        False, False, 0, None, True, path=path))
+                    if changes is not None:
+                        counters[oid] = (changes, row[4])
+                    if root:
+                        continue
+                    sizes.append((None, None))  # below
+                elif relkind == "r" or relkind == "m":
+                    if changes is not None:
+                        totals[oid] = changes
+                    if row[1] >= 0:
+                        sizes.append((int(row[1]), size))
+                    else:  # never analyzed: the live-tuple counter is the best estimate
+                        sizes.append((row[4] if changes is not None else None, None))
+                elif relkind == "v" or relkind == "f":
+                    sizes.append((None, None))
+                else:
+                    return None
+                items.append((oid, path, relkind))
+        except (KeyError, TypeError, ValueError):
+            return None  # malformed, or a relation gone: cannot be with this key, but never guess
+        partitions: dict[int, list[_Relation]] = {}
+        for index, (oid, _path, relkind) in enumerate(items):
+            if relkind == "p":
+                parent, *parts = nested[oid]
+                partitions[oid] = parts
+                totals.update(self._totals([parent], partitions, counters))
+                sizes[index] = self._size(parent, parts, counters)
+        if not track:
             self.notes.append("track_counts is off: PostgreSQL keeps no change counters, so freshness "
                               "without freshness.column is unknown")
-        return self._rescan(previous, catalog_key, assets_rel, partitions, counters,
-                            {row[0]: row for row in role_rows}, members, server,
-                            relations_state=previous.state["catalog_relations"])
+        before = list(previous.assets)
+        if len(before) != len(items) or any(a.path != item[1] for a, item in zip(before, items, strict=True)):
+            by_path = {a.path: a for a in before}
+            if set(by_path) != {item[1] for item in items}:
+                return None  # only a full read may find an asset gone (or new)
+            before = [by_path[item[1]] for item in items]
+
+        def relations() -> tuple[list[_Relation], Mapping[int, list[_Relation]]]:
+            known = _relations_from_state(previous.state["catalog_relations"])
+            for rel in known:
+                row = found[rel.oid]
+                rel.reltuples = row[1]
+                rel.size_bytes = row[2] + sum(found[o][2] for o in rel.index_oids or ())
+            return [rel for rel in known if not rel.is_partition], partitions
+
+        return self._reuse(previous, catalog_key, items, before, sizes, totals, {row[0]: row for row in role_rows},
+                           members, server, previous.state["catalog_relations"], relations)
 
     def _rescan(self, previous: SourceSnapshot, catalog_key: str, assets_rel: list[_Relation],
                 partitions: Mapping[int, list[_Relation]], counters: Mapping[int, tuple[int, int]],
-                roles: Mapping[int, tuple[Any, ...]], members: list[tuple[Any, ...]], server: tuple[Any, ...],
-                relations_state: list[Any] | None = None) -> SourceSnapshot:
-        """An unchanged catalog: the previous snapshot's columns, access and owners, with this
-        scan's counters, freshness, row counts and sizes, and the principals and memberships of
-        this scan's roles. The caller checked that the assets are the previous snapshot's, so
-        nothing is marked missing (or new) here."""
+                roles: Mapping[int, tuple[Any, ...]], members: list[tuple[Any, ...]],
+                server: tuple[Any, ...]) -> SourceSnapshot:
+        """An unchanged catalog whose relation list was read again (the recorded one was not
+        usable): the previous snapshot's assets, which the caller checked are these."""
+        before = {asset.path: asset for asset in previous.assets}
+        return self._reuse(
+            previous, catalog_key, [(rel.oid, rel.path, rel.relkind) for rel in assets_rel],
+            [before[rel.path] for rel in assets_rel],
+            [self._size(rel, partitions.get(rel.oid, ()), counters) for rel in assets_rel],
+            self._totals(assets_rel, partitions, counters), roles, members, server,
+            _relations_state(assets_rel, partitions), lambda: (assets_rel, partitions))
+
+    def _reuse(self, previous: SourceSnapshot, catalog_key: str, items: list[tuple[int, str, str]],
+               before: list[Asset], sizes: list[tuple[int | None, int | None]], totals: Mapping[int, int],
+               roles: Mapping[int, tuple[Any, ...]], members: list[tuple[Any, ...]], server: tuple[Any, ...],
+               relations_state: list[Any],
+               relations: Callable[[], tuple[list[_Relation], Mapping[int, list[_Relation]]]]) -> SourceSnapshot:
+        """An unchanged catalog: the previous snapshot's columns, access and owners (`before`,
+        one per item), with this scan's counters, freshness, row counts and sizes, and the
+        principals and memberships of this scan's roles. The caller checked that the assets
+        are the previous snapshot's, so nothing is marked missing (or new) here. `relations`
+        gives the assets as relations, for freshness columns."""
         (database, database_owner, version, stats_reset, started, _track_counts, max_locks, *_rest) = server
         role_names = {oid: row[1] for oid, row in roles.items()}
-        totals = self._totals(assets_rel, partitions, counters)
         state: dict[str, Any] = {"database": database, "stats_reset": _iso(stats_reset), "server_started": _iso(started),
-                 "counters": {rel.path: [rel.oid, totals[rel.oid]] for rel in assets_rel if rel.oid in totals}}
-        freshness = self._observed(assets_rel, totals, state)
+                 "counters": {path: [oid, totals[oid]] for oid, path, _kind in items if oid in totals}}
+        freshness = self._observed(items, totals, state, before)
         state["unchanged_since"] = self._unchanged_since
-        column_name = self.source.freshness.column
-        before = {asset.path: asset for asset in previous.assets}
-        if column_name:
-            columns = {rel.oid: list(before[rel.path].columns) for rel in assets_rel if rel.path in before}
-            freshness.update(self._column_freshness(column_name, assets_rel, columns, partitions, max_locks))
+        # Each asset's freshness column, as a full read picks it (its `assets:` entry, else
+        # the source's freshness.column).
+        column_of = self.source.freshness_columns()
+        by_column: dict[str, list[int]] = {}
+        if self.source.freshness.column or any(entry.column for entry in self.source.assets):
+            for index, (_oid, path, _kind) in enumerate(items):
+                column_name = column_of(path)
+                if column_name:
+                    by_column.setdefault(column_name, []).append(index)
+        if by_column:
+            assets_rel, partitions = relations()
+            columns = {rel.oid: list(old.columns) for rel, old in zip(assets_rel, before, strict=True)}
+            for column_name, indexes in sorted(by_column.items()):
+                freshness.update(self._column_freshness(column_name, [assets_rel[i] for i in indexes], columns,
+                                                        partitions, max_locks))
         assets = []
         new = object.__new__
-        for rel in assets_rel:
-            old = before.get(rel.path)
-            if old is None:  # cannot happen with an unchanged catalog; keep what was read
-                assets.append(self._asset(rel, (), partitions.get(rel.oid, ()), counters, role_names,
-                                          freshness[rel.oid], {}))
-                continue
-            row_count, size = self._size(rel, partitions.get(rel.oid, ()), counters)
+        for (oid, _path, _kind), old, (row_count, size) in zip(items, before, sizes, strict=True):
             # The previous asset with this scan's sizes and freshness. Copying its __dict__ is
             # what dataclasses.replace() does, without re-running __init__ field by field
             # (~15 ms at 5,000 assets); Asset is a frozen dataclass without slots.
             asset = new(Asset)
             fields = asset.__dict__
             fields.update(old.__dict__)
-            fields["row_count"], fields["size_bytes"], fields["freshness"] = row_count, size, freshness[rel.oid]
+            fields["row_count"], fields["size_bytes"], fields["freshness"] = row_count, size, freshness[oid]
             assets.append(asset)
         self.notes.extend(previous.state.get("catalog_notes") or ())
         self.notes.extend(runs_as_notes(self.context, list(role_names.values())))
@@ -905,9 +975,8 @@ class _Probe:
         principals, memberships = self._principals(roles, members, granted, database_owner, version)
         if not self.partial:
             state.update(catalog_key=catalog_key, catalog_notes=list(previous.state.get("catalog_notes") or ()),
-                         catalog_relations=relations_state if relations_state is not None
-                         else _relations_state(assets_rel, partitions),
-                         catalog_roles=previous.state.get("catalog_roles"), catalog_granted=granted)
+                         catalog_relations=relations_state, catalog_roles=previous.state.get("catalog_roles"),
+                         catalog_granted=granted)
         state["catalog_read"] = "reused"
         return SourceSnapshot(
             source_id=self.source.id, connector=self.source.connector, probed_at=self.context.now,
@@ -1005,8 +1074,9 @@ class _Probe:
 
     # -- freshness ---------------------------------------------------------------------
 
-    def _observed(self, assets: list[_Relation], totals: Mapping[int, int],
-                  state: Mapping[str, Any]) -> dict[int, FreshnessObservation]:
+    def _observed(self, assets: list[tuple[int, str, str]], totals: Mapping[int, int],
+                  state: Mapping[str, Any],
+                  before: list[Asset] | None = None) -> dict[int, FreshnessObservation]:
         """Freshness from change counters compared with the previous scan's.
 
         Counters unchanged since the scan at T0 that first recorded them prove the last change
@@ -1014,6 +1084,9 @@ class _Probe:
         path). That lower bound is an `observed` freshness without `changed_after`, and becomes
         `stale` once it passes the SLA. A move of the counters, a re-created table, a
         statistics reset or a server restart starts the bound again.
+
+        `assets` are (oid, path, relkind); `before`, when given, the previous snapshot's asset
+        of each, in the same order.
         """
         previous = self.context.previous
         now_iso = self.context.now.isoformat()
@@ -1039,45 +1112,49 @@ class _Probe:
         if baseline:
             assert previous is not None and isinstance(prev_counters, Mapping)
             asset_of = previous.asset
-        for rel in assets:
-            if rel.oid not in totals:
-                kind = RELKIND_ASSET_KIND[rel.relkind].replace("_", " ")
-                out[rel.oid] = FreshnessObservation(
+        for index, (oid, path, relkind) in enumerate(assets):
+            if oid not in totals:
+                kind = RELKIND_ASSET_KIND[relkind].replace("_", " ")
+                out[oid] = FreshnessObservation(
                     method=METHOD_NONE, detail=f"a {kind} has no change counters; set freshness.column")
                 continue
-            self._unchanged_since[rel.path] = now_iso  # unless the counters held still (below)
             if not baseline:
-                out[rel.oid] = none_first
+                self._unchanged_since[path] = now_iso
+                out[oid] = none_first
                 continue
             assert previous is not None and prev_counters is not None
-            before = prev_counters.get(rel.path)
-            prev_asset = asset_of(rel.path)
+            counted = prev_counters.get(path)
+            prev_asset = before[index] if before is not None else asset_of(path)
             carried = prev_asset.freshness if prev_asset is not None else None
             if carried is not None and carried.method != METHOD_OBSERVED:
                 carried = None
-            if not isinstance(before, (list, tuple)) or len(before) != 2:  # noqa: UP038 - faster
-                out[rel.oid] = FreshnessObservation(
+            if not isinstance(counted, (list, tuple)) or len(counted) != 2:  # noqa: UP038 - faster
+                self._unchanged_since[path] = now_iso
+                out[oid] = FreshnessObservation(
                     method=METHOD_NONE, detail="first seen: change counters recorded; changes show from the next scan")
                 continue
-            before_oid, before_total = before
-            now_total = totals[rel.oid]
-            if before_oid != rel.oid:
-                out[rel.oid] = FreshnessObservation(
+            before_oid, before_total = counted
+            now_total = totals[oid]
+            if before_oid != oid:
+                self._unchanged_since[path] = now_iso
+                out[oid] = FreshnessObservation(
                     method=METHOD_OBSERVED, last_changed=self.context.now, changed_after=previous.probed_at,
                     caveat=OBSERVED_CAVEAT, detail="the table was dropped and created again between two scans")
             elif reset or now_total < before_total:
+                self._unchanged_since[path] = now_iso
                 # Counters restarted from zero: more, equal or fewer prove nothing.
                 caveat = "statistics were reset since this change was observed; later changes may be missed"
                 if carried is not None and carried.changed_after is not None:  # a bound restarts
-                    out[rel.oid] = FreshnessObservation(
+                    out[oid] = FreshnessObservation(
                         method=METHOD_OBSERVED, last_changed=carried.last_changed,
                         changed_after=carried.changed_after, caveat=caveat, detail=carried.detail)
                 else:
-                    out[rel.oid] = FreshnessObservation(
+                    out[oid] = FreshnessObservation(
                         method=METHOD_NONE,
                         detail="statistics reset or server restart since the previous scan: counters recorded again")
             elif now_total > before_total:
-                out[rel.oid] = FreshnessObservation(
+                self._unchanged_since[path] = now_iso
+                out[oid] = FreshnessObservation(
                     method=METHOD_OBSERVED, last_changed=self.context.now, changed_after=previous.probed_at,
                     caveat=OBSERVED_CAVEAT,
                     detail=f"{now_total - before_total} rows inserted, updated or deleted between two scans")
@@ -1086,7 +1163,7 @@ class _Probe:
                 # recorded it, else the previous scan), so nothing changed after T0.
                 # Most tables share one T0 (the scan that first recorded them): parse it, and
                 # build its observation, once per distinct value (~30 ms at 5,000 tables).
-                raw = prev_since.get(rel.path)
+                raw = prev_since.get(path)
                 held = unchanged.get(raw)
                 if held is None:
                     since = _parse_iso(raw) or previous.probed_at
@@ -1094,11 +1171,11 @@ class _Probe:
                         method=METHOD_OBSERVED, last_changed=since, caveat=OBSERVED_CAVEAT,
                         detail=f"change counters unchanged since {since.isoformat(timespec='seconds')}: "
                                "the last change was before that"))
-                self._unchanged_since[rel.path] = held[0]
+                self._unchanged_since[path] = held[0]
                 if carried is not None and carried.changed_after is not None:
-                    out[rel.oid] = carried  # a change seen between two scans: a tighter window
+                    out[oid] = carried  # a change seen between two scans: a tighter window
                 else:
-                    out[rel.oid] = held[1]
+                    out[oid] = held[1]
         return out
 
     def _column_freshness(self, column: str, assets: list[_Relation], columns: Mapping[int, list[Column]],
