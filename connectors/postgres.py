@@ -244,7 +244,8 @@ FROM pg_class c
 WHERE {}
 """
 SIZES_SQL = _SIZES_SQL.format("c.oid = ANY(%(oids)s::oid[])")
-SIZES_ALL_SQL = _SIZES_SQL.format("c.oid >= 16384")
+# (pg_toast's indexes, namespace 99, count in no asset's size.)
+SIZES_ALL_SQL = _SIZES_SQL.format("c.oid >= 16384 AND (c.relnamespace <> 99 OR c.relkind = 't')")
 
 UNREADABLE_COLUMN_SQL = """
 SELECT o FROM unnest(%s::oid[]) AS o WHERE NOT has_column_privilege(o, %s, 'SELECT')
