@@ -524,8 +524,7 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
     unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
     code = scan_exit_code(_not_accepted(app, unprobed), current, fail_on)
     sys.stdout.flush()  # the report is out; what follows only readies the next query
-    del report  # its snapshots: the graph is built from the store, and memory peaks here
-    warm_graph_cache(app, current)
+    warm_graph_cache(app, current, report)
     sys.exit(code)
 
 
@@ -1081,12 +1080,14 @@ def query_graph(app: App) -> Any:
     return cache_graph(store, key, inventory, open_findings(app))
 
 
-def cache_graph(store: Any, key: str, inventory: Any, findings: list[Any]) -> Any:
-    """Build the graph from the store, cache it under `key`, and return it as the cache reads it."""
+def cache_graph(store: Any, key: str, inventory: Any, findings: list[Any],
+                held: dict[str, Any] | None = None) -> Any:
+    """Build the graph from the store (and `held`, latest snapshots already in memory), cache it
+    under `key`, and return it as the cache reads it."""
     from scanner.errors import StoreError
     from scanner.graph import decode_graph, encode_parts, parts_from_store
 
-    blob = encode_parts(parts_from_store(inventory, store, findings))
+    blob = encode_parts(parts_from_store(inventory, store, findings, held=held))
     try:
         store.cache_put(key, blob)
     except StoreError:
@@ -1097,9 +1098,10 @@ def cache_graph(store: Any, key: str, inventory: Any, findings: list[Any]) -> An
 WARM_MIN_ASSETS = 20_000
 
 
-def warm_graph_cache(app: App, findings: list[Any] | None = None) -> None:
+def warm_graph_cache(app: App, findings: list[Any] | None = None, report: Any = None) -> None:
     """After a scan: build and cache the graph the queries will ask for, so that the first
-    `feeds`/`depends` after a scan answers from the cache instead of building it."""
+    `feeds`/`depends` after a scan answers from the cache instead of building it. The scan's
+    `report` lends its snapshots where they are still the store's latest."""
     from scanner.errors import StoreError
     from scanner.graph import cache_key, config_fingerprint
 
@@ -1112,12 +1114,18 @@ def warm_graph_cache(app: App, findings: list[Any] | None = None) -> None:
         store = app.store()
         # Below this many assets the first query builds the graph well within a second itself,
         # and the scan need not pay for it (a 5,000-table scan would take ~60% longer).
-        sizes = store.latest_results(list(app.inventory().sources)).values()
+        key = cache_key(fingerprint, store.state_key())
+        latest = store.latest_results(list(app.inventory().sources))
         least = int(os.environ.get("CTXSCAN_GRAPH_WARM_ASSETS") or WARM_MIN_ASSETS)
-        if sum(result.asset_count or 0 for result in sizes) < least:
+        if sum(result.asset_count or 0 for result in latest.values()) < least:
             return
-        cache_graph(store, cache_key(fingerprint, store.state_key()), app.inventory(),
-                    open_findings(app) if findings is None else findings)
+        # This scan's snapshots, where the store's newest result of the source is this scan's
+        # (another scan may have stored a newer one since): decoding them again from the store
+        # would cost as much as the rest of this step.
+        held = {o.source_id: o.snapshot for o in (report.outcomes if report is not None else ())
+                if o.status == "ok" and o.snapshot is not None and o.source_id in latest
+                and latest[o.source_id].scan_id == report.scan_id and latest[o.source_id].status == "ok"}
+        cache_graph(store, key, app.inventory(), open_findings(app) if findings is None else findings, held)
     except (StoreError, ValueError):
         pass  # the scan is stored; the first query builds the graph itself
 

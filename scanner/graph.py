@@ -1162,10 +1162,16 @@ def graph_from_store(inventory: Inventory, store: Store, findings: Iterable[Stor
 
 
 def parts_from_store(inventory: Inventory, store: Store, findings: Iterable[StoredFinding],
-                     today: date | None = None) -> GraphParts:
-    """`graph_from_store` as `build_parts`' output."""
+                     today: date | None = None,
+                     held: Mapping[str, SourceSnapshot] | None = None) -> GraphParts:
+    """`graph_from_store` as `build_parts`' output. `held`: snapshots the caller already has in
+    memory and knows to be the store's latest for their sources (a scan's own), which are then
+    not decoded again (~1 s and ~250 MB at 50,000 tables)."""
     from scanner.lineage.observed import load_observed
 
     source_ids = list(inventory.sources)
-    return build_parts(inventory, store.latest_snapshots(source_ids), store.latest_results(source_ids),
+    held = {s: snapshot for s, snapshot in (held or {}).items() if s in inventory.sources}
+    rest = [s for s in source_ids if s not in held]
+    snapshots = {**(store.latest_snapshots(rest) if rest else {}), **held}
+    return build_parts(inventory, snapshots, store.latest_results(source_ids),
                        findings, today, load_observed(inventory, store))

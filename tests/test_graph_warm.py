@@ -92,3 +92,56 @@ def test_html_export_of_a_large_graph_is_refused_and_a_slice_is_written(tmp_path
     whole = ctxscan("graph", "export", "--format", "graphml", "-o", str(tmp_path / "all.graphml"),
                     cwd=config.parent, env=env)
     assert whole.code == 0 and (tmp_path / "all.graphml").stat().st_size > 0
+
+
+def test_scan_of_postgresql_caches_from_its_own_snapshot_the_graph_the_store_gives(
+        tmp_path: Path, ctxscan: Any, pg_database: str, write_inventory: Any) -> None:
+    # The scan builds the cached graph from the snapshot it holds rather than decoding it from
+    # the store again: that graph must be the one the store's copy gives, on a real probe.
+    import psycopg
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app")
+        conn.execute("CREATE TABLE app.orders (id int PRIMARY KEY, email text, updated_at timestamptz)")
+        conn.execute("CREATE TABLE app.parts (id int, day date) PARTITION BY RANGE (day)")
+        conn.execute("CREATE TABLE app.parts_1 PARTITION OF app.parts FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')")
+        conn.execute("CREATE VIEW app.recent AS SELECT id FROM app.orders")
+        conn.execute("COMMENT ON TABLE app.orders IS 'owner: data-eng'")
+        conn.execute("GRANT SELECT (id, email) ON app.orders TO PUBLIC")
+    config = write_inventory(f"""
+        version: 1
+        owners: [{{id: data-eng}}]
+        sources:
+          - id: db
+            connector: postgres
+            url: {dsn}
+            owner_tag: owner
+            freshness: {{max_age: 1d}}
+        workflows:
+          - id: assistant
+            owner: data-eng
+            stage: production
+            runs_as: {{db: postgres}}
+            reads: [{{asset: "db:app.orders", columns: [email]}}, {{asset: "db:app.*"}}]
+        """)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {"CTXSCAN_GRAPH_WARM_ASSETS": "1"}
+    for _ in range(2):  # a first scan, then a rescan that reuses the catalog
+        result = ctxscan("-c", str(config), "--state", url, "scan", "--json", cwd=tmp_path, env=env)
+        assert result.code in (0, 1), result.err
+        cached = quick_cached_graph(url, str(config_fingerprint([str(config)])))
+        assert cached is not None, "the scan did not leave the graph in the cache"
+        inventory = load_inventory([config])
+        store = Store.open(url)
+        try:
+            ids = list(inventory.sources)
+            slow = build_graph(inventory, store.latest_snapshots(ids), store.latest_results(ids),
+                               store.findings("open"))
+        finally:
+            store.close()
+        nodes, edges = cached.ordered()
+        assert [(n, _plain(a)) for n, a in nodes] == [(n, _plain(a)) for n, a in slow.nodes(data=True)]
+        assert [(u, v, k, _plain(a)) for u, v, k, a in edges] == \
+            [(u, v, k, _plain(a)) for u, v, k, a in slow.edges(keys=True, data=True)]
+        assert "asset:db:app.orders" in dict(nodes)
