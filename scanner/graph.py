@@ -811,15 +811,17 @@ def encode_parts(parts: GraphParts) -> bytes:
         return placement.get(node) or _chunk_of(node, buckets)
 
     records: dict[str, dict[str, list[Any]]] = {}
+    record_of: dict[str, list[Any]] = {}  # each node's record, its chunk worked out once
     for node, attrs in nodes:
-        records.setdefault(chunk(node), {})[node] = [attrs, [], []]
+        record = record_of[node] = [attrs, [], []]
+        records.setdefault(chunk(node), {})[node] = record
     contains: dict[str, list[str]] = {}
     for u, v, key, attrs in edges:
         if key == CONTAINS and node_type(v) == ASSET and u == source_node(split_node(v)[1]):
             contains.setdefault(split_node(v)[1], []).append(v)
             continue
-        records[chunk(u)][u][1].append([v, key, attrs])
-        records[chunk(v)][v][2].append([u, key, attrs])
+        record_of[u][1].append([v, key, attrs])
+        record_of[v][2].append([u, key, attrs])
     body: list[bytes] = []
     offset = 0
 
