@@ -4,13 +4,16 @@
 
 It builds its own uniquely named database on the local server (5 schemas x 1,000 tables,
 12 columns each, an indexed `updated_at`, one row per table, grants to a few roles) and
-drops it (and its roles) at the end unless --keep. Every measurement is a fresh process,
-timed from start to exit, with its peak memory (ru_maxrss):
+drops it (and its roles) at the end unless --keep, and when the build itself fails (a batch
+that finds the server's shared lock table full, which other sessions use too, is retried).
+Every measurement is a fresh process, timed from start to exit, with its peak memory
+(ru_maxrss):
 
   floor (catalog)   bare psycopg running the connector's own catalog queries, rows fetched
   probe             PostgresConnector.probe() alone
   ctxscan scan      the full CLI: `ctxscan -c FILE --state sqlite:///... scan --json`
-                    (probe, store, rules), first scan of a fresh state store
+                    (probe, store, rules, and the graph-cache step at >= 20,000 assets:
+                    `--tables-per-schema 10000`), first scan of a fresh state store
   floor (max)       bare psycopg running batched max(updated_at), 200 tables a statement
   ... + column      the probe and the scan with `freshness: {column: updated_at}` (the
                     probe shares the max() batches over 2 connections by default; the
