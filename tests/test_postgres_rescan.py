@@ -236,3 +236,32 @@ def test_unrelated_roles_do_not_force_a_read_and_relevant_memberships_do(pg_data
         for name in (superuser, group, other):
             admin.execute(f'DROP ROLE IF EXISTS "{name}"')
         admin.close()
+
+
+def test_reused_catalog_reads_each_assets_own_freshness_column(pg_database: str) -> None:
+    # An `assets:` entry's column (a dbt loaded_at_field) applies on a reused catalog too,
+    # as on a full read: max(loaded_at) for that table, counters for the other.
+    from scanner.plugins import AssetOverride
+
+    url = pg_database
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA f")
+        conn.execute("CREATE TABLE f.loaded (id int, loaded_at timestamptz)")
+        conn.execute("CREATE TABLE f.plain (id int)")
+        conn.execute("INSERT INTO f.loaded VALUES (1, '2026-01-02 03:04:05+00')")
+    source = SourceConfig(id="db", connector="postgres", settings={"url": url},
+                          assets=(AssetOverride(path="f.loaded", column="loaded_at"),))
+
+    def probe(previous: SourceSnapshot | None) -> SourceSnapshot:
+        return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), previous=previous, timeout=60))
+
+    first = probe(None)
+    again = probe(first)
+    assert again.state.get("catalog_read") == "reused"
+    for snapshot in (first, again):
+        loaded, plain = _asset(snapshot, "f.loaded"), _asset(snapshot, "f.plain")
+        assert loaded is not None and plain is not None
+        assert loaded.freshness.method == "column"
+        assert loaded.freshness.last_changed == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        assert plain.freshness.method != "column"
