@@ -4,6 +4,7 @@ kind of change to what the snapshot holds makes the probe read the catalog again
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -265,3 +266,40 @@ def test_reused_catalog_reads_each_assets_own_freshness_column(pg_database: str)
         assert loaded.freshness.method == "column"
         assert loaded.freshness.last_changed == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         assert plain.freshness.method != "column"
+
+
+def test_a_role_allowed_one_connection_probes_and_rescans(pg_database: str) -> None:
+    # The fingerprint's second connection must never take the only connection a role has: the
+    # probe's own comes first, and the fingerprint falls back to it when the second fails.
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    role = f"ctxscan_rescan_single_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA one")
+            conn.execute("CREATE TABLE one.t (id int)")
+            conn.execute(f'GRANT USAGE ON SCHEMA one TO "{role}"; GRANT SELECT ON one.t TO "{role}"')
+        url = dsn.replace("postgres@", f"{role}@", 1)
+
+        def idle() -> None:
+            # A closed connection's server process takes a moment to exit and free the slot:
+            # wait for it, as one scanner after another would.
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+                for _ in range(200):
+                    if not admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                                         (role,)).fetchone()[0]:  # type: ignore[index]
+                        return
+                    time.sleep(0.01)
+
+        snapshot = _probe(url, None)
+        for _ in range(3):
+            idle()
+            snapshot = _probe(url, snapshot)
+            assert snapshot.state.get("catalog_read") == "reused"
+            assert _asset(snapshot, "one.t") is not None
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
