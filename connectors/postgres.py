@@ -395,12 +395,16 @@ class PostgresConnector(Connector):
         watchdog: _Watchdog | None = None
         phase = "cannot connect to PostgreSQL"
         try:
-            conn = _connect(url, limits)
+            # The fingerprint (a scan of pg_attribute, ~15 ms at 5,000 tables) runs on a second
+            # connection, unless the source allows one; it opens alongside the probe's own.
+            aside = _fingerprint_aside(url, limits) if int(self.source.settings.get("connections") or 2) >= 2 \
+                else None
+            conn = _connect_beside(url, limits, aside)
             try:
                 phase = "PostgreSQL probe failed"
                 watchdog = _Watchdog(conn, context, limits)
                 with watchdog:
-                    return _Probe(self.source, context, conn, limits, watchdog, url).run()
+                    return _Probe(self.source, context, conn, limits, watchdog, url, aside).run()
             finally:
                 conn.close()
         except ProbeError:
@@ -418,6 +422,61 @@ class PostgresConnector(Connector):
             return probe_error(phase, text, REASON_TIMEOUT, self.redactions())
         sqlstate = getattr(exc, "sqlstate", None)
         return probe_error(phase, text, classify(text, sqlstate=sqlstate), self.redactions())
+
+
+def _fingerprint_aside(url: str, limits: Limits) -> Callable[[], tuple[Any, ...] | None]:
+    """Start FINGERPRINT_SQL on a connection of its own, before the probe's connection is even
+    open (the two connects overlap); the returned call waits for its row, or None when that
+    connection failed (the probe's own connection reads it then)."""
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            conn = _connect(url, limits)
+            try:
+                result["row"] = conn.execute(FINGERPRINT_SQL).fetchone()
+            finally:
+                conn.close()
+        except Exception as exc:  # noqa: BLE001 - the probe's own connection reads it then
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name="ctxscan-pg-fingerprint", daemon=True)
+    thread.start()
+
+    def wait() -> tuple[Any, ...] | None:
+        thread.join(limits.statement + limits.connect + 1)
+        return result.get("row")
+
+    return wait
+
+
+# What the server says when a role's CONNECTION LIMIT or max_connections is reached (53300,
+# which psycopg does not expose for a failed connection).
+_NO_SLOT = ("too many connections", "too many clients", "connection slots are reserved")
+
+
+def _connect_beside(url: str, limits: Limits,
+                    aside: Callable[[], tuple[Any, ...] | None] | None) -> psycopg.Connection[Any]:
+    """The probe's own connection, opened while the fingerprint's opens. When that one took the
+    last slot the role (CONNECTION LIMIT) or the server allows, wait until it is done and its
+    server process gone, and connect again: the fingerprint never costs the probe its
+    connection."""
+    import time
+
+    try:
+        return _connect(url, limits)
+    except Exception as exc:
+        if aside is None or not any(text in str(exc) for text in _NO_SLOT):
+            raise
+    aside()  # it closes its connection when done
+    deadline = time.monotonic() + max(1.0, limits.connect)
+    while True:
+        time.sleep(0.02)  # a closed connection's server process exits a moment later
+        try:
+            return _connect(url, limits)
+        except Exception as exc:
+            if not any(text in str(exc) for text in _NO_SLOT) or time.monotonic() > deadline:
+                raise
 
 
 def _connect(url: str, limits: Limits) -> psycopg.Connection[Any]:
@@ -552,9 +611,11 @@ class _Probe:
     """One probe: runs the catalog queries and assembles the snapshot."""
 
     def __init__(self, source: SourceConfig, context: ProbeContext, conn: psycopg.Connection[Any],
-                 limits: Limits, watchdog: _Watchdog, url: str) -> None:
+                 limits: Limits, watchdog: _Watchdog, url: str,
+                 aside: Callable[[], tuple[Any, ...] | None] | None = None) -> None:
         self.source = source
         self.url = url
+        self.aside = aside
         self.context = context
         self.conn = conn
         self.limits = limits
@@ -643,39 +704,6 @@ class _Probe:
             return None
         return previous
 
-    def _fingerprint_aside(self) -> Callable[[], list[Any]] | None:
-        """Start FINGERPRINT_SQL on a second connection; the returned call waits for its key.
-        None when the source allows one connection. If the second connection fails, the key is
-        read on the probe's own connection (after its pipeline)."""
-        import threading
-
-        if int(self.source.settings.get("connections") or 2) < 2:
-            return None
-        result: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                conn = _connect(self.url, self.limits)
-                try:
-                    result["row"] = conn.execute(FINGERPRINT_SQL).fetchone()
-                finally:
-                    conn.close()
-            except Exception as exc:  # noqa: BLE001 - the probe's own connection reads it then
-                result["error"] = exc
-
-        thread = threading.Thread(target=work, name="ctxscan-pg-fingerprint", daemon=True)
-        thread.start()
-
-        def wait() -> list[Any]:
-            thread.join(self.limits.statement + self.limits.connect + 1)
-            row = result.get("row")
-            if row is None:
-                self.check_cancelled()
-                row = self.conn.execute(FINGERPRINT_SQL).fetchone()
-            return fingerprint_key(row or (0,))
-
-        return wait
-
     def run(self) -> SourceSnapshot:
         # One round trip for what every scan reads and the fingerprint, which then says whether
         # the rest of the catalog (relations, columns, ACLs, schemas) must be read again. With
@@ -684,14 +712,19 @@ class _Probe:
         # when the fingerprint moved.
         candidate = self._candidate()
         speculated = candidate is not None  # the relation list not asked for at first
-        # On a rescan the fingerprint (a scan of pg_attribute, ~15 ms at 5,000 tables) runs on a
-        # second connection meanwhile. Only then: a full read must take the fingerprint before
-        # it reads the catalog, or a change in between would be recorded as already read.
-        aside = self._fingerprint_aside() if speculated else None
+        # The fingerprint aside runs while this connection reads the sizes on a rescan. A full
+        # read waits for it before it reads the catalog, or a change in between would be
+        # recorded as already read.
+        row: tuple[Any, ...] | None = None
+        if self.aside is not None and not speculated:
+            row = self.aside()
+            self.check_cancelled()
+        aside = self.aside if speculated else None
+        in_pipeline = aside is None and row is None  # no second connection, or it failed
         with self.conn.pipeline():
             cursors = [self.conn.cursor().execute(query) for query in
                        (SERVER_SQL, ROLES_SQL, member_query(self.conn.info.server_version))
-                       + (() if aside else (FINGERPRINT_SQL,))]
+                       + ((FINGERPRINT_SQL,) if in_pipeline else ())]
             if candidate is not None:
                 # Binary rows: ~1-2 ms less to load 20,000 of them at 5,000 tables.
                 if self.source.include or self.source.exclude:
@@ -703,8 +736,15 @@ class _Probe:
                 last = self.conn.cursor().execute(RELATIONS_SQL)
             server = cursors[0].fetchall()[0]
             role_rows, members = cursors[1].fetchall(), cursors[2].fetchall()
-            fingerprint = aside() if aside else fingerprint_key(cursors[3].fetchone() or (0,))
+            if aside is not None:
+                row = aside()
+                if row is None:  # the second connection failed: read it here
+                    self.check_cancelled()
+                    row = self.conn.execute(FINGERPRINT_SQL).fetchone()
+            elif in_pipeline:
+                row = cursors[3].fetchone()
             last_rows = last.fetchall()
+        fingerprint = fingerprint_key(row or (0,))
         self.check_cancelled()
         # The key as the previous snapshot's roles make it (what a reuse must match); a full
         # read makes it again from the roles its catalog refers to.
