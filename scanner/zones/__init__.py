@@ -80,4 +80,9 @@ def broker_url(explicit: str | None) -> str | None:
 
             raise UsageError(f"the {scheme}:// broker URL cannot be parsed (a bad host or port; "
                              "percent-encode special characters in its password)") from None
+        if scheme == "redis+socket" and (parts.hostname or not parts.path.startswith("/") or parts.path == "/"):
+            from scanner.errors import UsageError
+
+            raise UsageError("a redis+socket:// broker URL names the socket's absolute path: "
+                             "redis+socket:///run/redis/redis.sock")
     return url
