@@ -6,10 +6,13 @@ A connector turns one source into a `SourceSnapshot`. Everything in it is plain 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
+import itertools
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -265,16 +268,93 @@ def encode_snapshot(snapshot: SourceSnapshot) -> bytes:
 
     msgspec encodes a 5,000-table snapshot about seven times faster than the json module.
     Property values JSON has no type for are stored as msgspec writes them (datetimes as
-    RFC 3339, bytes as base64, sets as lists) or, failing that, as their str() (a Decimal).
+    ISO strings, anything else as `str`). A snapshot is immutable, so its bytes are kept on
+    it: a snapshot decoded from a blob (the store's, a zone worker's) encodes to that blob
+    again for free, and a zone worker's answer is stored as the worker wrote it.
     """
+    cached = snapshot.__dict__.get(_BLOB)
+    if cached is not None:
+        return cached
     import msgspec.json
 
-    return zlib.compress(msgspec.json.encode(snapshot_to_dict(snapshot), enc_hook=str), 1)
+    with _collector_paused():
+        blob = zlib.compress(msgspec.json.encode(snapshot_to_dict(snapshot), enc_hook=str), 1)
+    object.__setattr__(snapshot, _BLOB, blob)
+    return blob
 
 
 def decode_snapshot(blob: bytes) -> SourceSnapshot:
-    """The inverse of `encode_snapshot` (the json module decodes this shape faster than msgspec)."""
-    return snapshot_from_dict(json.loads(zlib.decompress(blob)))
+    """The inverse of `encode_snapshot`.
+
+    msgspec decodes straight into the dataclasses (a 5,000-table snapshot in ~65 ms against
+    ~220 ms through dicts); a blob that this typed reading refuses (written by an older
+    version) is read through `snapshot_from_dict`, which accepts every shape ever stored.
+    """
+    raw = zlib.decompress(blob)
+    with _collector_paused():
+        try:
+            snapshot = _typed_snapshot(raw)
+        except Exception:  # noqa: BLE001 (msgspec.ValidationError, or an odd stored value)
+            snapshot = snapshot_from_dict(json.loads(raw))
+    object.__setattr__(snapshot, _BLOB, bytes(blob))
+    return snapshot
+
+
+_BLOB = "_encoded"
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic collector while a snapshot's ~150,000 objects are made: it would
+    traverse them again and again for garbage that is never cyclic (3x the decode time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_SNAPSHOT_DECODER: Any = None
+
+
+def _typed_snapshot(raw: bytes) -> SourceSnapshot:
+    global _SNAPSHOT_DECODER
+    if _SNAPSHOT_DECODER is None:
+        import msgspec
+
+        class Wire(msgspec.Struct):
+            """`snapshot_to_dict`'s shape, assets straight into `Asset` (the bulk of a snapshot)."""
+
+            source_id: str
+            connector: str
+            probed_at: str
+            assets: tuple[Asset, ...] = ()
+            principals: list[dict[str, Any]] = []
+            memberships: list[list[Any]] = []
+            grants: list[tuple[str, str, str, str, str, tuple[str, ...], bool, str]] = []
+            owner: DiscoveredOwner | None = None
+            partial: bool = False
+            notes: tuple[str, ...] = ()
+            reports_grants: bool = True
+            container_usage: bool = False
+            state: dict[str, Any] = {}
+
+        _SNAPSHOT_DECODER = msgspec.json.Decoder(Wire)
+    wire = _SNAPSHOT_DECODER.decode(raw)
+    for asset in wire.assets:  # the dict path reads a zone-less time as UTC: so does this one
+        f = asset.freshness
+        if (f.last_changed is not None and f.last_changed.tzinfo is None) or (
+                f.changed_after is not None and f.changed_after.tzinfo is None):
+            raise ValueError("a naive datetime")
+    rest = snapshot_from_dict({"source_id": wire.source_id, "connector": wire.connector,
+                               "probed_at": wire.probed_at, "principals": wire.principals,
+                               "memberships": wire.memberships})
+    return dataclasses.replace(rest, assets=wire.assets, grants=tuple(itertools.starmap(Grant, wire.grants)),
+                               owner=wire.owner, partial=wire.partial,
+                               notes=wire.notes, reports_grants=wire.reports_grants,
+                               container_usage=wire.container_usage, state=wire.state)
 
 
 def snapshot_to_dict(snapshot: SourceSnapshot) -> dict[str, Any]:
