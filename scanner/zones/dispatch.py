@@ -118,9 +118,13 @@ class ZoneDispatcher:
         previous = context.previous  # waits for the store, as a local probe that reads it would
         if previous is not None:
             # Connectors compare with it (PostgreSQL's change counters): a snapshot holds no secret.
+            # Its digest lets the worker that sent it use its own copy instead of decoding it.
             from scanner.model import encode_snapshot
+            from scanner.zones.worker import snapshot_digest
 
-            payload["previous"] = base64.b64encode(encode_snapshot(previous)).decode("ascii")
+            blob = encode_snapshot(previous)  # the stored bytes, kept on the decoded snapshot
+            payload["previous"] = base64.b64encode(blob).decode("ascii")
+            payload["previous_digest"] = snapshot_digest(blob)
         text = json.dumps(payload, default=str)
         sent = time.monotonic()
         result = self._send(text, zone, key, context, sent)
@@ -223,6 +227,9 @@ class ZoneDispatcher:
                              reason="error")
         if status == "ok":
             snapshot = decode_snapshot(base64.b64decode(answer["snapshot"]))
+            if (snapshot.source_id, snapshot.connector) == (source.id, source.connector) and (
+                    not (source.include or source.exclude) or all(source.wants(a.path) for a in snapshot.assets)):
+                return snapshot  # as the worker wrote it (it filtered): stored as those bytes
             kept = tuple(a for a in snapshot.assets if source.wants(a.path))
             return replace(snapshot, source_id=source.id, connector=source.connector, assets=kept)
         message = str(answer.get("error") or f"the worker answered {status}")
