@@ -402,15 +402,31 @@ def test_postgres_through_a_zone_worker_with_observed_freshness(tmp_path: Path, 
             everything = redis_broker.everything()
         finally:
             worker.stop()
+        # The daemon stored the worker's bytes as they came: the digest of the stored snapshot
+        # named the worker's own copy, which it used instead of decoding the one in the task.
+        assert "probed crm in" in worker.log and "(previous snapshot: none)" in worker.log, worker.log
+        assert "(previous snapshot: this worker's copy)" in worker.log, worker.log
+        # A new worker has no copy: it decodes the previous snapshot the task carries.
+        conn.execute("INSERT INTO quiet VALUES (1)")
+        server.wait_for_changes(conn, "quiet", 1)
+        fresh = Worker(tmp_path, "eu-db", redis_broker.url, env={"CRM_URL": url}).wait_ready()
+        try:
+            third = scan_json(config, f"sqlite:///{state}", redis_broker.url)
+        finally:
+            fresh.stop()
+        assert "(previous snapshot: from the task)" in fresh.log, fresh.log
     finally:
         server.close()
     assert first["sources"][0]["status"] == "ok" and first["sources"][0]["assets"] == 2, first
     assert second["sources"][0]["status"] == "ok", second
+    assert third["sources"][0]["status"] == "ok", third
     from scanner.store import Store
 
     store = Store.open(f"sqlite:///{state}")
     try:
-        snapshot = store.latest_snapshots()["crm"]
+        ids = sorted(store.recent_snapshot_ids(["crm"], limit=3)["crm"])
+        snapshots = store.snapshots_by_id(ids)
+        snapshot, latest = snapshots[ids[1]], snapshots[ids[2]]
     finally:
         store.close()
     # The worker compared the counters with the previous scan the dispatcher sent along.
@@ -418,6 +434,9 @@ def test_postgres_through_a_zone_worker_with_observed_freshness(tmp_path: Path, 
     # quiet's counters held still: the worker proves only a lower bound (issue 13, item 8)
     quiet = snapshot.asset("public.quiet")
     assert quiet is not None and quiet.freshness.method == "observed" and quiet.freshness.lower_bound
+    # The third scan, on a worker that decoded the task's copy, saw quiet change since the second.
+    quiet = latest.asset("public.quiet")
+    assert quiet is not None and quiet.freshness.changed_after == snapshot.probed_at, quiet.freshness
     assert CANARY not in everything and CANARY not in state.read_bytes().decode("latin-1")
 
 
@@ -481,7 +500,9 @@ def test_a_zoned_source_is_never_probed_in_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("broker", ["redis://:Canary99@[bad", "redis://127.0.0.1:99999999/0",
-                                    "amqp://u:Can ary@h:x/", "http://u:Canary99@h/", "Canary99"])
+                                    "amqp://u:Can ary@h:x/", "http://u:Canary99@h/", "Canary99",
+                                    "redis+socket://Canary99/relative.sock", "redis+socket://",
+                                    "redis+socket:///", "redis+socket://:Canary99@"])
 def test_hostile_broker_urls_and_zone_names_are_one_line(broker: str, ctxscan) -> None:
     result = ctxscan("worker", "--zone", "eu", "--broker", broker, timeout=30)
     assert result.code == 2 and result.err.startswith("error: ") and len(result.err.splitlines()) == 1, result
