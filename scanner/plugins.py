@@ -132,12 +132,14 @@ class ProbeContext:
     decoded, and a connector that reads `previous` waits for it only when it gets there.
     """
 
-    __slots__ = ("now", "principals", "timeout", "cancelled", "_previous", "_load_previous", "_lock")
+    __slots__ = ("now", "principals", "timeout", "cancelled", "_previous", "_load_previous", "_lock",
+                 "_load_previous_blob")
 
     def __init__(self, now: datetime, previous: SourceSnapshot | None = None,
                  principals: frozenset[str] = frozenset(), timeout: float = 60.0,
                  cancelled: threading.Event | None = None,
-                 load_previous: Callable[[], SourceSnapshot | None] | None = None) -> None:
+                 load_previous: Callable[[], SourceSnapshot | None] | None = None,
+                 load_previous_blob: Callable[[], bytes | None] | None = None) -> None:
         self.now = now
         # The principals that workflows run as in this source (from `runs_as`).
         self.principals = principals
@@ -147,6 +149,7 @@ class ProbeContext:
         self.cancelled = cancelled if cancelled is not None else threading.Event()
         self._previous = previous
         self._load_previous = load_previous
+        self._load_previous_blob = load_previous_blob
         self._lock = threading.Lock()
 
     @property
@@ -156,6 +159,19 @@ class ProbeContext:
             if self._load_previous is not None:
                 self._previous, self._load_previous = self._load_previous(), None
             return self._previous
+
+    @property
+    def previous_blob(self) -> bytes | None:
+        """`previous` as the store keeps it (`encode_snapshot`'s bytes), for a prober that
+        sends it elsewhere (a zone worker): the scan hands the bytes over before it has
+        decoded them."""
+        load = self._load_previous_blob
+        if load is not None:
+            return load()
+        from scanner.model import encode_snapshot
+
+        previous = self.previous
+        return encode_snapshot(previous) if previous is not None else None
 
 
 class Connector:

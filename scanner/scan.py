@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scanner.errors import ProbeError, UsageError
 from scanner.inventory import Inventory
-from scanner.model import SourceSnapshot, utcnow
+from scanner.model import SourceSnapshot, decode_snapshot, utcnow
 from scanner.plugins import Connector, ProbeContext, SourceConfig, connectors
 from scanner.redact import redact_settings, redact_text
 
@@ -172,7 +172,9 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
 
     # The previous snapshots, filled in once the store is open; probes wait on `ready`.
     previous: dict[str, SourceSnapshot] = {}
-    ready, abandoned = threading.Event(), threading.Event()
+    # Their stored bytes, read before they are decoded: a zone's dispatcher sends them on at once.
+    previous_blobs: dict[str, bytes] = {}
+    ready, blobs_ready, abandoned = threading.Event(), threading.Event(), threading.Event()
     results: queue.Queue[tuple[str, SourceSnapshot | None, ProbeError | None, float]] = queue.Queue()
     running: dict[str, tuple[float, float, ProbeContext]] = {}  # id -> (started, timeout, ctx)
     lock = threading.Lock()
@@ -189,10 +191,17 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
                     return None
             return previous.get(source.id)
 
+        def load_previous_blob() -> bytes | None:
+            while not blobs_ready.wait(0.05):
+                if cancelled.is_set():
+                    return None
+            return previous_blobs.get(source.id)
+
         def run() -> None:
             began = time.monotonic()
             context = ProbeContext(now=now(), principals=frozenset(principals.get(source.id, ())),
-                                   timeout=timeout, cancelled=cancelled, load_previous=load_previous)
+                                   timeout=timeout, cancelled=cancelled, load_previous=load_previous,
+                                   load_previous_blob=load_previous_blob)
             with lock:
                 if abandoned.is_set():
                     return
@@ -224,7 +233,11 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
         store.mark_interrupted(older_than=started - timedelta(seconds=longest + 600))
         scan_id = store.begin_scan([s.id for s in sources], trigger, inventory.digest, started)
         recent_ids = store.recent_snapshot_ids([s.id for s in sources], limit=1)
-        stored_previous = store.snapshots_by_id(ids[0] for ids in recent_ids.values())
+        stored_blobs = store.snapshot_blobs_by_id(ids[0] for ids in recent_ids.values())
+        previous_blobs.update((sid, stored_blobs[ids[0]]) for sid, ids in recent_ids.items()
+                              if ids[0] in stored_blobs)
+        blobs_ready.set()
+        stored_previous = {result_id: decode_snapshot(blob) for result_id, blob in stored_blobs.items()}
         previous.update((sid, stored_previous[ids[0]]) for sid, ids in recent_ids.items()
                         if ids[0] in stored_previous)
     except BaseException:  # no store, no scan: stop the probes that started
@@ -235,6 +248,7 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
         pool.shutdown()
         raise
     finally:
+        blobs_ready.set()
         ready.set()
         # A probe's time limit runs from when it started or from now, whichever is later:
         # waiting for the store (a PostgreSQL store, or SQLite behind a daemon's write) is not

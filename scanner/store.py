@@ -911,13 +911,17 @@ class Store:
 
     def snapshots_by_id(self, result_ids: Iterable[int]) -> dict[int, SourceSnapshot]:
         """Decode the snapshots of these results."""
+        return {i: decode_snapshot(blob) for i, blob in self.snapshot_blobs_by_id(result_ids).items()}
+
+    def snapshot_blobs_by_id(self, result_ids: Iterable[int]) -> dict[int, bytes]:
+        """The stored bytes of these results' snapshots (`encode_snapshot`'s), not decoded."""
         ids = list(result_ids)
         if not ids:
             return {}
         wanted, params = _in("id", ids)
         with self._read() as conn:
             rows = conn.rows(f"SELECT id, snapshot FROM source_results WHERE id IN {wanted}", **params)
-        return {int(r["id"]): decode_snapshot(r["snapshot"]) for r in rows if r["snapshot"]}
+        return {int(r["id"]): bytes(r["snapshot"]) for r in rows if r["snapshot"]}
 
     def snapshot_history(self, source_id: str, limit: int = 2) -> list[SourceSnapshot]:
         """The newest successful snapshots of one source, newest first."""

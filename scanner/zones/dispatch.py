@@ -115,14 +115,13 @@ class ZoneDispatcher:
         payload = {"protocol": TASK_PROTOCOL, "key": key, "source": raw, "timeout": context.timeout,
                    "principals": sorted(context.principals),
                    "not_after": time.time() + context.timeout + self.grace(source)}
-        previous = context.previous  # waits for the store, as a local probe that reads it would
-        if previous is not None:
-            # Connectors compare with it (PostgreSQL's change counters): a snapshot holds no secret.
-            # Its digest lets the worker that sent it use its own copy instead of decoding it.
-            from scanner.model import encode_snapshot
+        # The previous snapshot's stored bytes (waiting for the store, not for their decoding):
+        # connectors compare with it (PostgreSQL's change counters), and a snapshot holds no
+        # secret. Its digest lets the worker that sent it use its own copy instead of decoding it.
+        blob = context.previous_blob
+        if blob is not None:
             from scanner.zones.worker import snapshot_digest
 
-            blob = encode_snapshot(previous)  # the stored bytes, kept on the decoded snapshot
             payload["previous"] = base64.b64encode(blob).decode("ascii")
             payload["previous_digest"] = snapshot_digest(blob)
         text = json.dumps(payload, default=str)
