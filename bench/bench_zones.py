@@ -1,10 +1,10 @@
 """Zones: 200 fake sources (0.5 s each) scanned in-process, then through 1, 2 and 4 zone workers.
 
-Run: python bench/bench_zones.py [--sources 200] [--latency 0.5] [--worker-concurrency 8]
+Run: python bench/bench_zones.py [--sources 200] [--latency 0.5] [--worker-concurrency 4]
 
 A private redis-server on a free loopback port is the broker and result backend; workers are
 real `ctxscan worker --zone bench` subprocesses (threads pool, `--worker-concurrency` probes
-each). The baseline is the local executor with the same number of probes at once as one
+each; 4 by default, as `ctxscan worker`'s own default). The baseline is the local executor with the same number of probes at once as one
 worker (`defaults.concurrency` = worker concurrency); the zoned scans run `run_scan` with the
 zone dispatcher and enough waiting threads for every worker slot. Throughput is sources per
 second of wall time; the target is 4 workers >= 3.5x the throughput of 1.
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--worker-concurrency", type=int, default=8)
+    parser.add_argument("--worker-concurrency", type=int, default=4)
     parser.add_argument("--postgres", action="store_true", help="also: 5,000 PostgreSQL tables through a zone")
     parser.add_argument("--only-postgres", action="store_true", help="only the PostgreSQL comparison")
     parser.add_argument("--tables-per-schema", type=int, default=1000)
