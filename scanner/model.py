@@ -303,6 +303,12 @@ def decode_snapshot(blob: bytes) -> SourceSnapshot:
 _BLOB = "_encoded"
 
 
+def keep_encoding(snapshot: SourceSnapshot, blob: bytes) -> SourceSnapshot:
+    """Let `snapshot` encode to `blob` (which must be its encoding, e.g. rebuilt from a delta)."""
+    object.__setattr__(snapshot, _BLOB, blob)
+    return snapshot
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic collector while a snapshot's ~150,000 objects are made: it would
@@ -322,26 +328,9 @@ _SNAPSHOT_DECODER: Any = None
 def _typed_snapshot(raw: bytes) -> SourceSnapshot:
     global _SNAPSHOT_DECODER
     if _SNAPSHOT_DECODER is None:
-        import msgspec
+        from scanner import wire as typed
 
-        class Wire(msgspec.Struct):
-            """`snapshot_to_dict`'s shape, assets straight into `Asset` (the bulk of a snapshot)."""
-
-            source_id: str
-            connector: str
-            probed_at: str
-            assets: tuple[Asset, ...] = ()
-            principals: list[dict[str, Any]] = []
-            memberships: list[list[Any]] = []
-            grants: list[tuple[str, str, str, str, str, tuple[str, ...], bool, str]] = []
-            owner: DiscoveredOwner | None = None
-            partial: bool = False
-            notes: tuple[str, ...] = ()
-            reports_grants: bool = True
-            container_usage: bool = False
-            state: dict[str, Any] = {}
-
-        _SNAPSHOT_DECODER = msgspec.json.Decoder(Wire)
+        _SNAPSHOT_DECODER = typed.snapshot_decoder()
     wire = _SNAPSHOT_DECODER.decode(raw)
     for asset in wire.assets:  # the dict path reads a zone-less time as UTC: so does this one
         f = asset.freshness
@@ -359,9 +348,6 @@ def _typed_snapshot(raw: bytes) -> SourceSnapshot:
 
 def snapshot_to_dict(snapshot: SourceSnapshot) -> dict[str, Any]:
     """A JSON-ready dict of a snapshot."""
-    def owner(value: DiscoveredOwner | None) -> dict[str, str] | None:
-        return dataclasses.asdict(value) if value else None
-
     return {
         "source_id": snapshot.source_id,
         "connector": snapshot.connector,
@@ -370,43 +356,154 @@ def snapshot_to_dict(snapshot: SourceSnapshot) -> dict[str, Any]:
         "notes": list(snapshot.notes),
         "reports_grants": snapshot.reports_grants,
         "state": dict(snapshot.state),
-        "owner": owner(snapshot.owner),
-        "assets": [
-            {
-                "path": a.path,
-                "kind": a.kind,
-                "container": a.container,
-                "columns": a.columns,  # named tuples: JSON arrays [name, type, nullable, comment]
-                "row_count": a.row_count,
-                "size_bytes": a.size_bytes,
-                "freshness": {
-                    "method": a.freshness.method,
-                    "last_changed": _dt(a.freshness.last_changed),
-                    "changed_after": _dt(a.freshness.changed_after),
-                    "caveat": a.freshness.caveat,
-                    "detail": a.freshness.detail,
-                },
-                "owner": owner(a.owner),
-                "properties": dict(a.properties),
-            }
-            for a in snapshot.assets
-        ],
-        "principals": [
-            {"name": p.name, "kind": p.kind, "attributes": list(p.attributes),
+        "owner": _owner_dict(snapshot.owner),
+        "assets": [_asset_dict(a) for a in snapshot.assets],
+        "principals": _principal_list(snapshot.principals),
+        "container_usage": snapshot.container_usage,
+        "memberships": _membership_list(snapshot.memberships),
+        "grants": _grant_list(snapshot.grants),
+    }
+
+
+def _owner_dict(value: DiscoveredOwner | None) -> dict[str, str] | None:
+    return dataclasses.asdict(value) if value else None
+
+
+def _freshness_dict(f: FreshnessObservation) -> dict[str, Any]:
+    return {"method": f.method, "last_changed": _dt(f.last_changed), "changed_after": _dt(f.changed_after),
+            "caveat": f.caveat, "detail": f.detail}
+
+
+def _asset_dict(a: Asset) -> dict[str, Any]:
+    return {
+        "path": a.path,
+        "kind": a.kind,
+        "container": a.container,
+        "columns": a.columns,  # named tuples: JSON arrays [name, type, nullable, comment]
+        "row_count": a.row_count,
+        "size_bytes": a.size_bytes,
+        "freshness": _freshness_dict(a.freshness),
+        "owner": _owner_dict(a.owner),
+        "properties": dict(a.properties),
+    }
+
+
+def _principal_list(principals: tuple[Principal, ...]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "kind": p.kind, "attributes": list(p.attributes),
              "privileged": p.privileged, "properties": dict(p.properties),
              **({"all_access": p.all_access} if p.all_access is not None else {}),
              **({"inherited": False} if not p.inherited else {}),
              **({"grants_itself": list(p.grants_itself), "grants_itself_reason": p.grants_itself_reason}
                 if p.grants_itself else {})}
-            for p in snapshot.principals
-        ],
-        "container_usage": snapshot.container_usage,
-        "memberships": [[m.member, m.role, m.inherit, m.admin, m.can_set] for m in snapshot.memberships],
-        "grants": [
-            [g.principal, g.privilege, g.target, g.scope, g.access, list(g.columns), g.public, g.via]
-            for g in snapshot.grants
-        ],
-    }
+            for p in principals]
+
+
+def _membership_list(memberships: tuple[Membership, ...]) -> list[list[Any]]:
+    return [[m.member, m.role, m.inherit, m.admin, m.can_set] for m in memberships]
+
+
+def _grant_list(grants: tuple[Grant, ...]) -> list[list[Any]]:
+    return [[g.principal, g.privilege, g.target, g.scope, g.access, list(g.columns), g.public, g.via]
+            for g in grants]
+
+
+# ---------------------------------------------------------------------------------------
+# Deltas: a snapshot as the changes from a previous one both sides hold (a zone worker and
+# the daemon that sent it the previous snapshot). Rebuilding the new snapshot from the
+# previous one's objects costs a fraction of decoding it whole: an unchanged 5,000-table
+# rescan reuses every column.
+_ASSET_FIELDS = ("kind", "container", "columns", "row_count", "size_bytes", "freshness", "owner", "properties")
+_SNAPSHOT_FIELDS: dict[str, Any] = {
+    "source_id": None, "connector": None, "probed_at": _dt, "partial": None, "notes": list,
+    "reports_grants": None, "state": dict, "owner": _owner_dict, "container_usage": None,
+    "principals": _principal_list, "memberships": _membership_list, "grants": _grant_list}
+
+
+def snapshot_delta(previous: SourceSnapshot, snapshot: SourceSnapshot) -> bytes:
+    """What `apply_snapshot_delta(previous, ...)` needs to rebuild `snapshot`: zlib-compressed
+    JSON (msgspec writes the model's dataclasses and datetimes itself).
+
+    Top-level fields that differ are sent whole; each asset is the index of an equal asset of
+    `previous`, or that index with the fields that differ, or (a new path) the whole asset in
+    a one-element array.
+    """
+    import msgspec.json
+
+    with _collector_paused():
+        fields = {}
+        for name, encode in _SNAPSHOT_FIELDS.items():
+            value = getattr(snapshot, name)
+            if value is not getattr(previous, name) and value != getattr(previous, name):
+                fields[name] = encode(value) if encode is not None else value
+        index = {a.path: i for i, a in enumerate(previous.assets)}
+        before = previous.assets
+        assets: list[Any] = []
+        for asset in snapshot.assets:
+            i = index.get(asset.path)
+            if i is None:
+                assets.append([asset])  # an array: never mistaken for a changed one
+                continue
+            old = before[i]
+            if asset is old or asset == old:
+                assets.append(i)
+                continue
+            changed: dict[str, Any] = {"i": i}
+            for name in _ASSET_FIELDS:
+                value = getattr(asset, name)
+                if value is not getattr(old, name) and value != getattr(old, name):
+                    changed[name] = value
+            assets.append(changed)
+        return zlib.compress(msgspec.json.encode({"fields": fields, "assets": assets}, enc_hook=str), 1)
+
+
+_DELTA_DECODER: Any = None
+
+
+def apply_snapshot_delta(previous: SourceSnapshot, delta: bytes) -> SourceSnapshot:
+    """The snapshot `snapshot_delta(previous, snapshot)` describes; a delta that does not fit
+    `previous` raises ValueError (the caller decodes the whole snapshot instead)."""
+    global _DELTA_DECODER
+    if _DELTA_DECODER is None:
+        from scanner import wire as typed
+
+        _DELTA_DECODER = typed.delta_decoder(), typed.Patch
+    decoder, patch_type = _DELTA_DECODER
+    import msgspec
+
+    unset = msgspec.UNSET
+    with _collector_paused():
+        try:
+            changes = decoder.decode(zlib.decompress(delta))
+        except Exception as exc:  # noqa: BLE001 (zlib's and msgspec's errors)
+            raise ValueError(f"unreadable delta: {exc}") from None
+        before = previous.assets
+        assets = []
+        for entry in changes.assets:
+            at = entry if isinstance(entry, int) else entry.i if isinstance(entry, patch_type) else 0
+            if not 0 <= at < len(before) and not isinstance(entry, tuple):
+                raise ValueError(f"asset {at} of a delta is not in the previous snapshot")
+            if isinstance(entry, int):
+                assets.append(before[entry])
+                continue
+            if isinstance(entry, patch_type):
+                patched = {name: value for name in _ASSET_FIELDS if (value := getattr(entry, name)) is not unset}
+                entry = dataclasses.replace(before[entry.i], **patched)
+            else:
+                entry = entry[0]
+            f = entry.freshness
+            if (f.last_changed is not None and f.last_changed.tzinfo is None) or (
+                    f.changed_after is not None and f.changed_after.tzinfo is None):
+                raise ValueError("a naive datetime in a delta")
+            assets.append(entry)
+        rebuilt: dict[str, Any] = {}
+        if changes.fields:
+            unknown = set(changes.fields) - set(_SNAPSHOT_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown fields in a delta: {sorted(unknown)}")
+            decoded = snapshot_from_dict({"source_id": previous.source_id, "connector": previous.connector,
+                                          "probed_at": _dt(previous.probed_at), **changes.fields})
+            rebuilt = {name: getattr(decoded, name) for name in changes.fields}
+        return dataclasses.replace(previous, assets=tuple(assets), **rebuilt)
 
 
 def snapshot_from_dict(data: Mapping[str, Any]) -> SourceSnapshot:

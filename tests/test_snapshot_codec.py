@@ -20,8 +20,10 @@ from scanner.model import (
     Principal,
     SourceSnapshot,
     _typed_snapshot,
+    apply_snapshot_delta,
     decode_snapshot,
     encode_snapshot,
+    snapshot_delta,
     snapshot_from_dict,
 )
 
@@ -177,3 +179,66 @@ def test_decoding_leaves_the_collector_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def _changed(previous: SourceSnapshot, rng: random.Random) -> SourceSnapshot:
+    """A later snapshot of the same source: some assets as they were (the same objects, as a
+    reusing probe keeps them), some with fields changed, some gone, some new, maybe reordered."""
+    from dataclasses import replace
+
+    other = random_snapshot(rng)
+    assets = []
+    for asset in previous.assets:
+        roll = rng.random()
+        if roll < 0.1:
+            continue  # dropped
+        if roll < 0.5:
+            assets.append(asset)
+            continue
+        source = rng.choice(other.assets) if other.assets else asset
+        fields = rng.sample(["kind", "container", "columns", "row_count", "size_bytes", "freshness", "owner",
+                             "properties"], rng.randrange(1, 4))
+        assets.append(replace(asset, **{f: getattr(source, f) for f in fields}))
+    assets.extend(other.assets[: rng.randrange(4)])
+    if rng.random() < 0.3:
+        rng.shuffle(assets)
+    top = {name: getattr(other, name) for name in rng.sample(
+        ["probed_at", "partial", "notes", "reports_grants", "state", "owner", "container_usage",
+         "principals", "memberships", "grants"], rng.randrange(0, 5))}
+    return replace(previous, assets=tuple(assets), **top)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_a_delta_rebuilds_exactly_what_decoding_the_new_snapshot_gives(seed: int) -> None:
+    rng = random.Random(seed)
+    previous = decode_snapshot(encode_snapshot(random_snapshot(rng)))  # as both sides hold it
+    snapshot = _changed(previous, rng)
+    delta = snapshot_delta(previous, snapshot)
+    rebuilt = apply_snapshot_delta(previous, delta)
+    assert rebuilt == decode_snapshot(encode_snapshot(snapshot))
+    assert encode_snapshot(replace_blob(rebuilt)) == encode_snapshot(snapshot)
+
+
+def replace_blob(snapshot: SourceSnapshot) -> SourceSnapshot:
+    """A copy that encodes itself afresh (no bytes kept from a decoding)."""
+    from dataclasses import replace
+
+    return replace(snapshot)
+
+
+def test_an_unchanged_rescan_is_all_indexes() -> None:
+    previous = decode_snapshot(encode_snapshot(random_snapshot(random.Random(11))))
+    delta = json.loads(zlib.decompress(snapshot_delta(previous, previous)))
+    assert delta == {"fields": {}, "assets": list(range(len(previous.assets)))}
+
+
+@pytest.mark.parametrize("delta", [b"not json", b'{"fields": {}, "assets": [99]}', b'{"fields": {}, "assets": [-1]}',
+                                   b'{"fields": {"secret": 1}, "assets": []}',
+                                   b'{"fields": {}, "assets": [{"i": 99, "kind": "view"}]}',
+                                   b'{"fields": {}, "assets": [{"i": 0, "row_count": "many"}]}'])
+def test_a_delta_that_does_not_fit_is_refused(delta: bytes) -> None:
+    previous = SourceSnapshot("s", "fake", datetime(2026, 12, 1, tzinfo=UTC), assets=(Asset("t", "table"),))
+    with pytest.raises(ValueError):
+        apply_snapshot_delta(previous, delta if delta == b"not json" else zlib.compress(delta))
+    with pytest.raises(ValueError):
+        apply_snapshot_delta(previous, zlib.compress(delta)[:-3])  # cut short

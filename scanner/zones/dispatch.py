@@ -119,11 +119,13 @@ class ZoneDispatcher:
         # connectors compare with it (PostgreSQL's change counters), and a snapshot holds no
         # secret. Its digest lets the worker that sent it use its own copy instead of decoding it.
         blob = context.previous_blob
+        sent_digest = None
         if blob is not None:
             from scanner.zones.worker import snapshot_digest
 
+            sent_digest = snapshot_digest(blob)
             payload["previous"] = base64.b64encode(blob).decode("ascii")
-            payload["previous_digest"] = snapshot_digest(blob)
+            payload["previous_digest"] = sent_digest
         text = json.dumps(payload, default=str)
         sent = time.monotonic()
         result = self._send(text, zone, key, context, sent)
@@ -186,7 +188,7 @@ class ZoneDispatcher:
                 pass
         if started is None:
             self._observe(zone, max(0.0, time.monotonic() - sent - float(answer.get("duration") or 0.0)))
-        return self._snapshot(source, zone, answer)
+        return self._snapshot(source, zone, answer, context if sent_digest is not None else None, sent_digest)
 
     def _send(self, text: str, zone: str, key: str, context: ProbeContext, sent: float) -> Any:
         delay = 0.5
@@ -216,8 +218,9 @@ class ZoneDispatcher:
             pass
 
     @staticmethod
-    def _snapshot(source: SourceConfig, zone: str, answer: Mapping[str, Any]) -> SourceSnapshot:
-        from scanner.model import decode_snapshot
+    def _snapshot(source: SourceConfig, zone: str, answer: Mapping[str, Any],
+                  context: ProbeContext | None = None, sent_digest: str | None = None) -> SourceSnapshot:
+        from scanner.model import apply_snapshot_delta, decode_snapshot, keep_encoding
 
         status = answer.get("status")
         if status == "ok" and answer.get("protocol") != TASK_PROTOCOL:
@@ -225,7 +228,19 @@ class ZoneDispatcher:
                              f"this ctxscan speaks {TASK_PROTOCOL}: run the same version everywhere",
                              reason="error")
         if status == "ok":
-            snapshot = decode_snapshot(base64.b64decode(answer["snapshot"]))
+            blob = base64.b64decode(answer["snapshot"])
+            snapshot = None
+            delta = answer.get("delta")
+            if context is not None and isinstance(delta, str) and answer.get("base") == sent_digest:
+                previous = context.previous  # the same bytes the worker compared with, decoded here
+                if previous is not None:
+                    try:
+                        snapshot = keep_encoding(apply_snapshot_delta(previous, base64.b64decode(delta)), blob)
+                    except Exception as exc:  # noqa: BLE001 (the bytes are the truth: decode them)
+                        log.warning("zone %s: the changes to %s do not fit the previous snapshot (%s); "
+                                    "decoding it whole", zone, source.id, exc)
+            if snapshot is None:
+                snapshot = decode_snapshot(blob)
             if (snapshot.source_id, snapshot.connector) == (source.id, source.connector) and (
                     not (source.include or source.exclude) or all(source.wants(a.path) for a in snapshot.assets)):
                 return snapshot  # as the worker wrote it (it filtered): stored as those bytes

@@ -78,7 +78,7 @@ def execute(payload_text: str, zone: str, hostname: str, env: Mapping[str, str] 
     except ProbeError as exc:
         return _answer(status="failed", error=f"{exc.message} (worker {hostname}, zone {zone})",
                        reason=exc.reason, worker=hostname, duration=time.monotonic() - began)
-    previous, baseline = _previous(payload, source_id)
+    previous, base, baseline = _previous(payload, source_id)
     cancelled = threading.Event()
     context = ProbeContext(now=utcnow(), principals=frozenset(payload.get("principals") or ()),
                            timeout=timeout, cancelled=cancelled, previous=previous)
@@ -107,9 +107,16 @@ def execute(payload_text: str, zone: str, hostname: str, env: Mapping[str, str] 
     snapshot = box["snapshot"]  # filtered by the source's include/exclude, as a local probe's
     blob = encode_snapshot(snapshot)
     digest = _RECENT.put(blob, snapshot)
+    extra = {}
+    if previous is not None and base is not None:
+        # The daemon holds the previous snapshot too: the changes rebuild the new one there
+        # from its objects, far cheaper than decoding the bytes (which it stores as they are).
+        from scanner.model import snapshot_delta
+
+        extra = {"base": base, "delta": base64.b64encode(snapshot_delta(previous, snapshot)).decode("ascii")}
     log.info("probed %s in %.2fs (previous snapshot: %s)", source_id, duration, baseline)
     return _answer(status="ok", snapshot=base64.b64encode(blob).decode("ascii"), digest=digest,
-                   worker=hostname, duration=duration)
+                   worker=hostname, duration=duration, **extra)
 
 
 def snapshot_digest(blob: bytes) -> str:
@@ -155,24 +162,25 @@ class _Recent:
 _RECENT = _Recent()
 
 
-def _previous(payload: Mapping[str, Any], source_id: str) -> tuple[Any, str]:
-    """The previous snapshot the task carries, and where it came from: this worker's own copy
-    when it has the one the digest names, else the bytes in the task, decoded."""
+def _previous(payload: Mapping[str, Any], source_id: str) -> tuple[Any, str | None, str]:
+    """The previous snapshot the task carries, its digest, and where it came from: this
+    worker's own copy when it has the one the digest names, else the bytes in the task."""
     from scanner.model import decode_snapshot
 
     text = payload.get("previous")
     if not text:
-        return None, "none"
+        return None, None, "none"
     digest = payload.get("previous_digest")
     if isinstance(digest, str):
         cached = _RECENT.get(digest)
         if cached is not None:
-            return cached, "this worker's copy"
+            return cached, digest, "this worker's copy"
     try:
-        return decode_snapshot(base64.b64decode(text)), "from the task"
+        blob = base64.b64decode(text)
+        return decode_snapshot(blob), snapshot_digest(blob), "from the task"
     except Exception:  # a baseline that cannot be read is a first scan, not a failure
         log.warning("the previous snapshot of %s in the task cannot be read; probing without it", source_id)
-        return None, "unreadable, probed without it"
+        return None, None, "unreadable, probed without it"
 
 
 def worker_name(zone: str) -> str:
