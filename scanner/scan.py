@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scanner.errors import ProbeError, UsageError
 from scanner.inventory import Inventory
-from scanner.model import SourceSnapshot, decode_snapshot, utcnow
+from scanner.model import SourceSnapshot, utcnow
 from scanner.plugins import Connector, ProbeContext, SourceConfig, connectors
 from scanner.redact import redact_settings, redact_text
 
@@ -237,7 +237,12 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
         previous_blobs.update((sid, stored_blobs[ids[0]]) for sid, ids in recent_ids.items()
                               if ids[0] in stored_blobs)
         blobs_ready.set()
-        stored_previous = {result_id: decode_snapshot(blob) for result_id, blob in stored_blobs.items()}
+        from scanner.store import decode_stored
+
+        # A stored snapshot that cannot be read is no previous one: the probe reads everything.
+        owner_of = {ids[0]: sid for sid, ids in recent_ids.items()}
+        stored_previous = {result_id: snapshot for result_id, blob in stored_blobs.items()
+                           if (snapshot := decode_stored(blob, result_id, owner_of.get(result_id))) is not None}
         previous.update((sid, stored_previous[ids[0]]) for sid, ids in recent_ids.items()
                         if ids[0] in stored_previous)
     except BaseException:  # no store, no scan: stop the probes that started

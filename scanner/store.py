@@ -11,6 +11,7 @@ No secret is stored: settings are redacted before they get here.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -32,6 +33,25 @@ from scanner.redact import printable, redact_text, secrets_in_text
 
 SCHEMA_VERSION = 5
 FINDINGS_LOCK_KEY = "lock:findings"
+log = logging.getLogger("ctxscan.store")
+
+
+def decode_stored(blob: bytes, result_id: int, source_id: str | None = None) -> SourceSnapshot | None:
+    """A stored snapshot, or None (and one warning per result) when its bytes cannot be read:
+    one damaged row leaves its source without that snapshot instead of failing every scan and
+    query. The row stays as it is; the source's next scan stores a new snapshot."""
+    try:
+        return decode_snapshot(blob)
+    except Exception as exc:  # noqa: BLE001 (zlib's, msgspec's and the dict reader's errors)
+        if result_id not in _UNREADABLE:
+            _UNREADABLE.add(result_id)
+            of = f"source {printable(source_id)}, " if source_id is not None else ""
+            log.warning("the stored snapshot of %sresult %s cannot be read (%s): left out, its row "
+                        "kept; the source's next scans store readable ones", of, result_id, type(exc).__name__)
+        return None
+
+
+_UNREADABLE: set[int] = set()
 
 
 # -- the schema ---------------------------------------------------------------------------
@@ -886,7 +906,7 @@ class Store:
 
     def latest_snapshots(self, source_ids: Iterable[str] | None = None) -> dict[str, SourceSnapshot]:
         """The newest successful snapshot of each source."""
-        sql = ("SELECT source_id, snapshot FROM source_results WHERE id IN "
+        sql = ("SELECT id, source_id, snapshot FROM source_results WHERE id IN "
                "(SELECT max(id) FROM source_results WHERE status = 'ok' GROUP BY source_id)")
         params: dict[str, Any] = {}
         if source_ids is not None:
@@ -894,7 +914,9 @@ class Store:
             sql += f" AND source_id IN {wanted}"
         with self._read() as conn:
             rows = conn.rows(sql, **params)
-        return {r["source_id"]: decode_snapshot(r["snapshot"]) for r in rows if r["snapshot"]}
+        decoded = {r["source_id"]: decode_stored(r["snapshot"], int(r["id"]), r["source_id"])
+                   for r in rows if r["snapshot"]}
+        return {source_id: snapshot for source_id, snapshot in decoded.items() if snapshot is not None}
 
     def recent_snapshot_ids(self, source_ids: Iterable[str], limit: int = 2) -> dict[str, list[int]]:
         """The ids of each source's newest successful results, newest first; no blob is read."""
@@ -909,9 +931,12 @@ class Store:
                 found.setdefault(row["source_id"], []).append(int(row["id"]))
         return found
 
-    def snapshots_by_id(self, result_ids: Iterable[int]) -> dict[int, SourceSnapshot]:
-        """Decode the snapshots of these results."""
-        return {i: decode_snapshot(blob) for i, blob in self.snapshot_blobs_by_id(result_ids).items()}
+    def snapshots_by_id(self, result_ids: Iterable[int],
+                        sources: Mapping[int, str] | None = None) -> dict[int, SourceSnapshot]:
+        """Decode the snapshots of these results (`sources`: their source ids, for a warning)."""
+        decoded = {i: decode_stored(blob, i, (sources or {}).get(i))
+                   for i, blob in self.snapshot_blobs_by_id(result_ids).items()}
+        return {i: snapshot for i, snapshot in decoded.items() if snapshot is not None}
 
     def snapshot_blobs_by_id(self, result_ids: Iterable[int]) -> dict[int, bytes]:
         """The stored bytes of these results' snapshots (`encode_snapshot`'s), not decoded."""
@@ -926,10 +951,11 @@ class Store:
     def snapshot_history(self, source_id: str, limit: int = 2) -> list[SourceSnapshot]:
         """The newest successful snapshots of one source, newest first."""
         with self._read() as conn:
-            rows = conn.rows("SELECT snapshot FROM source_results WHERE source_id = :source_id "
+            rows = conn.rows("SELECT id, snapshot FROM source_results WHERE source_id = :source_id "
                              "AND status = 'ok' ORDER BY id DESC LIMIT :limit",
                              source_id=source_id, limit=limit)
-        return [decode_snapshot(r["snapshot"]) for r in rows if r["snapshot"]]
+        decoded = (decode_stored(r["snapshot"], int(r["id"]), source_id) for r in rows if r["snapshot"])
+        return [snapshot for snapshot in decoded if snapshot is not None]
 
     def state_key(self) -> str:
         """Changes whenever a source result or a finding is written: keys caches."""

@@ -484,3 +484,46 @@ def test_a_scan_killed_with_sigkill_is_interrupted_at_the_next_start(tmp_path: P
             finally:
                 assert daemon.stop(signal.SIGTERM) == 0
         assert statuses()[before - 1] == "interrupted", statuses()
+
+
+# -- a damaged stored snapshot leaves its source without it, not every scan failing -------
+@pytest.mark.parametrize("damage", [b"", b"\x00\xffnot zlib", b"x\x9c\x03\x00", "truncated"])
+def test_a_damaged_stored_snapshot_is_one_warning_and_the_next_scan_replaces_it(
+        tmp_path: Path, write_inventory, ctxscan, damage: bytes | str) -> None:
+    config = write_inventory("""
+        version: 1
+        sources:
+          - {id: crm, connector: fake, tables: [public.accounts, public.orders]}
+          - {id: docs, connector: fake, tables: [kb.pages]}
+        workflows:
+          - {id: bot, reads: [{asset: "crm:public.accounts"}, {asset: "docs:kb.*"}]}
+    """)
+    state = tmp_path / "s.db"
+    args = ("-c", str(config), "--state", str(state))
+    assert ctxscan("scan", "--json", *args).code in (0, 1)
+    with sqlite3.connect(state) as conn:
+        result_id, blob = conn.execute("SELECT id, snapshot FROM source_results WHERE source_id = 'crm' "
+                                       "ORDER BY id DESC LIMIT 1").fetchone()
+        bad = blob[: len(blob) // 2] if damage == "truncated" else damage
+        conn.execute("UPDATE source_results SET snapshot = ? WHERE id = ?", (bad or b"\x00", result_id))
+    for command in (("feeds", "crm:public.accounts", "--json"), ("depends", "bot", "--json"), ("findings", "--json"), ("readiness", "--json")):
+        answer = ctxscan(*command, *args)
+        assert answer.code in (0, 1), answer
+        assert "Traceback" not in answer.err and len(answer.err.splitlines()) <= 1, answer
+        json.loads(answer.out)
+    rescan = ctxscan("scan", "--json", *args)
+    assert rescan.code in (0, 1), rescan
+    assert "Traceback" not in rescan.err, rescan
+    warnings = [line for line in rescan.err.splitlines() if "cannot be read" in line]
+    assert len(warnings) == 1 and f"result {result_id}" in warnings[0] and "source crm" in warnings[0], rescan.err
+    assert {s["id"]: s["status"] for s in json.loads(rescan.out)["sources"]} == {"crm": "ok", "docs": "ok"}
+    with sqlite3.connect(state) as conn:  # nothing stored is lost: the damaged row is as it was
+        assert conn.execute("SELECT snapshot FROM source_results WHERE id = ?", (result_id,)).fetchone()[0] == (
+            bad or b"\x00")
+    after = ctxscan("feeds", "crm:public.accounts", "--json", *args)  # the damaged one is now the previous
+    assert after.code == 0 and len(after.err.splitlines()) <= 1 and "Traceback" not in after.err, after
+    assert [w["id"] for w in json.loads(after.out)["workflows"]] == ["bot"]
+    assert ctxscan("scan", "--json", *args).code in (0, 1)  # now it is history that no rule reads
+    for command in (("feeds", "crm:public.accounts", "--json"), ("findings", "--json")):
+        clean = ctxscan(*command, *args)
+        assert clean.code == 0 and clean.err == "", clean

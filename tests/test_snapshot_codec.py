@@ -23,6 +23,7 @@ from scanner.model import (
     apply_snapshot_delta,
     decode_snapshot,
     encode_snapshot,
+    keep_encoding,
     snapshot_delta,
     snapshot_from_dict,
 )
@@ -242,3 +243,40 @@ def test_a_delta_that_does_not_fit_is_refused(delta: bytes) -> None:
         apply_snapshot_delta(previous, delta if delta == b"not json" else zlib.compress(delta))
     with pytest.raises(ValueError):
         apply_snapshot_delta(previous, zlib.compress(delta)[:-3])  # cut short
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_kept_bytes_are_checked_against_the_snapshot(seed: int) -> None:
+    """A zone rescan stores the worker's bytes beside the snapshot it rebuilt from a delta only
+    when they are that snapshot's encoding; anything else is refused, and the caller decodes."""
+    rng = random.Random(seed)
+    previous = decode_snapshot(encode_snapshot(random_snapshot(rng)))
+    snapshot = _changed(previous, rng)
+    blob = encode_snapshot(replace_blob(snapshot))
+    rebuilt = apply_snapshot_delta(previous, snapshot_delta(previous, snapshot))
+    assert encode_snapshot(keep_encoding(rebuilt, blob)) == blob
+    other = encode_snapshot(replace_blob(_changed(previous, random.Random(seed + 1000))))
+    for bad in (blob[: len(blob) // 2], b"", b"garbage", zlib.compress(b"{}"), other):
+        if bad == blob:
+            continue
+        fresh = apply_snapshot_delta(previous, snapshot_delta(previous, snapshot))
+        with pytest.raises(ValueError):
+            keep_encoding(fresh, bad)
+        assert encode_snapshot(fresh) == blob  # nothing of the refused bytes stuck to it
+
+
+def test_values_that_merely_compare_equal_are_not_taken_for_the_bytes() -> None:
+    """Python's == takes 1 for True and one instant in two zones as equal; JSON keeps them
+    apart: a delta that calls such an asset unchanged does not rebuild what the bytes hold."""
+    t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def snap(props: dict, when: datetime) -> SourceSnapshot:
+        return SourceSnapshot("s", "fake", t0, assets=(Asset("t", "table", properties=props,
+                              freshness=FreshnessObservation("metadata", when)),))
+
+    previous = decode_snapshot(encode_snapshot(snap({"public": True}, t0)))
+    new = snap({"public": 1}, t0.astimezone(timezone(timedelta(hours=2))))
+    assert new == previous  # what the delta sees
+    rebuilt = apply_snapshot_delta(previous, snapshot_delta(previous, new))
+    with pytest.raises(ValueError):
+        keep_encoding(rebuilt, encode_snapshot(new))

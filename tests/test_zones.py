@@ -587,3 +587,71 @@ def test_a_workers_changes_rebuild_what_its_bytes_say(tmp_path: Path) -> None:
         assert rebuilt_count == 7
     finally:
         server.close()
+
+
+def test_a_workers_bytes_that_its_changes_do_not_rebuild_are_decoded_or_refused(tmp_path: Path) -> None:
+    """Fault injection on a real worker's answer: bytes cut short are a one-line probe failure
+    (nothing stored, nothing later scans trip over); bytes of another snapshot are decoded and
+    win over the delta, so what the rules read is always what the store keeps."""
+    import base64
+
+    from scanner.errors import ProbeError
+    from scanner.inventory import load_inventory
+    from scanner.model import decode_snapshot, encode_snapshot
+    from scanner.plugins import ProbeContext
+    from scanner.zones import TASK_PROTOCOL
+    from scanner.zones.dispatch import ZoneDispatcher
+    from scanner.zones.worker import execute, snapshot_digest
+
+    raw = {"id": "crm", "connector": "fake", "zone": "eu", "tables": ["public.a", "public.b"]}
+    config = tmp_path / "ctxscan.yaml"
+    config.write_text("version: 1\nsources:\n  - {id: crm, connector: fake, zone: eu, tables: [public.a, public.b]}\n")
+    source = load_inventory([config], env={}).sources["crm"]
+
+    def answer(previous: bytes | None) -> dict:
+        payload = {"protocol": TASK_PROTOCOL, "key": "crm.1", "source": raw, "timeout": 30}
+        if previous is not None:
+            payload["previous"] = base64.b64encode(previous).decode()
+            payload["previous_digest"] = snapshot_digest(previous)
+        got = json.loads(execute(json.dumps(payload), "eu", "w1", env={}))
+        assert got["status"] == "ok", got
+        return got
+
+    first = base64.b64decode(answer(None)["snapshot"])
+    second = answer(first)
+    assert "delta" in second
+    context = ProbeContext(now=decode_snapshot(first).probed_at, previous=decode_snapshot(first))
+    cut = dict(second, snapshot=base64.b64encode(base64.b64decode(second["snapshot"])[:40]).decode())
+    with pytest.raises(ProbeError) as refused:
+        ZoneDispatcher._snapshot(source, "eu", cut, context, snapshot_digest(first))
+    assert "cannot read" in refused.value.message and "\n" not in refused.value.message
+    other = dict(second, snapshot=base64.b64encode(first).decode())  # the delta says probed_at moved on
+    got = ZoneDispatcher._snapshot(source, "eu", other, context, snapshot_digest(first))
+    assert got == decode_snapshot(first) and encode_snapshot(got) == first
+
+
+def test_a_workers_snapshot_copies_are_one_per_source_and_bounded_by_their_size() -> None:
+    from datetime import UTC, datetime
+
+    from scanner.model import Asset, Column, SourceSnapshot, encode_snapshot
+    from scanner.zones.worker import _Recent
+
+    def snapshot(source_id: str, tables: int, columns: int, at: int) -> SourceSnapshot:
+        return SourceSnapshot(source_id, "fake", datetime(2026, 12, 1, 0, at, tzinfo=UTC), assets=tuple(
+            Asset(f"t{i}", "table", columns=tuple(Column(f"c{j}", "int") for j in range(columns)))
+            for i in range(tables)))
+
+    recent = _Recent(max_items=100)  # 10 tables of 4 columns weigh 50
+    a1, a2, b1, c1 = (snapshot("a", 10, 4, 1), snapshot("a", 10, 4, 2), snapshot("b", 10, 4, 1),
+                      snapshot("c", 10, 4, 1))
+    d_a1 = recent.put(encode_snapshot(a1), a1)
+    d_a2 = recent.put(encode_snapshot(a2), a2)
+    assert recent.get(d_a1) is None and recent.get(d_a2) is a2  # an older one of a source goes
+    d_b1 = recent.put(encode_snapshot(b1), b1)
+    assert recent.get(d_a2) is a2  # a use keeps it: b1 is now the oldest used
+    d_c1 = recent.put(encode_snapshot(c1), c1)
+    assert recent.get(d_b1) is None and recent.get(d_a2) is a2 and recent.get(d_c1) is c1
+    assert recent.size == 100
+    big = snapshot("d", 30, 4, 1)  # weighs 150: never kept, and evicts nothing
+    recent.put(encode_snapshot(big), big)
+    assert recent.get(d_a2) is a2 and recent.get(d_c1) is c1 and recent.size == 100

@@ -54,7 +54,8 @@ def build_context(inventory: Inventory, store: Store, now: datetime,
     source_ids = list(inventory.sources)
     known = known or {}
     recent = store.recent_snapshot_ids(source_ids, limit=2)
-    decoded = store.snapshots_by_id(i for ids in recent.values() for i in ids if i not in known)
+    decoded = store.snapshots_by_id((i for ids in recent.values() for i in ids if i not in known),
+                                    {i: source_id for source_id, ids in recent.items() for i in ids})
     by_id = {**decoded, **known}
     snapshots: dict[str, SourceSnapshot] = {}
     previous: dict[str, SourceSnapshot] = {}

@@ -237,10 +237,15 @@ class ZoneDispatcher:
                     try:
                         snapshot = keep_encoding(apply_snapshot_delta(previous, base64.b64decode(delta)), blob)
                     except Exception as exc:  # noqa: BLE001 (the bytes are the truth: decode them)
-                        log.warning("zone %s: the changes to %s do not fit the previous snapshot (%s); "
-                                    "decoding it whole", zone, source.id, exc)
+                        log.warning("zone %s: the changes to %s do not rebuild the snapshot its bytes "
+                                    "hold (%s); decoding them whole", zone, source.id, exc)
             if snapshot is None:
-                snapshot = decode_snapshot(blob)
+                try:
+                    snapshot = decode_snapshot(blob)
+                except Exception as exc:  # noqa: BLE001 (zlib's, msgspec's, the dict reader's)
+                    raise ProbeError(f"a worker of zone {zone} sent a snapshot of {source.id} that this "
+                                     f"ctxscan cannot read ({type(exc).__name__}): run the same version "
+                                     "everywhere", reason="error") from None
             if (snapshot.source_id, snapshot.connector) == (source.id, source.connector) and (
                     not (source.include or source.exclude) or all(source.wants(a.path) for a in snapshot.assets)):
                 return snapshot  # as the worker wrote it (it filtered): stored as those bytes
