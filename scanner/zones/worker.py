@@ -125,38 +125,57 @@ def snapshot_digest(blob: bytes) -> str:
 
 
 class _Recent:
-    """The last snapshots this worker answered with, by digest: the daemon stores a worker's
-    bytes as they came, so the next task's `previous` names one of them, and a rescan skips
-    decoding what it sent itself (a 5,000-table snapshot is ~100 ms of decoding).
+    """The last snapshot this worker answered with for each source, by digest: the daemon
+    stores a worker's bytes as they came, so the next task's `previous` names it, and a rescan
+    skips decoding what it sent itself (a 5,000-table snapshot is ~100 ms of decoding).
 
-    Bounded by the snapshots' compressed size: decoded, a snapshot takes ~90 times its bytes
-    (a 5,000-table one: 0.33 MB, 31 MB in memory), so the default 1 MB keeps ~90 MB at most.
+    One per source (an older one is never asked for again), and bounded by what takes the
+    memory, assets and columns (a 5,000-table snapshot of 60,000 columns is ~30 MB), not by
+    the compressed bytes, whose ratio to memory varies 5x with how repetitive the schema is.
     """
 
-    def __init__(self, max_bytes: int = 1_000_000) -> None:
-        self.max_bytes = max_bytes
+    def __init__(self, max_items: int = 300_000) -> None:
+        self.max_items = max_items
         self.lock = threading.Lock()
-        self.items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
+        self.items: OrderedDict[str, tuple[int, str, Any]] = OrderedDict()
+        self.by_source: dict[str, str] = {}
         self.size = 0
+
+    @staticmethod
+    def weight(snapshot: Any) -> int:
+        return len(snapshot.assets) + sum(len(asset.columns) for asset in snapshot.assets)
 
     def put(self, blob: bytes, snapshot: Any) -> str:
         digest = snapshot_digest(blob)
-        if len(blob) > self.max_bytes:
+        weight = self.weight(snapshot)
+        if weight > self.max_items:
             return digest
         with self.lock:
+            older = self.by_source.get(snapshot.source_id)
+            if older is not None and older != digest:
+                self._drop(older)
             if digest not in self.items:
-                self.items[digest] = (len(blob), snapshot)
-                self.size += len(blob)
+                self.items[digest] = (weight, snapshot.source_id, snapshot)
+                self.by_source[snapshot.source_id] = digest
+                self.size += weight
             self.items.move_to_end(digest)
-            while self.size > self.max_bytes:
-                _, (size, _) = self.items.popitem(last=False)
-                self.size -= size
+            while self.size > self.max_items:
+                self._drop(next(iter(self.items)))
         return digest
+
+    def _drop(self, digest: str) -> None:
+        weight, source_id, _ = self.items.pop(digest)
+        self.size -= weight
+        if self.by_source.get(source_id) == digest:
+            del self.by_source[source_id]
 
     def get(self, digest: str) -> Any:
         with self.lock:
             entry = self.items.get(digest)
-            return entry[1] if entry is not None else None
+            if entry is None:
+                return None
+            self.items.move_to_end(digest)  # a use keeps it
+            return entry[2]
 
 
 _RECENT = _Recent()
