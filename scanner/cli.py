@@ -231,13 +231,15 @@ def main(ctx: click.Context) -> None:
     import gc
     import logging
 
-    if ctx.invoked_subcommand not in ("daemon", "worker"):
+    if ctx.invoked_subcommand != "daemon":
         # A one-shot command builds and decodes large snapshots (a 5,000-table database is
         # ~150,000 objects) that live until it exits; the cyclic collector would traverse
         # them again and again for garbage that is almost never cyclic. Pausing it took a
         # 5,000-table scan from 0.84 s to 0.55 s of CPU at the same peak memory. CPython
         # still runs one last collection at exit: freezing every object first spares it
-        # (another ~60 ms). The daemon and a zone worker keep the collector: they run for months.
+        # (another ~60 ms). The daemon keeps the collector: it runs for months. A zone worker
+        # runs for months too, but probes as a scan does: it collects every 30 s between tasks
+        # (scanner/zones/worker.py: with the collector on, its probes took ~50% longer).
         gc.disable()
         atexit.register(gc.freeze)
     if not logging.getLogger().handlers:

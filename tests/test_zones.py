@@ -655,3 +655,34 @@ def test_a_workers_snapshot_copies_are_one_per_source_and_bounded_by_their_size(
     big = snapshot("d", 30, 4, 1)  # weighs 150: never kept, and evicts nothing
     recent.put(encode_snapshot(big), big)
     assert recent.get(d_a2) is a2 and recent.get(d_c1) is c1 and recent.size == 100
+
+
+def test_a_worker_collects_the_cycles_its_tasks_leave_between_tasks() -> None:
+    """The worker probes with the cyclic collector off; after a task, at most every `every`
+    seconds, it collects what cycles are left (a long-lived worker must not grow with them)."""
+    import gc
+    import weakref
+
+    from scanner.zones.worker import _Collector
+
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref:
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # type: ignore[attr-defined]
+        return weakref.ref(a)
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        collector = _Collector(every=3600)
+        left = cycle()
+        collector.after_task()
+        assert left() is not None  # not due yet: the task's cost stays the probe's own
+        collector.last -= 3600
+        collector.after_task()
+        assert left() is None
+    finally:
+        if was:
+            gc.enable()

@@ -9,6 +9,7 @@ failure); it has no access to the state store.
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import json
 import logging
@@ -215,10 +216,34 @@ def register(app: Any, zone: str) -> Any:
     return probe
 
 
+class _Collector:
+    """A worker probes with the cyclic collector off, as a one-shot scan does (a 5,000-table
+    probe builds ~150,000 objects that are never cyclic: with the collector on, a zone's first
+    scan took ~1.5 s instead of ~1.0 s), but it runs for months, so what cycles its tasks leave
+    are collected at most every `every` seconds, after a task's answer is stored."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+
+    def after_task(self, **_: Any) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last < self.every:
+                return
+            self.last = now
+        gc.collect()
+
+
 def run_worker(zone: str, broker: str, concurrency: int = 4, log_level: str = "info") -> int:
     """Consume the zone's queue until stopped (SIGTERM: a warm shutdown)."""
+    from celery.signals import task_postrun
+
     from scanner.zones.app import make_app
 
+    gc.disable()  # as `ctxscan worker` already has it (scanner/cli.py); collected between tasks
+    task_postrun.connect(_Collector().after_task, weak=False)
     app = make_app(broker)
     register(app, zone)
     argv = ["worker", "--queues", queue_name(zone), "--hostname", worker_name(zone),
