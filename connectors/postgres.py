@@ -743,8 +743,7 @@ class _Probe:
             notes_before = len(self.notes)
             if aside is not None:
                 last_rows = last.fetchall()
-                if candidate is not None and not self.source.freshness.column and \
-                        not any(entry.column for entry in self.source.assets):
+                if candidate is not None and not self.source.reads_freshness_columns():
                     # The sizes come in before the fingerprint (it scans pg_attribute on the
                     # other connection): build the reuse meanwhile, as if the key matched, and
                     # keep it only if it does (~10-15 ms of a 5,000-table rescan). A freshness
@@ -1015,7 +1014,7 @@ class _Probe:
         # the source's freshness.column).
         column_of = self.source.freshness_columns()
         by_column: dict[str, list[int]] = {}
-        if self.source.freshness.column or any(entry.column for entry in self.source.assets):
+        if self.source.reads_freshness_columns():
             for index, (_oid, path, _kind) in enumerate(items):
                 column_name = column_of(path)
                 if column_name:

@@ -99,6 +99,11 @@ class SourceConfig:
     zone: str | None = None            # scanned by `ctxscan worker --zone ZONE`; None: in-process
     lineage_namespace: str | None = None   # OpenLineage dataset namespace, when the url does not say
 
+    def reads_freshness_columns(self) -> bool:
+        """Whether any asset's freshness comes from a timestamp column (`freshness.column`, or
+        an `assets:` entry's `column`)."""
+        return bool(self.freshness.column) or any(entry.column for entry in self.assets)
+
     def freshness_columns(self) -> Callable[[str], str | None]:
         """path -> the timestamp column its freshness comes from: its `assets:` entry's
         `column` (an exact path first, else the first glob), else `freshness.column`."""

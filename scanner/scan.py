@@ -237,12 +237,10 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
         previous_blobs.update((sid, stored_blobs[ids[0]]) for sid, ids in recent_ids.items()
                               if ids[0] in stored_blobs)
         blobs_ready.set()
-        from scanner.store import decode_stored
+        from scanner.store import decode_blobs
 
         # A stored snapshot that cannot be read is no previous one: the probe reads everything.
-        owner_of = {ids[0]: sid for sid, ids in recent_ids.items()}
-        stored_previous = {result_id: snapshot for result_id, blob in stored_blobs.items()
-                           if (snapshot := decode_stored(blob, result_id, owner_of.get(result_id))) is not None}
+        stored_previous = decode_blobs(stored_blobs, {ids[0]: sid for sid, ids in recent_ids.items()})
         previous.update((sid, stored_previous[ids[0]]) for sid, ids in recent_ids.items()
                         if ids[0] in stored_previous)
     except BaseException:  # no store, no scan: stop the probes that started

@@ -54,6 +54,14 @@ def decode_stored(blob: bytes, result_id: int, source_id: str | None = None) -> 
 _UNREADABLE: set[int] = set()
 
 
+def decode_blobs(blobs: Mapping[int, bytes], sources: Mapping[int, str] | None = None) -> dict[int, SourceSnapshot]:
+    """`decode_stored` of stored results' bytes by result id, the unreadable left out
+    (`sources`: their source ids, for the warning)."""
+    sources = sources or {}
+    return {result_id: snapshot for result_id, blob in blobs.items()
+            if (snapshot := decode_stored(blob, result_id, sources.get(result_id))) is not None}
+
+
 # -- the schema ---------------------------------------------------------------------------
 # Column types are logical: string(N), text, integer, float, blob, and serial (an integer key
 # the database numbers), then optionally `not null` and `references table(column)`. Primary
@@ -914,9 +922,9 @@ class Store:
             sql += f" AND source_id IN {wanted}"
         with self._read() as conn:
             rows = conn.rows(sql, **params)
-        decoded = {r["source_id"]: decode_stored(r["snapshot"], int(r["id"]), r["source_id"])
-                   for r in rows if r["snapshot"]}
-        return {source_id: snapshot for source_id, snapshot in decoded.items() if snapshot is not None}
+        source_of = {int(r["id"]): r["source_id"] for r in rows}
+        decoded = decode_blobs({int(r["id"]): r["snapshot"] for r in rows if r["snapshot"]}, source_of)
+        return {source_of[result_id]: snapshot for result_id, snapshot in decoded.items()}
 
     def recent_snapshot_ids(self, source_ids: Iterable[str], limit: int = 2) -> dict[str, list[int]]:
         """The ids of each source's newest successful results, newest first; no blob is read."""
@@ -934,9 +942,7 @@ class Store:
     def snapshots_by_id(self, result_ids: Iterable[int],
                         sources: Mapping[int, str] | None = None) -> dict[int, SourceSnapshot]:
         """Decode the snapshots of these results (`sources`: their source ids, for a warning)."""
-        decoded = {i: decode_stored(blob, i, (sources or {}).get(i))
-                   for i, blob in self.snapshot_blobs_by_id(result_ids).items()}
-        return {i: snapshot for i, snapshot in decoded.items() if snapshot is not None}
+        return decode_blobs(self.snapshot_blobs_by_id(result_ids), sources)
 
     def snapshot_blobs_by_id(self, result_ids: Iterable[int]) -> dict[int, bytes]:
         """The stored bytes of these results' snapshots (`encode_snapshot`'s), not decoded."""
@@ -954,8 +960,9 @@ class Store:
             rows = conn.rows("SELECT id, snapshot FROM source_results WHERE source_id = :source_id "
                              "AND status = 'ok' ORDER BY id DESC LIMIT :limit",
                              source_id=source_id, limit=limit)
-        decoded = (decode_stored(r["snapshot"], int(r["id"]), source_id) for r in rows if r["snapshot"])
-        return [snapshot for snapshot in decoded if snapshot is not None]
+        decoded = decode_blobs({int(r["id"]): r["snapshot"] for r in rows if r["snapshot"]},
+                               {int(r["id"]): source_id for r in rows})
+        return list(decoded.values())  # newest first, as the rows came
 
     def state_key(self) -> str:
         """Changes whenever a source result or a finding is written: keys caches."""
