@@ -399,16 +399,21 @@ class PostgresConnector(Connector):
         try:
             # The fingerprint (a scan of pg_attribute, ~15 ms at 5,000 tables) runs on a second
             # connection, unless the source allows one; it opens alongside the probe's own.
-            aside = _fingerprint_aside(url, limits) if int(self.source.settings.get("connections") or 2) >= 2 \
-                else None
-            conn = _connect_beside(url, limits, aside)
+            aside = _Aside(url, limits) if int(self.source.settings.get("connections") or 2) >= 2 else None
             try:
-                phase = "PostgreSQL probe failed"
-                watchdog = _Watchdog(conn, context, limits)
-                with watchdog:
-                    return _Probe(self.source, context, conn, limits, watchdog, url, aside).run()
+                conn = _connect_beside(url, limits, aside)
+                try:
+                    phase = "PostgreSQL probe failed"
+                    watchdog = _Watchdog(conn, context, limits)
+                    if aside is not None:
+                        watchdog.connections.append(aside)
+                    with watchdog:
+                        return _Probe(self.source, context, conn, limits, watchdog, url, aside).run()
+                finally:
+                    conn.close()
             finally:
-                conn.close()
+                if aside is not None:
+                    aside.close()
         except ProbeError:
             raise
         except Exception as exc:
@@ -426,30 +431,109 @@ class PostgresConnector(Connector):
         return probe_error(phase, text, classify(text, sqlstate=sqlstate), self.redactions())
 
 
-def _fingerprint_aside(url: str, limits: Limits) -> Callable[[], tuple[Any, ...] | None]:
-    """Start FINGERPRINT_SQL on a connection of its own, before the probe's connection is even
-    open (the two connects overlap); the returned call waits for its row, or None when that
-    connection failed (the probe's own connection reads it then)."""
-    result: dict[str, Any] = {}
+class _Aside:
+    """The probe's second connection, opened alongside its own (the two connects overlap). It
+    runs FINGERPRINT_SQL at once, then, on a full read, the ACL, schema and counter queries
+    while the probe's own connection reads the columns. Each answer is waited for, and is None
+    when this connection failed (the probe's own connection does that work then)."""
 
-    def work() -> None:
+    def __init__(self, url: str, limits: Limits) -> None:
+        import queue
+        from concurrent.futures import Future
+
+        self._wait = limits.statement + limits.connect + 1
+        self._conn: psycopg.Connection[Any] | None = None
+        self._jobs: queue.SimpleQueue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._future = Future
+        self._closing = False
+        # A daemon thread, as a stuck statement must never hold up the scan's exit.
+        self._thread = threading.Thread(target=self._serve, args=(url, limits), name="ctxscan-pg-aside",
+                                        daemon=True)
+        self._thread.start()
+        self._fingerprint = self._submit(lambda conn: conn.execute(FINGERPRINT_SQL).fetchone(), quiet=True)
+
+    def _serve(self, url: str, limits: Limits) -> None:
         try:
-            conn = _connect(url, limits)
+            self._conn = _connect(url, limits)
+        except Exception:  # noqa: BLE001 - every answer is None then
+            self._conn = None
+        while (job := self._jobs.get()) is not None:
+            work, future = job
             try:
-                result["row"] = conn.execute(FINGERPRINT_SQL).fetchone()
-            finally:
-                conn.close()
-        except Exception as exc:  # noqa: BLE001 - the probe's own connection reads it then
-            result["error"] = exc
+                future.set_result(None if self._conn is None else work(self._conn))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
+                future.set_exception(exc)
+        if self._conn is not None:
+            self._conn.close()
 
-    thread = threading.Thread(target=work, name="ctxscan-pg-fingerprint", daemon=True)
-    thread.start()
+    def _submit(self, work: Callable[[psycopg.Connection[Any]], Any], quiet: bool) -> Callable[[], Any]:
+        """`work` queued for this connection; the returned call waits for its answer (None
+        without a connection; a failed statement raises, or answers None when `quiet`)."""
+        if self._closing:
+            return lambda: None
+        future: Any = self._future()
+        self._jobs.put((work, future))
 
-    def wait() -> tuple[Any, ...] | None:
-        thread.join(limits.statement + limits.connect + 1)
-        return result.get("row")
+        def answer() -> Any:
+            try:
+                return future.result(self._wait)
+            except Exception:
+                if quiet:
+                    return None
+                raise
+        return answer
 
-    return wait
+    def fingerprint(self) -> tuple[Any, ...] | None:
+        """FINGERPRINT_SQL's row, or None."""
+        row: tuple[Any, ...] | None = self._fingerprint()
+        return row
+
+    def share(self, snapshot: str) -> Callable[[], tuple[Any, ...] | None]:
+        """Join the probe connection's exported `snapshot` (a REPEATABLE READ transaction that
+        sees what it sees) and read the fingerprint in it; what follows runs in it too. The
+        returned call waits for the row, or None when this connection could not join (what
+        follows then runs in autocommit, after the probe connection's snapshot was taken)."""
+        if not _SNAPSHOT_ID.fullmatch(snapshot):
+            return lambda: None
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+            try:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                row: tuple[Any, ...] | None = conn.execute(FINGERPRINT_SQL).fetchone()
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            return row
+        return self._submit(work, quiet=True)
+
+    def fetch_all(self, queries: list[tuple[str, tuple[Any, ...]]]) -> Callable[[], Any]:
+        """Start `queries` in one pipeline; the returned call waits for their rows (a list per
+        query), None without a connection; a failed statement raises, as on the probe's own."""
+        def work(conn: psycopg.Connection[Any]) -> list[list[tuple[Any, ...]]]:
+            with conn.pipeline():
+                cursors = [conn.cursor().execute(query, params) for query, params in queries]
+                return [cursor.fetchall() for cursor in cursors]
+        return self._submit(work, quiet=False)
+
+    def cancel_safe(self, timeout: float = 2.0) -> None:
+        """Cancel its running statement (the probe's watchdog calls this as on a connection)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            conn.cancel_safe(timeout=timeout)
+
+    def close(self, wait: bool = False) -> None:
+        """Close its connection once the queued work is done (`wait`: and wait for that)."""
+        if not self._closing:
+            self._closing = True
+            self._jobs.put(None)
+        if wait:
+            self._thread.join(self._wait)
+
+
+EXPORT_SNAPSHOT_SQL = "SELECT pg_export_snapshot()"
+# Its answer, e.g. 00000003-0000001B-1.
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
 
 
 # What the server says when a role's CONNECTION LIMIT or max_connections is reached (53300,
@@ -457,12 +541,11 @@ def _fingerprint_aside(url: str, limits: Limits) -> Callable[[], tuple[Any, ...]
 _NO_SLOT = ("too many connections", "too many clients", "connection slots are reserved")
 
 
-def _connect_beside(url: str, limits: Limits,
-                    aside: Callable[[], tuple[Any, ...] | None] | None) -> psycopg.Connection[Any]:
-    """The probe's own connection, opened while the fingerprint's opens. When that one took the
-    last slot the role (CONNECTION LIMIT) or the server allows, wait until it is done and its
-    server process gone, and connect again: the fingerprint never costs the probe its
-    connection."""
+def _connect_beside(url: str, limits: Limits, aside: _Aside | None) -> psycopg.Connection[Any]:
+    """The probe's own connection, opened while the aside's opens. When that one took the last
+    slot the role (CONNECTION LIMIT) or the server allows, wait until it has read the
+    fingerprint and closed, and connect again: the second connection never costs the probe
+    its own."""
     import time
 
     try:
@@ -470,7 +553,7 @@ def _connect_beside(url: str, limits: Limits,
     except Exception as exc:
         if aside is None or not any(text in str(exc) for text in _NO_SLOT):
             raise
-    aside()  # it closes its connection when done
+    aside.close(wait=True)  # after the fingerprint, which it still answers
     deadline = time.monotonic() + max(1.0, limits.connect)
     while True:
         time.sleep(0.02)  # a closed connection's server process exits a moment later
@@ -479,6 +562,21 @@ def _connect_beside(url: str, limits: Limits,
         except Exception as exc:
             if not any(text in str(exc) for text in _NO_SLOT) or time.monotonic() > deadline:
                 raise
+
+
+def _streamed(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> Iterable[tuple[Any, ...]]:
+    """A query's rows as the server sends them, 10,000 at a time (libpq 17 and later), so the
+    caller works on one chunk while the server makes the next; with an older libpq, fetched
+    whole and handed out 20,000 at a time (psycopg's row-by-row iteration costs ~2 us a row)."""
+    import psycopg
+
+    if psycopg.pq.version() >= 170000:
+        yield from conn.cursor().stream(query, params, size=10000)
+        return
+    cursor = conn.cursor().execute(query, params)
+    while chunk := cursor.fetchmany(20000):
+        yield from chunk
+    cursor.close()  # frees the result the server sent (libpq's copy of every row)
 
 
 def _connect(url: str, limits: Limits) -> psycopg.Connection[Any]:
@@ -511,7 +609,7 @@ class _Watchdog:
     """Cancels the running statement when the probe's budget is spent or the core gives up."""
 
     def __init__(self, conn: psycopg.Connection[Any], context: ProbeContext, limits: Limits) -> None:
-        self.connections = [conn]
+        self.connections: list[Any] = [conn]  # each with cancel_safe(): connections, the aside
         self.context = context
         self.limits = limits
         self.fired: str | None = None
@@ -614,7 +712,7 @@ class _Probe:
 
     def __init__(self, source: SourceConfig, context: ProbeContext, conn: psycopg.Connection[Any],
                  limits: Limits, watchdog: _Watchdog, url: str,
-                 aside: Callable[[], tuple[Any, ...] | None] | None = None) -> None:
+                 aside: _Aside | None = None) -> None:
         self.source = source
         self.url = url
         self.aside = aside
@@ -706,7 +804,26 @@ class _Probe:
             return None
         return previous
 
+    def _begin_snapshot(self) -> Callable[[], tuple[Any, ...] | None] | None:
+        """Start the full read's REPEATABLE READ transaction and hand its snapshot to the second
+        connection, which reads the fingerprint in it; the returned call waits for that row
+        (None: read it here). Without a second connection, None: it is read here."""
+        import psycopg
+
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if self.aside is None:
+            return None
+        try:
+            exported = self.conn.execute(EXPORT_SNAPSHOT_SQL).fetchone()
+        except psycopg.Error:  # e.g. a pooler or server that cannot export one: read it here
+            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return None
+        return self.aside.share(str(exported[0])) if exported else None
+
     def run(self) -> SourceSnapshot:
+        from psycopg.pq import TransactionStatus
+
         # One round trip for what every scan reads and the fingerprint, which then says whether
         # the rest of the catalog (relations, columns, ACLs, schemas) must be read again. With
         # a previous snapshot the relation list is not asked for at first: its row estimates,
@@ -715,14 +832,13 @@ class _Probe:
         candidate = self._candidate()
         speculated = candidate is not None  # the relation list not asked for at first
         # The fingerprint aside runs while this connection reads the sizes on a rescan. A full
-        # read waits for it before it reads the catalog, or a change in between would be
+        # read reads the catalog in one REPEATABLE READ snapshot and the fingerprint in the same
+        # one (aside, while the relation list is read here), or a change in between would be
         # recorded as already read.
         row: tuple[Any, ...] | None = None
-        if self.aside is not None and not speculated:
-            row = self.aside()
-            self.check_cancelled()
+        shared = None if speculated else self._begin_snapshot()
         aside = self.aside if speculated else None
-        in_pipeline = aside is None and row is None  # no second connection, or it failed
+        in_pipeline = aside is None and shared is None  # no second connection, or it failed
         with self.conn.pipeline():
             cursors = [self.conn.cursor().execute(query) for query in
                        (SERVER_SQL, ROLES_SQL, member_query(self.conn.info.server_version))
@@ -751,7 +867,7 @@ class _Probe:
                     tried_early = True
                     early = self._unchanged(candidate, str(candidate.state.get("catalog_key") or ""),
                                             last_rows, server, role_rows, members)
-                row = aside()
+                row = aside.fingerprint()
                 if row is None:  # the second connection failed: read it here
                     self.check_cancelled()
                     row = self.conn.execute(FINGERPRINT_SQL).fetchone()
@@ -759,6 +875,11 @@ class _Probe:
                 if in_pipeline:
                     row = cursors[3].fetchone()
                 last_rows = last.fetchall()
+        if shared is not None:
+            row = shared()
+            if row is None:  # the second connection could not read it: read it here, in this snapshot
+                self.check_cancelled()
+                row = self.conn.execute(FINGERPRINT_SQL).fetchone()
         fingerprint = fingerprint_key(row or (0,))
         self.check_cancelled()
         # The key as the previous snapshot's roles make it (what a reuse must match); a full
@@ -810,12 +931,16 @@ class _Probe:
         if reuse is not None and {a.path for a in reuse.assets} != {rel.path for rel in assets_rel}:
             reuse = None  # only a full read may find an asset gone (or new)
 
-        # The rest depends only on the assets: send it in one pipeline, so the server runs the
-        # next query while we turn the columns into objects.
+        # The rest depends only on the assets. A full read streams the columns on this
+        # connection, turning each chunk into objects while the server makes the next, and the
+        # second connection runs the other queries meanwhile, in one pipeline (the server works
+        # on both at once); without it they come first here (a pipeline after a stream on one
+        # connection gets the stream's chunked results: psycopg 3.3 with libpq 18). Each starts
+        # after the fingerprint was read, as before, and a failed one fails the probe wherever
+        # it ran.
         oids = oid_array(asset_oids)
         queries = [] if reuse is not None else \
-            [(COLUMNS_SQL, (oids,)), (RELATION_ACL_SQL, (oids,)), (COLUMN_ACL_SQL, (oids,)),
-             (SCHEMAS_SQL, (schema_names,))]
+            [(RELATION_ACL_SQL, (oids,)), (COLUMN_ACL_SQL, (oids,)), (SCHEMAS_SQL, (schema_names,))]
         if track_counts == "on":
             queries.append((COUNTERS_SQL, (oid_array(counter_oids),)))
         else:
@@ -823,32 +948,35 @@ class _Probe:
                               "without freshness.column is unknown")
         self.check_cancelled()
         columns: dict[int, list[Column]] = defaultdict(list)
-        relation_acl: list[Any] = []
-        column_acl: list[Any] = []
-        schema_rows: list[Any] = []
-        with self.conn.pipeline():
-            cursors = [self.conn.cursor().execute(query, params) for query, params in queries]
-            if reuse is None:
-                # In chunks rather than fetchall(), and each distinct name and type kept once:
-                # 600,000 columns repeat a few dozen names and types (~100 MB less at peak).
-                # Not row by row either: psycopg's per-row iteration costs ~2 us a row. The rows
-                # come ordered by relation; tuple.__new__ skips the named tuple's Python __new__.
-                strings: dict[str, str] = {}
-                share = strings.setdefault
-                make = tuple.__new__
-                current: int | None = None
-                bucket: list[Column] = []
-                while chunk := cursors[0].fetchmany(20000):
-                    for attrelid, name, type_name, notnull, comment in chunk:
-                        if attrelid != current:
-                            current, bucket = attrelid, columns[attrelid]
-                        bucket.append(make(Column, (share(name, name), share(type_name, type_name),
-                                                    not notnull, comment)))
-                del strings, chunk
-                cursors[0].close()  # frees the result the server sent (libpq's copy of every row)
-                relation_acl, column_acl, schema_rows = (cursor.fetchall() for cursor in cursors[1:4])
-                cursors = cursors[4:]
-            counters = {oid: (changes, live) for oid, changes, live in (cursors[0].fetchall() if cursors else ())}
+        beside = self.aside.fetch_all(queries) if reuse is None and self.aside is not None else None
+        rest: list[list[Any]] = []
+        if beside is None:
+            with self.conn.pipeline():
+                cursors = [self.conn.cursor().execute(query, params) for query, params in queries]
+                rest = [cursor.fetchall() for cursor in cursors]
+        if reuse is None:
+            # Each distinct name and type kept once: 600,000 columns repeat a few dozen names
+            # and types (~100 MB less at peak). The rows come ordered by relation;
+            # tuple.__new__ skips the named tuple's Python __new__.
+            strings: dict[str, str] = {}
+            share = strings.setdefault
+            make = tuple.__new__
+            current: int | None = None
+            bucket: list[Column] = []
+            for attrelid, name, type_name, notnull, comment in _streamed(self.conn, COLUMNS_SQL, (oids,)):
+                if attrelid != current:
+                    current, bucket = attrelid, columns[attrelid]
+                bucket.append(make(Column, (share(name, name), share(type_name, type_name), not notnull, comment)))
+            del strings
+        if beside is not None:
+            rest = beside()
+            if rest is None:  # the second connection failed: read them here
+                self.check_cancelled()
+                rest = [self.conn.execute(query, params).fetchall() for query, params in queries]
+        if self.conn.info.transaction_status != TransactionStatus.IDLE:
+            self.conn.execute("COMMIT")  # the catalog is read; max() batches run in autocommit
+        relation_acl, column_acl, schema_rows = rest[:3] if reuse is None else ([], [], [])
+        counters = {oid: (changes, live) for oid, changes, live in (rest[-1] if track_counts == "on" else ())}
         if reuse is not None:
             return self._rescan(reuse, catalog_key, assets_rel, partitions, counters, roles, members, server)
         referenced = sorted(({rel.owner_oid for rel in relations} | {row[1] for row in relation_acl}

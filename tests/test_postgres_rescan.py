@@ -316,3 +316,98 @@ def test_a_role_allowed_one_connection_probes_and_rescans(pg_database: str) -> N
             conn.execute(f'DROP OWNED BY "{role}"')
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
             admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_change_after_the_full_reads_snapshot_is_neither_read_nor_fingerprinted(pg_database: str,
+                                                                                   monkeypatch: Any) -> None:
+    # A full read takes its catalog in one REPEATABLE READ snapshot, and the second connection
+    # reads the fingerprint in that same snapshot. A column added just after the snapshot was
+    # taken and before the fingerprint is read is in neither: the next rescan sees the
+    # fingerprint move and reads the catalog again, finding the column. (Read in its own, later
+    # snapshot, the fingerprint would hold the column the catalog lacks, and every rescan would
+    # reuse a snapshot without it.)
+    import connectors.postgres as pg
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA r")
+        conn.execute("CREATE TABLE r.t (id int)")
+    share = pg._Aside.share
+    shared: list[str] = []
+
+    def column_in_between(self: Any, snapshot: str) -> Any:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE r.t ADD COLUMN late text")
+        shared.append(snapshot)
+        return share(self, snapshot)
+
+    monkeypatch.setattr(pg._Aside, "share", column_in_between)
+    first = _probe(pg_database, None)
+    monkeypatch.setattr(pg._Aside, "share", share)
+    assert shared, "the full read did not share its snapshot"
+
+    def names(snapshot: SourceSnapshot) -> list[str]:
+        asset = _asset(snapshot, "r.t")
+        assert asset is not None
+        return [c.name for c in asset.columns]
+
+    assert names(first) == ["id"]
+    again = _probe(pg_database, first)
+    assert again.state.get("catalog_read") != "reused"
+    assert names(again) == ["id", "late"]
+    assert _probe(pg_database, again).state.get("catalog_read") == "reused"
+
+
+@pytest.mark.parametrize("fault", ["no snapshot to join", "no export", "aside down"])
+def test_a_full_read_without_the_second_connections_help_reads_the_same(pg_database: str, roles: dict[str, str],
+                                                                        monkeypatch: Any, fault: str) -> None:
+    # Whatever the second connection cannot do (join the snapshot, exist at all) and whatever
+    # the server cannot (export a snapshot, as behind some poolers), the probe's own connection
+    # does: the same snapshot, the same key, and the next rescan reuses it.
+    import connectors.postgres as pg
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA h")
+        conn.execute("CREATE TABLE h.t (id int, note text)")
+        conn.execute(f'GRANT SELECT ON h.t TO "{roles["reader"]}"; GRANT UPDATE (note) ON h.t TO "{roles["reader"]}"')
+    expected = _probe(pg_database, None)
+    if fault == "no snapshot to join":
+        monkeypatch.setattr(pg, "_SNAPSHOT_ID", __import__("re").compile("never"))
+    elif fault == "no export":
+        # What a server that cannot export one answers: an error, the transaction aborted.
+        monkeypatch.setattr(pg, "EXPORT_SNAPSHOT_SQL", "SELECT pg_export_snapshot(), 1 / 0")
+    else:
+        real_connect = pg._connect
+
+        def aside_fails(url: str, limits: Any) -> Any:
+            import threading
+            if threading.current_thread().name == "ctxscan-pg-aside":
+                raise OSError("connection refused")
+            return real_connect(url, limits)
+
+        monkeypatch.setattr(pg, "_connect", aside_fails)
+    got = _probe(pg_database, None)
+    assert got.state.get("catalog_key") == expected.state.get("catalog_key")
+    assert [dataclasses.replace(a, freshness=None) for a in got.assets] == \
+        [dataclasses.replace(a, freshness=None) for a in expected.assets]
+    assert sorted(got.grants, key=repr) == sorted(expected.grants, key=repr)
+    monkeypatch.undo()
+    assert _probe(pg_database, got).state.get("catalog_read") == "reused"
+
+
+def test_a_failing_query_on_the_second_connection_fails_the_probe_in_one_line(pg_database: str,
+                                                                               monkeypatch: Any) -> None:
+    # The ACL, schema and counter queries run on the second connection during a full read; one
+    # that fails there fails the probe as it would on the probe's own connection.
+    import connectors.postgres as pg
+    from scanner.errors import ProbeError
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA f")
+        conn.execute("CREATE TABLE f.t (id int)")
+    monkeypatch.setattr(pg, "COLUMN_ACL_SQL", "SELECT 1 / 0 WHERE %s::oid[] IS NOT NULL")
+    with pytest.raises(ProbeError) as caught:
+        _probe(pg_database, None)
+    assert "\n" not in caught.value.message and "PostgreSQL probe failed" in caught.value.message
