@@ -60,6 +60,7 @@ from scanner.model import (
     Membership,
     Principal,
     SourceSnapshot,
+    new_grant,
 )
 from scanner.plugins import Connector, ProbeContext, Setting, SourceConfig
 
@@ -1561,10 +1562,10 @@ class _Probe:
             for entry in privileges.split(","):
                 privilege = entry.rstrip("*")
                 via = f"GRANT {privilege} ON {rel.path}"
-                append(Grant(name, privilege, rel.path, SCOPE_ASSET, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
+                append(new_grant(name, privilege, rel.path, SCOPE_ASSET, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
                              (), public, via))
                 if entry.endswith("*"):
-                    append(Grant(name, f"{privilege} WITH GRANT OPTION", rel.path, SCOPE_ASSET,
+                    append(new_grant(name, f"{privilege} WITH GRANT OPTION", rel.path, SCOPE_ASSET,
                                  GRANT_OPTION_ACCESS, (), public, via + " WITH GRANT OPTION"))
         # Most owners hold the same privileges: describe each distinct ACL once (50,000 tables).
         described: dict[tuple[bool, tuple[str, ...]], tuple[str, bool]] = {}
@@ -1579,13 +1580,13 @@ class _Probe:
                                           everything <= set(holds))
             via = f"owner of {rel.path} ({known[0]})"
             if known[1]:
-                append(Grant(owner, PRIVILEGE_OWNER, rel.path, SCOPE_ASSET, ACCESS_ADMIN, (), False, via))
+                append(new_grant(owner, PRIVILEGE_OWNER, rel.path, SCOPE_ASSET, ACCESS_ADMIN, (), False, via))
                 continue
             # An owner whose own privileges were revoked may still ALTER and DROP the table
             # and grant itself back the rest (escalation), but uses only what its ACL holds.
-            append(Grant(owner, PRIVILEGE_OWNER, rel.path, SCOPE_ASSET, ACCESS_ALTER, (), False, via))
+            append(new_grant(owner, PRIVILEGE_OWNER, rel.path, SCOPE_ASSET, ACCESS_ALTER, (), False, via))
             for privilege in holds:
-                append(Grant(owner, privilege, rel.path, SCOPE_ASSET,
+                append(new_grant(owner, privilege, rel.path, SCOPE_ASSET,
                              PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER), (), False,
                              f"owner's own {privilege} on {rel.path}"))
         by_column: dict[tuple[int, int, str, bool], list[str]] = defaultdict(list)
@@ -1595,10 +1596,10 @@ class _Probe:
             rel = by_oid[oid]
             name = name_of(grantee)
             via = f"GRANT {privilege} ({', '.join(names)}) ON {rel.path}"
-            append(Grant(name, privilege, rel.path, SCOPE_COLUMN, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
+            append(new_grant(name, privilege, rel.path, SCOPE_COLUMN, PRIVILEGE_ACCESS.get(privilege, ACCESS_OTHER),
                          tuple(names), grantee == 0, via))
             if grantable:
-                append(Grant(name, f"{privilege} WITH GRANT OPTION", rel.path, SCOPE_COLUMN, GRANT_OPTION_ACCESS,
+                append(new_grant(name, f"{privilege} WITH GRANT OPTION", rel.path, SCOPE_COLUMN, GRANT_OPTION_ACCESS,
                              tuple(names), grantee == 0, via + " WITH GRANT OPTION"))
         schema_owner: dict[str, tuple[int, bool, list[str]]] = {}
         for schema, owner_oid, acl_default, grantee, privilege, grantable, _comment in schema_rows:
@@ -1611,9 +1612,9 @@ class _Probe:
             name = name_of(grantee)
             via = f"GRANT {privilege} ON SCHEMA {schema}"
             # USAGE and CREATE on a schema neither read nor write its tables.
-            append(Grant(name, privilege, schema, SCOPE_CONTAINER, ACCESS_OTHER, (), grantee == 0, via))
+            append(new_grant(name, privilege, schema, SCOPE_CONTAINER, ACCESS_OTHER, (), grantee == 0, via))
             if grantable:
-                append(Grant(name, f"{privilege} WITH GRANT OPTION", schema, SCOPE_CONTAINER, GRANT_OPTION_ACCESS,
+                append(new_grant(name, f"{privilege} WITH GRANT OPTION", schema, SCOPE_CONTAINER, GRANT_OPTION_ACCESS,
                              (), grantee == 0, via + " WITH GRANT OPTION"))
         for schema, (owner_oid, acl_default, held) in schema_owner.items():
             # A schema's owner may drop any table in it, whoever owns the table (alter), but may
@@ -1621,9 +1622,9 @@ class _Probe:
             # pg_database_owner, so every database owner holds this.)
             owner_name = role_names.get(owner_oid, str(owner_oid))
             via = f"owner of schema {schema} ({_owner_acl(acl_default, held, SCHEMA_PRIVILEGES)})"
-            append(Grant(owner_name, SCHEMA_OWNER_PRIVILEGE, schema, SCOPE_CONTAINER, ACCESS_ALTER, (), False, via))
+            append(new_grant(owner_name, SCHEMA_OWNER_PRIVILEGE, schema, SCOPE_CONTAINER, ACCESS_ALTER, (), False, via))
             if PRIVILEGE_USAGE in held:  # the core needs USAGE as a grant, the owner's included
-                append(Grant(owner_name, PRIVILEGE_USAGE, schema, SCOPE_CONTAINER, ACCESS_OTHER, (), False,
+                append(new_grant(owner_name, PRIVILEGE_USAGE, schema, SCOPE_CONTAINER, ACCESS_OTHER, (), False,
                              f"owner's own USAGE on schema {schema}"))
         return grants
 

@@ -191,6 +191,27 @@ class Grant:
     via: str = ""
 
 
+_new = object.__new__
+
+
+def new_grant(principal: str, privilege: str, target: str, scope: str, access: str,
+              columns: tuple[str, ...], public: bool, via: str) -> Grant:
+    """`Grant(...)` with all eight fields, for the paths that make 100,000s of them (a
+    50,000-table catalog, decoding its snapshot): the frozen dataclass's __init__ sets each
+    field through object.__setattr__, ~4x slower than filling its __dict__."""
+    grant = _new(Grant)
+    fields = grant.__dict__
+    fields["principal"] = principal
+    fields["privilege"] = privilege
+    fields["target"] = target
+    fields["scope"] = scope
+    fields["access"] = access
+    fields["columns"] = columns
+    fields["public"] = public
+    fields["via"] = via
+    return grant
+
+
 @dataclass(frozen=True)
 class SourceSnapshot:
     """What one probe of one source found."""
@@ -353,7 +374,7 @@ def _typed_snapshot(raw: bytes) -> SourceSnapshot:
     rest = snapshot_from_dict({"source_id": wire.source_id, "connector": wire.connector,
                                "probed_at": wire.probed_at, "principals": wire.principals,
                                "memberships": wire.memberships})
-    return dataclasses.replace(rest, assets=wire.assets, grants=tuple(itertools.starmap(Grant, wire.grants)),
+    return dataclasses.replace(rest, assets=wire.assets, grants=tuple(itertools.starmap(new_grant, wire.grants)),
                                owner=wire.owner, partial=wire.partial,
                                notes=wire.notes, reports_grants=wire.reports_grants,
                                container_usage=wire.container_usage, state=wire.state)

@@ -24,6 +24,7 @@ from scanner.model import (
     decode_snapshot,
     encode_snapshot,
     keep_encoding,
+    new_grant,
     snapshot_delta,
     snapshot_from_dict,
 )
@@ -280,3 +281,20 @@ def test_values_that_merely_compare_equal_are_not_taken_for_the_bytes() -> None:
     rebuilt = apply_snapshot_delta(previous, snapshot_delta(previous, new))
     with pytest.raises(ValueError):
         keep_encoding(rebuilt, encode_snapshot(new))
+
+
+def test_new_grant_is_the_same_grant_as_the_constructor_makes() -> None:
+    import dataclasses
+    import pickle
+
+    rng = random.Random(19)
+    for _ in range(200):
+        fields = (_text(rng), _text(rng), _text(rng), rng.choice(["asset", "column", "container", "source"]),
+                  rng.choice(["read", "write", "admin", "other"]), tuple(_text(rng) for _ in range(rng.randrange(3))),
+                  rng.random() < 0.5, _text(rng))
+        fast, made = new_grant(*fields), Grant(*fields)
+        assert fast == made and hash(fast) == hash(made) and repr(fast) == repr(made)
+        assert dataclasses.astuple(fast) == fields and vars(fast) == vars(made)
+        assert pickle.loads(pickle.dumps(fast)) == made
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.principal = "changed"  # type: ignore[misc]
