@@ -374,7 +374,7 @@ def _typed_snapshot(raw: bytes) -> SourceSnapshot:
     rest = snapshot_from_dict({"source_id": wire.source_id, "connector": wire.connector,
                                "probed_at": wire.probed_at, "principals": wire.principals,
                                "memberships": wire.memberships})
-    return dataclasses.replace(rest, assets=wire.assets, grants=tuple(itertools.starmap(new_grant, wire.grants)),
+    return dataclasses.replace(rest, assets=wire.assets, grants=tuple(itertools.starmap(Grant, wire.grants)),
                                owner=wire.owner, partial=wire.partial,
                                notes=wire.notes, reports_grants=wire.reports_grants,
                                container_usage=wire.container_usage, state=wire.state)

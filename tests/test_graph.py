@@ -301,3 +301,78 @@ def test_queries_build_then_reuse_the_cache(tmp_path: Path, ctxscan) -> None:
     third = ctxscan("feeds", "crm", "--json", cwd=tmp_path)
     assert third.code == 0, third
     assert "late" in [w["id"] for w in json.loads(third.out)["workflows"]]
+
+
+def _grant_edges_as_first_written(snapshot: object, source_id: str, relevant: set[str],
+                                  assets: set[str]) -> dict[tuple[str, str], dict[str, object]]:
+    """The grants edges as the graph wrote them before it gathered them per edge: an oracle."""
+    from scanner.graph import _ACCESS_RANK, asset_node, principal_node, source_node
+    from scanner.model import PUBLIC_PRINCIPALS, SCOPE_ASSET, SCOPE_COLUMN, SCOPE_CONTAINER
+
+    edges: dict[tuple[str, str], dict[str, object]] = {}
+    for grant in snapshot.grants:  # type: ignore[attr-defined]
+        if grant.principal not in relevant:
+            continue
+        if grant.scope in (SCOPE_ASSET, SCOPE_COLUMN):
+            target = asset_node(source_id, grant.target)
+            if target not in assets:
+                continue
+        else:
+            target = source_node(source_id)
+        grantee = principal_node(source_id, grant.principal)
+        privilege = grant.privilege
+        if grant.scope == SCOPE_COLUMN and grant.columns:
+            privilege = f"{privilege}({', '.join(grant.columns)})"
+        elif grant.scope == SCOPE_CONTAINER:
+            privilege = f"{privilege} on {grant.target}"
+        elif target == source_node(source_id):
+            privilege = f"{privilege} on all"
+        edge = edges.setdefault((grantee, target), {"type": "grants", "privileges": [], "access": "other",
+                                                    "scopes": [], "via": [], "public": False})
+        edge["privileges"] = sorted(set(edge["privileges"]) | {privilege})  # type: ignore[arg-type]
+        edge["scopes"] = sorted(set(edge["scopes"]) | {grant.scope})  # type: ignore[arg-type]
+        if grant.via:
+            edge["via"] = sorted(set(edge["via"]) | {grant.via})  # type: ignore[arg-type]
+        if _ACCESS_RANK.get(grant.access, 0) > _ACCESS_RANK.get(edge["access"], 0):  # type: ignore[arg-type]
+            edge["access"] = grant.access
+        edge["public"] = edge["public"] or grant.public or grant.principal in PUBLIC_PRINCIPALS
+    return edges
+
+
+def test_grants_edges_gather_every_grant_as_one_at_a_time_did(tmp_path: Path) -> None:
+    # Random snapshots with many grants per grantee and target (repeated privileges, column
+    # and container scopes, source-wide grants, PUBLIC, grants on assets the globs left out,
+    # principals no workflow reaches): each edge holds what adding its grants one by one held.
+    import random
+
+    from scanner.graph import _relevant_principals, build_parts
+    from scanner.inventory import load_inventory
+    from scanner.model import Asset, Grant, Membership, Principal, SourceSnapshot
+
+    path = tmp_path / "ctxscan.yaml"
+    path.write_text("version: 1\nsources:\n  - {id: db, connector: sqlite, path: x.db}\n"
+                    "workflows:\n  - {id: bot, runs_as: {db: bot}, reads: [{asset: 'db:s.t0'}]}\n")
+    inventory = load_inventory([path])
+    rng = random.Random(19)
+    for _ in range(30):
+        paths = [f"s{rng.randrange(2)}.t{i}" for i in range(rng.randrange(1, 12))]
+        roles = ["bot", "r1", "r2", "PUBLIC", "stranger"]
+        grants = tuple(
+            Grant(rng.choice(roles), rng.choice(["SELECT", "INSERT", "UPDATE", "USAGE", "TRUNCATE"]),
+                  rng.choice(paths + ["s9.gone", "s0", "s1", "*"]),
+                  scope, rng.choice(["read", "write", "admin", "other", "alter", "odd"]),
+                  tuple(rng.sample(["a", "b", "c"], rng.randrange(3))) if scope == "column" else (),
+                  rng.random() < 0.2, rng.choice(["", "GRANT x", "GRANT y", "owner of z"]))
+            for scope in (rng.choice(["asset", "asset", "column", "container", "source"])
+                          for _ in range(rng.randrange(60))))
+        snapshot = SourceSnapshot(
+            source_id="db", connector="sqlite", probed_at=NOW,
+            assets=tuple(Asset(p, "table", container=p.split(".")[0]) for p in dict.fromkeys(paths)),
+            principals=tuple(Principal(r) for r in roles if r != "PUBLIC"),
+            memberships=(Membership("bot", "r1"), Membership("r1", "r2")), grants=grants)
+        _, nodes, edges = build_parts(inventory, {"db": snapshot})
+        built = {(u, v): attrs for u, v, kind, attrs in edges if kind == "grants"}
+        assets = {n for n, _ in nodes if n.startswith("asset:")}
+        expected = _grant_edges_as_first_written(snapshot, "db", _relevant_principals(snapshot, {"bot"}), assets)
+        assert built == expected
+        assert all(list(built[k]) == list(expected[k]) for k in expected)  # the same key order
