@@ -821,17 +821,8 @@ def encode_graph(graph: Any) -> bytes:
                          list(graph.edges(keys=True, data=True))))
 
 
-ChunkEncoder = Callable[[list[Mapping[str, list[Any]]]], list[bytes]]
-
-
-def encode_chunks(chunks: list[Mapping[str, list[Any]]]) -> list[bytes]:
-    """Each chunk's records encoded (`_encode_chunk`), in order."""
-    return [_encode_chunk(chunk) for chunk in chunks]
-
-
-def encode_parts(parts: GraphParts, encoder: ChunkEncoder = encode_chunks) -> bytes:
-    """`encode_graph` of `build_parts`' output. `encoder` turns the chunks' records into their
-    bytes (scanner.prebuild shares that among processes)."""
+def encode_parts(parts: GraphParts) -> bytes:
+    """`encode_graph` of `build_parts`' output."""
     meta, nodes, edges = parts
     counts: dict[str, int] = {}
     for node, _ in nodes:
@@ -870,14 +861,12 @@ def encode_parts(parts: GraphParts, encoder: ChunkEncoder = encode_chunks) -> by
         offset += len(data)
         return [offset - len(data), len(data)]
 
-    names = sorted(records)
-    encoded = encoder([records[name] for name in names])
     header = {
         "format": GRAPH_FORMAT,
         "meta": meta,
         "buckets": buckets,
         "placement": placement,
-        "chunks": {name: put(data) for name, data in zip(names, encoded, strict=True)},
+        "chunks": {name: put(_encode_chunk(part)) for name, part in sorted(records.items())},
         "contains": {s: put(zlib.compress(_dumps(nodes), 1)) for s, nodes in sorted(contains.items())},
     }
     head = _dumps(header)

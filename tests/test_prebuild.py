@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scanner.graph import decode_graph, encode_parts, parts_from_store
-from scanner.prebuild import GraphChild, _encode_in_two
+from scanner.prebuild import GraphChild
 from tests.graph_support import scanned_estate
 
 
@@ -101,19 +101,33 @@ def test_a_child_whose_store_changed_is_not_used(estate: Any, monkeypatch: Any) 
     assert cached.nodes["source:crm"]["scanned_at"] == latest.probed_at.isoformat()
 
 
-def test_chunks_encoded_in_two_processes_are_the_chunks_encoded_in_one(estate: Any) -> None:
-    from scanner.graph import encode_chunks
+@pytest.mark.parametrize(("meminfo_kb", "cgroup", "limit", "usage", "room"), [
+    (4_000_000, "0::/", None, None, True),                       # no limit: the machine decides
+    (100_000, "0::/", None, None, False),                        # 100 MB free for a 400 MB scan
+    (4_000_000, "0::/pod", "max", 10**9, True),                  # v2, unlimited
+    (4_000_000, "0::/pod", str(900 * 2**20), 600 * 2**20, False),  # v2: 300 MB left under the limit
+    (4_000_000, "0::/pod", str(2 * 2**30), 600 * 2**20, True),
+    (4_000_000, "4:memory:/job", str(900 * 2**20), 600 * 2**20, False),  # v1
+    (4_000_000, "4:memory:/job", "9223372036854771712", 600 * 2**20, True),
+    (4_000_000, "0::/pod", "garbage", 1, False),
+])
+def test_the_child_is_forked_only_with_room_for_it(tmp_path: Path, meminfo_kb: int, cgroup: str,
+                                                   limit: str | None, usage: int | None, room: bool) -> None:
+    from scanner.prebuild import room_for_a_child
 
-    inventory, store, _ = estate
-    seen: list[list[Any]] = []
-
-    def keep(chunks: list[Any]) -> list[bytes]:
-        seen.append(chunks)
-        return encode_chunks(chunks)
-
-    parts = parts_from_store(inventory, store, store.findings("open"))
-    assert encode_parts(parts, keep) == encode_parts(parts)
-    chunks = seen[0]
-    assert len(chunks) > 2
-    assert _encode_in_two(chunks) == encode_chunks(chunks)
-    assert _encode_in_two(chunks[:1]) == encode_chunks(chunks[:1]) and _encode_in_two([]) == []
+    proc, cgroups = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "self").mkdir(parents=True)
+    page = os.sysconf("SC_PAGE_SIZE")
+    (proc / "self" / "statm").write_text(f"200000 {400 * 2**20 // page} 1000 10 0 100000 0\n")
+    (proc / "meminfo").write_text(f"MemTotal: 8000000 kB\nMemAvailable: {meminfo_kb} kB\n")
+    (proc / "self" / "cgroup").write_text(cgroup + "\n")
+    if limit is not None:
+        _, controllers, path = cgroup.split(":", 2)
+        where = cgroups / ("memory" if controllers else "") / path.lstrip("/")
+        where.mkdir(parents=True)
+        names = ("memory.limit_in_bytes", "memory.usage_in_bytes") if controllers else ("memory.max", "memory.current")
+        (where / names[0]).write_text(limit + "\n")
+        (where / names[1]).write_text(f"{usage}\n")
+    assert room_for_a_child(proc, cgroups) is room
+    (proc / "meminfo").write_text("nonsense\n")
+    assert room_for_a_child(proc, cgroups) is False
