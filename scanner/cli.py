@@ -496,12 +496,7 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
             echo_line(f"  {message}", err=True)
 
     # The store opens while the probes run (run_scan calls app.store once they have started).
-    # At 20,000 assets and more, the graph the queries ask for is built in a child process
-    # while the rules run (scanner/prebuild.py).
-    prebuilt: dict[str, Any] = {}
-    report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress, prober=prober,
-                      before_judging=lambda store, scan_id, snapshots: prebuilt.update(
-                          child=start_graph_child(app, scan_id, snapshots)))
+    report = run_scan(inventory, app.store, list(source_ids) or None, progress=progress, prober=prober)
     from scanner.output import SEVERITY_COLOURS, table
 
     # A scan of some sources only leaves the others judged at their own scan: judge them now.
@@ -531,7 +526,7 @@ def scan(source_ids: tuple[str, ...], fail_on: str | None, as_json: bool, broker
     unprobed = [o.source_id for o in report.outcomes if o.status != "ok"]
     code = scan_exit_code(_not_accepted(app, unprobed), current, fail_on)
     sys.stdout.flush()  # the report is out; what follows only readies the next query
-    warm_graph_cache(app, current, report, prebuilt.get("child"))
+    warm_graph_cache(app, current, report)
     sys.exit(code)
 
 
@@ -1105,99 +1100,36 @@ def cache_graph(store: Any, key: str, inventory: Any, findings: list[Any],
 WARM_MIN_ASSETS = 20_000
 
 
-def _warm_key(app: App) -> tuple[Any, str, dict[str, Any]] | None:
-    """(store, cache key, latest results) when the scan should ready the graph cache: the
-    inventory has workflows (what the queries ask about) and the sources hold at least
-    WARM_MIN_ASSETS assets; else None."""
+def warm_graph_cache(app: App, findings: list[Any] | None = None, report: Any = None) -> None:
+    """After a scan: build and cache the graph the queries will ask for, so that the first
+    `feeds`/`depends` after a scan answers from the cache instead of building it. The scan's
+    `report` lends its snapshots where they are still the store's latest."""
+    from scanner.errors import StoreError
     from scanner.graph import cache_key, config_fingerprint
 
     if not app.inventory().workflows:
-        return None  # the queries ask about workflows; an inventory of sources alone pays nothing here
+        return  # the queries ask about workflows; an inventory of sources alone pays nothing here
     fingerprint = config_fingerprint(app.config_paths())
     if fingerprint is None:
-        return None
-    store = app.store()
-    key = cache_key(fingerprint, store.state_key())
-    latest = store.latest_results(list(app.inventory().sources))
-    # Below this many assets the first query builds the graph well within a second itself,
-    # and the scan need not pay for it (a 5,000-table scan would take ~60% longer).
-    least = int(os.environ.get("CTXSCAN_GRAPH_WARM_ASSETS") or WARM_MIN_ASSETS)
-    if sum(result.asset_count or 0 for result in latest.values()) < least:
-        return None
-    return store, key, latest
-
-
-def start_graph_child(app: App, scan_id: int, snapshots: dict[str, Any]) -> Any:
-    """Once a scan has stored its results: fork the child that builds the graph cache while
-    the rules run (scanner.prebuild), when the scan will ready it; else None."""
-    from scanner.errors import StoreError
-    from scanner.prebuild import GraphChild
-
+        return
     try:
-        warm = _warm_key(app)
-        if warm is None:
-            return None
-        store, _, latest = warm
-        held = {sid: snapshot for sid, snapshot in snapshots.items() if sid in latest
-                and latest[sid].scan_id == scan_id and latest[sid].status == "ok"}
-        return GraphChild.start(app.inventory(), store, held)
-    except (StoreError, ValueError, OSError):
-        return None  # the graph is built after the scan instead
-
-
-def warm_graph_cache(app: App, findings: list[Any] | None = None, report: Any = None, child: Any = None) -> None:
-    """After a scan: build and cache the graph the queries will ask for, so that the first
-    `feeds`/`depends` after a scan answers from the cache instead of building it. The scan's
-    `report` lends its snapshots where they are still the store's latest; a `child`
-    (start_graph_child) has built it meanwhile from what the store held then, and is used
-    when nothing it read has changed since."""
-    from scanner.errors import StoreError
-
-    try:
-        warm = _warm_key(app)
-        if warm is None:
+        store = app.store()
+        # Below this many assets the first query builds the graph well within a second itself,
+        # and the scan need not pay for it (a 5,000-table scan would take ~60% longer).
+        key = cache_key(fingerprint, store.state_key())
+        latest = store.latest_results(list(app.inventory().sources))
+        least = int(os.environ.get("CTXSCAN_GRAPH_WARM_ASSETS") or WARM_MIN_ASSETS)
+        if sum(result.asset_count or 0 for result in latest.values()) < least:
             return
-        store, key, latest = warm
-        findings = open_findings(app) if findings is None else findings
-        if child is not None:
-            if store.graph_inputs() == child.inputs:
-                blob = child.finish(findings, timeout=300, meanwhile=lambda: _release_snapshots(report))
-                if blob is not None:
-                    try:
-                        store.cache_put(key, blob)
-                    except StoreError:
-                        pass  # a read-only store, or another process caching the same graph
-                    if app.verbose:
-                        click.echo("graph cache: built beside the rules, in a child process", err=True)
-                    return
-                reason = "the child process failed"
-            else:
-                reason = "the store changed meanwhile"
-            child.abandon()
-            if app.verbose:
-                click.echo(f"graph cache: built after the scan ({reason})", err=True)
         # This scan's snapshots, where the store's newest result of the source is this scan's
         # (another scan may have stored a newer one since): decoding them again from the store
         # would cost as much as the rest of this step.
         held = {o.source_id: o.snapshot for o in (report.outcomes if report is not None else ())
                 if o.status == "ok" and o.snapshot is not None and o.source_id in latest
                 and latest[o.source_id].scan_id == report.scan_id and latest[o.source_id].status == "ok"}
-        cache_graph(store, key, app.inventory(), findings, held)
+        cache_graph(store, key, app.inventory(), open_findings(app) if findings is None else findings, held)
     except (StoreError, ValueError):
         pass  # the scan is stored; the first query builds the graph itself
-    finally:
-        if child is not None:
-            child.abandon()
-
-
-def _release_snapshots(report: Any) -> None:
-    """Drop the scan's snapshots, the last thing the scan holds them for being the graph: their
-    deallocation (~0.15 s at 50,000 tables, paid at exit otherwise) runs while the graph's
-    child process finishes."""
-    from dataclasses import replace
-
-    if report is not None and isinstance(report.outcomes, list):
-        report.outcomes[:] = [replace(o, snapshot=None) for o in report.outcomes]
 
 
 def _path_text(path: list[str]) -> str:

@@ -154,16 +154,13 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
              source_ids: Sequence[str] | None = None,
              progress: Progress | None = None, trigger: str = "cli",
              registry: Mapping[str, type[Connector]] | None = None,
-             now: Callable[[], datetime] = utcnow, prober: Prober | None = None,
-             before_judging: Callable[[Store, int, dict[str, SourceSnapshot]], None] | None = None) -> ScanReport:
+             now: Callable[[], datetime] = utcnow, prober: Prober | None = None) -> ScanReport:
     """Probe the chosen sources, store every result, evaluate the rules and sync findings.
 
     `store` may be a callable that opens it: the probes start first, and the store is opened
     and the previous snapshots decoded while they run (a connector that reads
     `ProbeContext.previous` waits for it there). The store and the rules are imported only
     then too, so that their import also overlaps the probes' waits on their servers.
-    `before_judging(store, scan_id, snapshots)` runs once every result is stored and before
-    the rules, with this scan's snapshots by source (the CLI starts the graph's build then).
     """
     sources = select_sources(inventory, source_ids)
     registry = connectors() if registry is None else registry
@@ -305,9 +302,6 @@ def run_scan(inventory: Inventory, store: Store | Callable[[], Store],
             gc.collect()
             gc.freeze()
     pool.shutdown()
-    if before_judging is not None:
-        before_judging(store, scan_id, {sid: o.snapshot for sid, o in outcomes.items()
-                                        if o.status == "ok" and o.snapshot is not None})
 
     finished = now()
     # Evaluated under the store's findings lock, so concurrent scans sync in the order they looked.

@@ -969,13 +969,6 @@ class Store:
         with self._read() as conn:
             return state_key_of(conn.rows(STATE_KEY_SQL)[0].values())
 
-    def graph_inputs(self) -> tuple[Any, Any]:
-        """The newest source result and the lineage events seen: what the graph is built from
-        besides the findings. Equal twice, nothing it is built from was written in between."""
-        with self._read() as conn:
-            row = list(conn.rows(STATE_KEY_SQL)[0].values())
-        return row[0], row[3]
-
     # -- findings -------------------------------------------------------------------------
     def sync_findings(self, current: Iterable[Finding] | Callable[[], Iterable[Finding]],
                       now: datetime | None = None, scan_id: int | None = None) -> FindingChanges:
