@@ -13,7 +13,9 @@ Every measurement is a fresh process, timed from start to exit, with its peak me
   probe             PostgresConnector.probe() alone
   ctxscan scan      the full CLI: `ctxscan -c FILE --state sqlite:///... scan --json`
                     (probe, store, rules, and the graph-cache step at >= 20,000 assets:
-                    `--tables-per-schema 10000`), first scan of a fresh state store
+                    `--tables-per-schema 10000`), first scan of a fresh state store; one
+                    more, untimed run samples the PSS of its process tree (what the machine
+                    gives it, each shared page once; ru_maxrss is one process's most)
   floor (max)       bare psycopg running batched max(updated_at), 200 tables a statement
   ... + column      the probe and the scan with `freshness: {column: updated_at}` (the
                     probe shares the max() batches over 2 connections by default; the
@@ -101,6 +103,37 @@ def run_measured(args: list[str], env: dict[str, str] | None = None) -> tuple[fl
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:3])} failed ({proc.returncode}):\n{out}\n{err}")
     return wall, usage.ru_maxrss / 1024.0, out.strip()
+
+
+def peak_pss(args: list[str]) -> float:
+    """Run a process; return the highest sum of its and its descendants' proportional set
+    size (each shared page counted once), in MB, sampled every 20 ms from /proc."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+
+    def tree(pid: int) -> list[int]:
+        found = [pid]
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as handle:
+                    for child in handle.read().split():
+                        found += tree(int(child))
+        except OSError:
+            pass
+        return found
+
+    peak = 0
+    while proc.poll() is None:
+        total = 0
+        for pid in tree(proc.pid):
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as handle:
+                    total += sum(int(line.split()[1]) for line in handle if line.startswith("Pss:"))
+            except OSError:
+                pass
+        peak = max(peak, total)
+        time.sleep(0.02)
+    return peak / 1024.0
 
 
 def build(database: str, tables_per_schema: int, roles: dict[str, str]) -> None:
@@ -249,6 +282,8 @@ def main() -> None:
                     results.setdefault(name, []).append((wall, memory))
                     outputs[name] = out
                     print(f"  run {run + 1} {name}: {wall:.2f} s, {memory:.0f} MB", file=sys.stderr)
+            # Memory as the machine sees it, processes it starts included, in one more, untimed run.
+            pss = peak_pss(ctxscan + ["-c", str(plain), "--state", f"sqlite:///{tmp}/pss.db", "scan", "--json"])
             # A second scan of the same state: previous snapshot loaded, counters compared.
             second = f"sqlite:///{tmp}/second.db"
             run_measured(ctxscan + ["-c", str(plain), "--state", second, "scan", "--json"])
@@ -286,6 +321,7 @@ def main() -> None:
         wall, middle, memory = best(name.strip())
         ratio = f"{wall / baseline:.2f}x" if baseline else "-"
         print(f"{name.strip():<26} {wall:>7.2f}s {middle:>7.2f}s {memory:>6.0f}MB {ratio:>8}  {base_name}")
+    print(f"ctxscan scan: peak PSS of its process tree {pss:.0f} MB (sampled every 20 ms, untimed run)")
     print(f"scan status: {scan_summary['status']}, {scan_summary['assets']} assets")
 
 

@@ -895,6 +895,8 @@ class _Probe:
                 if fast is None:
                     del self.notes[notes_before:]  # what the early reuse noted is not this scan's
             else:
+                if self.aside is not None and catalog_key and catalog_key == candidate.state.get("catalog_key"):
+                    self.aside.close(wait=True)  # unchanged: its slot is free for the max() batches' connections
                 fast = self._unchanged(candidate, catalog_key, last_rows, server, role_rows, members)
             if fast is not None:
                 return fast
@@ -976,6 +978,8 @@ class _Probe:
                 rest = [self.conn.execute(query, params).fetchall() for query, params in queries]
         if self.conn.info.transaction_status != TransactionStatus.IDLE:
             self.conn.execute("COMMIT")  # the catalog is read; max() batches run in autocommit
+        if self.aside is not None:
+            self.aside.close(wait=True)  # its slot is free for the max() batches' connections
         relation_acl, column_acl, schema_rows = rest[:3] if reuse is None else ([], [], [])
         counters = {oid: (changes, live) for oid, changes, live in (rest[-1] if track_counts == "on" else ())}
         if reuse is not None:
