@@ -1,5 +1,5 @@
 """`python -m scanner` is `ctxscan`."""
 
-from scanner.cli import main
+from scanner.cli import run
 
-main(prog_name="ctxscan")
+run()
