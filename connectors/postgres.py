@@ -412,6 +412,10 @@ class PostgresConnector(Connector):
                         return _Probe(self.source, context, conn, limits, watchdog, url, aside).run()
                 finally:
                     conn.close()
+            except BaseException:
+                if aside is not None:
+                    aside.cancel_safe()  # what it still runs is no longer wanted
+                raise
             finally:
                 if aside is not None:
                     aside.close()
@@ -521,7 +525,10 @@ class _Aside:
         """Cancel its running statement (the probe's watchdog calls this as on a connection)."""
         conn = self._conn
         if conn is not None and not conn.closed:
-            conn.cancel_safe(timeout=timeout)
+            try:
+                conn.cancel_safe(timeout=timeout)
+            except Exception:  # noqa: BLE001 - it ended meanwhile: nothing to cancel
+                pass
 
     def close(self, wait: bool = False) -> None:
         """Close its connection once the queued work is done (`wait`: and wait for that)."""

@@ -411,3 +411,31 @@ def test_a_failing_query_on_the_second_connection_fails_the_probe_in_one_line(pg
     with pytest.raises(ProbeError) as caught:
         _probe(pg_database, None)
     assert "\n" not in caught.value.message and "PostgreSQL probe failed" in caught.value.message
+
+
+def test_a_probe_that_fails_stops_what_its_second_connection_still_runs(pg_database: str,
+                                                                        monkeypatch: Any) -> None:
+    # The columns fail on the probe's own connection while the second one is in a long
+    # statement: the probe fails at once, and the server stops that statement.
+    import connectors.postgres as pg
+    from scanner.errors import ProbeError
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA w")
+        conn.execute("CREATE TABLE w.t (id int)")
+    marker = f"ctxscan_slow_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(pg, "RELATION_ACL_SQL", f"SELECT pg_sleep(30), '{marker}' WHERE %s::oid[] IS NOT NULL")
+    monkeypatch.setattr(pg, "COLUMNS_SQL", "SELECT 1 / 0 WHERE %s::oid[] IS NOT NULL")
+    began = time.monotonic()
+    with pytest.raises(ProbeError):
+        _probe(pg_database, None)
+    assert time.monotonic() - began < 10
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        for _ in range(100):
+            running = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s",
+                                    (f"%{marker}%",)).fetchone()
+            if running is not None and running[0] == 0:
+                break
+            time.sleep(0.05)
+        assert running is not None and running[0] == 0, "the second connection's statement still runs"
