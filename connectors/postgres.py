@@ -414,7 +414,7 @@ class PostgresConnector(Connector):
                     conn.close()
             except BaseException:
                 if aside is not None:
-                    aside.cancel_safe()  # what it still runs is no longer wanted
+                    aside.abandon()  # what it still runs or has queued is no longer wanted
                 raise
             finally:
                 if aside is not None:
@@ -440,22 +440,26 @@ class _Aside:
     """The probe's second connection, opened alongside its own (the two connects overlap). It
     runs FINGERPRINT_SQL at once, then, on a full read, the ACL, schema and counter queries
     while the probe's own connection reads the columns. Each answer is waited for, and is None
-    when this connection failed (the probe's own connection does that work then)."""
+    when this connection failed, is abandoned or did not answer in time (the probe's own
+    connection does that work then)."""
 
     def __init__(self, url: str, limits: Limits) -> None:
         import queue
         from concurrent.futures import Future
 
-        self._wait = limits.statement + limits.connect + 1
+        self._limits = limits
         self._conn: psycopg.Connection[Any] | None = None
         self._jobs: queue.SimpleQueue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._future = Future
         self._closing = False
+        self._abandoned = False  # nothing it would still run is wanted
+        self._first_unwanted = False  # a full read reads the fingerprint in its snapshot instead
         # A daemon thread, as a stuck statement must never hold up the scan's exit.
         self._thread = threading.Thread(target=self._serve, args=(url, limits), name="ctxscan-pg-aside",
                                         daemon=True)
         self._thread.start()
-        self._fingerprint = self._submit(lambda conn: conn.execute(FINGERPRINT_SQL).fetchone(), quiet=True)
+        self._fingerprint = self._submit(
+            lambda conn: None if self._first_unwanted else conn.execute(FINGERPRINT_SQL).fetchone(), quiet=True)
 
     def _serve(self, url: str, limits: Limits) -> None:
         try:
@@ -465,23 +469,32 @@ class _Aside:
         while (job := self._jobs.get()) is not None:
             work, future = job
             try:
-                future.set_result(None if self._conn is None else work(self._conn))
+                future.set_result(None if self._conn is None or self._abandoned else work(self._conn))
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
                 future.set_exception(exc)
         if self._conn is not None:
             self._conn.close()
 
-    def _submit(self, work: Callable[[psycopg.Connection[Any]], Any], quiet: bool) -> Callable[[], Any]:
+    def _submit(self, work: Callable[[psycopg.Connection[Any]], Any], quiet: bool,
+                statements: int = 1) -> Callable[[], Any]:
         """`work` queued for this connection; the returned call waits for its answer (None
-        without a connection; a failed statement raises, or answers None when `quiet`)."""
-        if self._closing:
+        without a connection, or past the time its `statements` may take, when the rest of
+        the work is abandoned; a failed statement raises, or answers None when `quiet`)."""
+        if self._closing or self._abandoned:
             return lambda: None
         future: Any = self._future()
         self._jobs.put((work, future))
 
         def answer() -> Any:
+            from concurrent.futures import TimeoutError as Late
+
+            # Behind what is queued before it, each statement within the statement timeout.
+            wait = self._limits.connect + (statements + 2) * self._limits.statement + 1
             try:
-                return future.result(self._wait)
+                return future.result(wait)
+            except Late:
+                self.abandon()
+                return None
             except Exception:
                 if quiet:
                     return None
@@ -498,13 +511,16 @@ class _Aside:
         sees what it sees) and read the fingerprint in it; what follows runs in it too. The
         returned call waits for the row, or None when this connection could not join (what
         follows then runs in autocommit, after the probe connection's snapshot was taken)."""
+        self._first_unwanted = True  # skipped unless it already runs
         if not _SNAPSHOT_ID.fullmatch(snapshot):
             return lambda: None
+        limits = self._limits
 
         def work(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
             try:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                _idle_for_the_probe(conn, limits)
                 row: tuple[Any, ...] | None = conn.execute(FINGERPRINT_SQL).fetchone()
             except Exception:
                 conn.execute("ROLLBACK")
@@ -514,12 +530,13 @@ class _Aside:
 
     def fetch_all(self, queries: list[tuple[str, tuple[Any, ...]]]) -> Callable[[], Any]:
         """Start `queries` in one pipeline; the returned call waits for their rows (a list per
-        query), None without a connection; a failed statement raises, as on the probe's own."""
+        query), None without a connection or in time; a failed statement raises, as on the
+        probe's own."""
         def work(conn: psycopg.Connection[Any]) -> list[list[tuple[Any, ...]]]:
             with conn.pipeline():
                 cursors = [conn.cursor().execute(query, params) for query, params in queries]
                 return [cursor.fetchall() for cursor in cursors]
-        return self._submit(work, quiet=False)
+        return self._submit(work, quiet=False, statements=len(queries))
 
     def cancel_safe(self, timeout: float = 2.0) -> None:
         """Cancel its running statement (the probe's watchdog calls this as on a connection)."""
@@ -530,13 +547,25 @@ class _Aside:
             except Exception:  # noqa: BLE001 - it ended meanwhile: nothing to cancel
                 pass
 
+    def abandon(self) -> None:
+        """Skip what is queued and cancel what runs: the probe no longer wants any of it."""
+        self._abandoned = True
+        self.cancel_safe()
+
     def close(self, wait: bool = False) -> None:
         """Close its connection once the queued work is done (`wait`: and wait for that)."""
         if not self._closing:
             self._closing = True
             self._jobs.put(None)
         if wait:
-            self._thread.join(self._wait)
+            self._thread.join(self._limits.connect + self._limits.statement + 1)
+
+
+def _idle_for_the_probe(conn: psycopg.Connection[Any], limits: Limits) -> None:
+    """In a transaction that waits on the probe's other connection between its statements:
+    idle for as long as the probe may still run, not only a statement's timeout."""
+    conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+                 (f"{int(max(limits.remaining(), limits.statement) * 1000) + 1000}ms",))
 
 
 EXPORT_SNAPSHOT_SQL = "SELECT pg_export_snapshot()"
@@ -573,12 +602,14 @@ def _connect_beside(url: str, limits: Limits, aside: _Aside | None) -> psycopg.C
 
 
 def _streamed(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...]) -> Iterable[tuple[Any, ...]]:
-    """A query's rows as the server sends them, 10,000 at a time (libpq 17 and later), so the
-    caller works on one chunk while the server makes the next; with an older libpq, fetched
-    whole and handed out 20,000 at a time (psycopg's row-by-row iteration costs ~2 us a row)."""
+    """A query's rows as the server sends them, 10,000 at a time (psycopg 3.2 built with and
+    running libpq 17 or later), so the caller works on one chunk while the server makes the
+    next; else fetched whole and handed out 20,000 at a time (psycopg's row-by-row iteration
+    costs ~2 us a row)."""
     import psycopg
 
-    if psycopg.pq.version() >= 170000:
+    capabilities = getattr(psycopg, "capabilities", None)  # psycopg 3.2+
+    if capabilities is not None and capabilities.has_stream_chunked():
         yield from conn.cursor().stream(query, params, size=10000)
         return
     cursor = conn.cursor().execute(query, params)
@@ -819,6 +850,7 @@ class _Probe:
         import psycopg
 
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        _idle_for_the_probe(self.conn, self.limits)
         if self.aside is None:
             return None
         try:
@@ -826,6 +858,7 @@ class _Probe:
         except psycopg.Error:  # e.g. a pooler or server that cannot export one: read it here
             self.conn.execute("ROLLBACK")
             self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            _idle_for_the_probe(self.conn, self.limits)
             return None
         return self.aside.share(str(exported[0])) if exported else None
 
@@ -980,8 +1013,10 @@ class _Probe:
             del strings
         if beside is not None:
             rest = beside()
-            if rest is None:  # the second connection failed: read them here
+            if rest is None:  # the second connection failed or is late: read them here
                 self.check_cancelled()
+                if self.watchdog.fired:
+                    raise TimeoutError(self.watchdog.fired)
                 rest = [self.conn.execute(query, params).fetchall() for query, params in queries]
         if self.conn.info.transaction_status != TransactionStatus.IDLE:
             self.conn.execute("COMMIT")  # the catalog is read; max() batches run in autocommit

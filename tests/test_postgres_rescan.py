@@ -439,3 +439,64 @@ def test_a_probe_that_fails_stops_what_its_second_connection_still_runs(pg_datab
                 break
             time.sleep(0.05)
         assert running is not None and running[0] == 0, "the second connection's statement still runs"
+
+
+def _slow(query: str, seconds: float) -> str:
+    """`query` with a pause: its rows as they were, each statement taking `seconds` more."""
+    return f"SELECT q.* FROM ({query}) q CROSS JOIN pg_sleep({seconds})"
+
+
+def test_a_full_read_waits_on_its_second_connection_longer_than_a_statement(pg_database: str, roles: dict[str, str],
+                                                                             monkeypatch: Any) -> None:
+    # With a 1 s statement timeout, the second connection's three slow queries (0.7 s each)
+    # keep the first idle in its transaction for ~2 s: longer than a statement, well within
+    # the probe. The server must not end that session as idle.
+    import connectors.postgres as pg
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA i")
+        conn.execute("CREATE TABLE i.t (id int, note text)")
+        conn.execute(f'GRANT SELECT ON i.t TO "{roles["reader"]}"; GRANT UPDATE (note) ON i.t TO "{roles["reader"]}"')
+    source = SourceConfig(id="db", connector="postgres",
+                          settings={"url": pg_database, "statement_timeout": "1s"})
+
+    def probe() -> SourceSnapshot:
+        return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), timeout=60))
+
+    expected = probe()
+    for name in ("RELATION_ACL_SQL", "COLUMN_ACL_SQL", "COUNTERS_SQL"):
+        monkeypatch.setattr(pg, name, _slow(getattr(pg, name), 0.7))
+    got = probe()
+    assert got.state.get("catalog_key") == expected.state.get("catalog_key")
+    assert sorted(got.grants, key=repr) == sorted(expected.grants, key=repr)
+
+
+def test_a_second_connection_that_does_not_answer_leaves_the_work_to_the_first(pg_database: str,
+                                                                                monkeypatch: Any) -> None:
+    # A second connection stuck (a network that went quiet) past what its statements may take:
+    # the probe's own connection reads the ACLs, schemas and counters itself.
+    import connectors.postgres as pg
+
+    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA n")
+        conn.execute("CREATE TABLE n.t (id int)")
+    source = SourceConfig(id="db", connector="postgres",
+                          settings={"url": pg_database, "statement_timeout": "0.5s", "connect_timeout": "1s"})
+
+    def probe() -> SourceSnapshot:
+        return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), timeout=60))
+
+    expected = probe()
+
+    def stuck(self: Any, queries: Any) -> Any:
+        return self._submit(lambda conn: time.sleep(30), quiet=False, statements=len(queries))
+
+    monkeypatch.setattr(pg._Aside, "fetch_all", stuck)
+    began = time.monotonic()
+    got = probe()
+    assert time.monotonic() - began < 20
+    assert got.state.get("catalog_key") == expected.state.get("catalog_key")
+    assert [a.path for a in got.assets] == [a.path for a in expected.assets]
+    assert sorted(got.grants, key=repr) == sorted(expected.grants, key=repr)
