@@ -386,7 +386,8 @@ class PostgresConnector(Connector):
                 help="seconds a max() may wait for a table lock before that table is skipped (default 1)"),
         Setting("batch_size", int, help="tables per max() statement for freshness.column (default 200)"),
         Setting("connections", int,
-                help="connections that share the max() batches for freshness.column (default 2)"),
+                help="connections a probe may use: 2 or more read the catalog on two at once and share "
+                     "the max() batches for freshness.column; 1 reads everything on one (default 2)"),
         Setting("max_grants", int,
                 help="past this many grants, table grants are kept only for runs_as principals (default 200000)"),
     )
