@@ -36,9 +36,10 @@ def roles(pg_database: str) -> Iterator[dict[str, str]]:
 
 
 def _probe(url: str, previous: SourceSnapshot | None, column: str | None = None,
-           connections: int = 2) -> SourceSnapshot:
+           connections: int = 2, **settings: str) -> SourceSnapshot:
     # connections=1: the fingerprint is read in the probe's own pipeline, not aside.
-    source = SourceConfig(id="db", connector="postgres", settings={"url": url, "connections": connections},
+    source = SourceConfig(id="db", connector="postgres",
+                          settings={"url": url, "connections": connections, **settings},
                           freshness=FreshnessConfig(column=column))
     # A runs_as principal the server lacks: each snapshot notes it exactly once, however the
     # probe got there (a rescan builds the reuse before the key arrives and drops it, notes
@@ -48,6 +49,15 @@ def _probe(url: str, previous: SourceSnapshot | None, column: str | None = None,
 
 
 GHOST = "ctxscan_rescan_no_such_role"
+
+
+def _prepared(url: str, *statements: str) -> str:
+    """Run `statements` in the test database; its libpq DSN."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    return dsn
 
 
 def _ghost_notes(snapshot: SourceSnapshot) -> int:
@@ -328,10 +338,8 @@ def test_a_change_after_the_full_reads_snapshot_is_neither_read_nor_fingerprinte
     # reuse a snapshot without it.)
     import connectors.postgres as pg
 
-    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA r")
-        conn.execute("CREATE TABLE r.t (id int)")
+    dsn = _prepared(pg_database, "CREATE SCHEMA r",
+                    "CREATE TABLE r.t (id int)")
     share = pg._Aside.share
     shared: list[str] = []
 
@@ -366,11 +374,9 @@ def test_a_full_read_without_the_second_connections_help_reads_the_same(pg_datab
     # does: the same snapshot, the same key, and the next rescan reuses it.
     import connectors.postgres as pg
 
-    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA h")
-        conn.execute("CREATE TABLE h.t (id int, note text)")
-        conn.execute(f'GRANT SELECT ON h.t TO "{roles["reader"]}"; GRANT UPDATE (note) ON h.t TO "{roles["reader"]}"')
+    _prepared(pg_database, "CREATE SCHEMA h",
+              "CREATE TABLE h.t (id int, note text)",
+              f'GRANT SELECT ON h.t TO "{roles["reader"]}"; GRANT UPDATE (note) ON h.t TO "{roles["reader"]}"')
     expected = _probe(pg_database, None)
     if fault == "no snapshot to join":
         monkeypatch.setattr(pg, "_SNAPSHOT_ID", __import__("re").compile("never"))
@@ -403,10 +409,8 @@ def test_a_failing_query_on_the_second_connection_fails_the_probe_in_one_line(pg
     import connectors.postgres as pg
     from scanner.errors import ProbeError
 
-    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA f")
-        conn.execute("CREATE TABLE f.t (id int)")
+    _prepared(pg_database, "CREATE SCHEMA f",
+              "CREATE TABLE f.t (id int)")
     monkeypatch.setattr(pg, "COLUMN_ACL_SQL", "SELECT 1 / 0 WHERE %s::oid[] IS NOT NULL")
     with pytest.raises(ProbeError) as caught:
         _probe(pg_database, None)
@@ -420,10 +424,8 @@ def test_a_probe_that_fails_stops_what_its_second_connection_still_runs(pg_datab
     import connectors.postgres as pg
     from scanner.errors import ProbeError
 
-    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA w")
-        conn.execute("CREATE TABLE w.t (id int)")
+    _prepared(pg_database, "CREATE SCHEMA w",
+              "CREATE TABLE w.t (id int)")
     marker = f"ctxscan_slow_{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(pg, "RELATION_ACL_SQL", f"SELECT pg_sleep(30), '{marker}' WHERE %s::oid[] IS NOT NULL")
     monkeypatch.setattr(pg, "COLUMNS_SQL", "SELECT 1 / 0 WHERE %s::oid[] IS NOT NULL")
@@ -453,16 +455,12 @@ def test_a_full_read_waits_on_its_second_connection_longer_than_a_statement(pg_d
     # the probe. The server must not end that session as idle.
     import connectors.postgres as pg
 
-    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA i")
-        conn.execute("CREATE TABLE i.t (id int, note text)")
-        conn.execute(f'GRANT SELECT ON i.t TO "{roles["reader"]}"; GRANT UPDATE (note) ON i.t TO "{roles["reader"]}"')
-    source = SourceConfig(id="db", connector="postgres",
-                          settings={"url": pg_database, "statement_timeout": "1s"})
+    _prepared(pg_database, "CREATE SCHEMA i",
+              "CREATE TABLE i.t (id int, note text)",
+              f'GRANT SELECT ON i.t TO "{roles["reader"]}"; GRANT UPDATE (note) ON i.t TO "{roles["reader"]}"')
 
     def probe() -> SourceSnapshot:
-        return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), timeout=60))
+        return _probe(pg_database, None, statement_timeout="1s")
 
     expected = probe()
     for name in ("RELATION_ACL_SQL", "COLUMN_ACL_SQL", "COUNTERS_SQL"):
@@ -478,15 +476,11 @@ def test_a_second_connection_that_does_not_answer_leaves_the_work_to_the_first(p
     # the probe's own connection reads the ACLs, schemas and counters itself.
     import connectors.postgres as pg
 
-    dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA n")
-        conn.execute("CREATE TABLE n.t (id int)")
-    source = SourceConfig(id="db", connector="postgres",
-                          settings={"url": pg_database, "statement_timeout": "0.5s", "connect_timeout": "1s"})
+    _prepared(pg_database, "CREATE SCHEMA n",
+              "CREATE TABLE n.t (id int)")
 
     def probe() -> SourceSnapshot:
-        return PostgresConnector(source).probe(ProbeContext(now=datetime.now(UTC), timeout=60))
+        return _probe(pg_database, None, statement_timeout="0.5s", connect_timeout="1s")
 
     expected = probe()
 
