@@ -765,8 +765,7 @@ def slice_graph(graph: Any, workflows: Sequence[str] = (), sources: Sequence[str
 def _chunk_of(node: str, buckets: Mapping[str, int]) -> str:
     kind, first, rest = split_node(node)
     if kind == ASSET:
-        count = buckets.get(first, 1)
-        return f"a/{first}/{zlib.crc32(rest.encode('utf-8', 'surrogatepass')) % count}"
+        return _asset_chunk(first, rest, buckets.get(first, 1))
     if kind in (SOURCE, PRINCIPAL):
         return f"s/{first}"
     if kind == WORKFLOW:
@@ -776,8 +775,15 @@ def _chunk_of(node: str, buckets: Mapping[str, int]) -> str:
     return "x"
 
 
+def _asset_chunk(source_id: str, path: str, count: int) -> str:
+    return f"a/{source_id}/{zlib.crc32(path.encode('utf-8', 'surrogatepass')) % count}"
+
+
 _MAGIC = b"ctxscan-graph\n"
-_ENCODE = msgspec.json.Encoder().encode
+_ENCODER = msgspec.json.Encoder()
+_ENCODE = _ENCODER.encode
+_ENCODE_INTO = _ENCODER.encode_into
+_REFUSED = (msgspec.EncodeError, TypeError, ValueError, UnicodeEncodeError)
 
 
 def _dumps(value: Any) -> bytes:
@@ -785,8 +791,26 @@ def _dumps(value: Any) -> bytes:
     # json.dumps; what it refuses (a lone surrogate from a file name) goes through json.
     try:
         return _ENCODE(value)
-    except (msgspec.EncodeError, TypeError, ValueError, UnicodeEncodeError):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    except _REFUSED:
+        return _json_bytes(value)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _append(value: Any, into: bytearray) -> int:
+    """Append `value`'s JSON (as `_dumps` makes it) to `into`; its length."""
+    if not value and type(value) is list:
+        into += b"[]"  # most nodes have no edges one way: no encoder call
+        return 2
+    mark = len(into)
+    try:
+        _ENCODE_INTO(value, into, -1)
+    except _REFUSED:
+        del into[mark:]  # what the encoder wrote before it refused
+        into += _json_bytes(value)
+    return len(into) - mark
 
 
 def _encode_chunk(records: Mapping[str, list[Any]]) -> bytes:
@@ -797,15 +821,18 @@ def _encode_chunk(records: Mapping[str, list[Any]]) -> bytes:
     of its edges alone, or the whole array at once.
     """
     index: dict[str, list[int]] = {}
-    parts: list[bytes] = []
-    position = 1  # after "["
+    data = bytearray(b"[")
     for node, (attrs, out, into) in records.items():
-        a, o, i = _dumps(attrs), _dumps(out), _dumps(into)
-        record = b"[" + a + b"," + o + b"," + i + b"]"
-        index[node] = [position + 1, len(a), len(o), len(i)]
-        parts.append(record)
-        position += len(record) + 1
-    data = b"[" + b",".join(parts) + b"]"
+        data += b"[" if len(data) == 1 else b",["
+        start = len(data)
+        a = _append(attrs, data)
+        data += b","
+        o = _append(out, data)
+        data += b","
+        i = _append(into, data)
+        data += b"]"
+        index[node] = [start, a, o, i]
+    data += b"]"
     head = _dumps(index)
     return zlib.compress(len(head).to_bytes(4, "big") + head + data, 1)
 
@@ -824,31 +851,45 @@ def encode_graph(graph: Any) -> bytes:
 def encode_parts(parts: GraphParts) -> bytes:
     """`encode_graph` of `build_parts`' output."""
     meta, nodes, edges = parts
+    asset_prefix = ASSET + ":"
+    skip = len(asset_prefix)
+    # Each asset node's (source, path), split once: `asset:crm:public.t` (source ids have no ':').
+    assets: dict[str, tuple[str, str]] = {}
     counts: dict[str, int] = {}
     for node, _ in nodes:
-        if node_type(node) == ASSET:
-            source = split_node(node)[1]
+        if node.startswith(asset_prefix):
+            source, _, path = node[skip:].partition(":")
+            assets[node] = (source, path)
             counts[source] = counts.get(source, 0) + 1
     buckets = {s: max(1, -(-n // _CHUNK_ASSETS)) for s, n in counts.items()}
     # Assets that workflows read are what queries look at: keep them together, apart from
     # the (usually far more numerous) assets nothing reads.
-    read = sorted({u for u, _, key, _ in edges if key == FEEDS and node_type(u) == ASSET}, key=sort_key)
+    read = sorted({u for u, _, key, _ in edges if key == FEEDS and u in assets}, key=sort_key)
     placement = {node: f"r/{i // _CHUNK_ASSETS}" for i, node in enumerate(read)}
-
-    def chunk(node: str) -> str:
-        return placement.get(node) or _chunk_of(node, buckets)
 
     records: dict[str, dict[str, list[Any]]] = {}
     record_of: dict[str, list[Any]] = {}  # each node's record, its chunk worked out once
     for node, attrs in nodes:
         record = record_of[node] = [attrs, [], []]
-        records.setdefault(chunk(node), {})[node] = record
+        name = placement.get(node)
+        if name is None:
+            where = assets.get(node)
+            name = _chunk_of(node, buckets) if where is None else \
+                _asset_chunk(where[0], where[1], buckets[where[0]])
+        chunk = records.get(name)
+        if chunk is None:
+            chunk = records[name] = {}
+        chunk[node] = record
     contains: dict[str, list[str]] = {}
+    source_prefix = SOURCE + ":"
     for u, v, key, attrs in edges:
         if key == CONTAINS:
-            kind, source, _ = split_node(v)
-            if kind == ASSET and u == source_node(source):
-                contains.setdefault(source, []).append(v)
+            where = assets.get(v)
+            if where is not None and u == source_prefix + where[0]:
+                listed = contains.get(where[0])
+                if listed is None:
+                    listed = contains[where[0]] = []
+                listed.append(v)
                 continue
         record_of[u][1].append([v, key, attrs])
         record_of[v][2].append([u, key, attrs])
