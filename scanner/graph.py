@@ -304,27 +304,35 @@ def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     built_at = datetime.now().astimezone()
     # An asset nothing reads, directly or through lineage, has its source's SLA (or its
     # `assets:` entry's): the same for every such asset under the same entry, so computed once.
-    unread: dict[tuple[str, int], Any] = {}
+    unread: dict[tuple[str, int], tuple[Any, dict[str, Any]]] = {}
     derived = bool(context.derived_children)
     for node, attrs in b.nodes.items():
         if attrs["type"] != ASSET:
             continue
         _, source_id, path = split_node(node)
-        if not derived and not context.asset_readers(source_id, path) and source_id in inventory.sources:
+        reached = derived or bool(context.asset_readers(source_id, path)) or source_id not in inventory.sources
+        if not reached:
             key = (source_id, id(asset_override(inventory.sources[source_id], path)))
-            if key not in unread:
-                unread[key] = effective_sla(context, source_id, path)
-            sla = unread[key]
+            known = unread.get(key)
+            if known is None:
+                sla = effective_sla(context, source_id, path)
+                known = unread[key] = (sla, _sla_attrs(sla))
+            sla, sla_attrs = known
+            if sla is None:
+                continue
+            attrs.update(sla_attrs)
+            if "sla_via" in sla_attrs:
+                attrs["sla_via"] = list(sla_attrs["sla_via"])  # each node its own list, as b.node gives
         else:
             sla = effective_sla(context, source_id, path)
-        if sla is None:
-            continue
-        b.node(node, sla_seconds=_seconds(sla.max_age), sla_warn_seconds=_seconds(sla.warn_after),
-               sla_origin=sla.origin, sla_set_by=sla.set_by, sla_description=sla.describe(),
-               sla_via=list(sla.via) or None)
+            if sla is None:
+                continue
+            attrs.update(_sla_attrs(sla))
         changed = attrs.get("last_changed")
         if changed:
-            levels = [sla.warn_after, sla.max_age, *carried_needs(context, source_id, path).values()]
+            # No workflow carries a need of an asset nothing reads (`carried_needs` is empty).
+            carried = carried_needs(context, source_id, path).values() if reached else ()
+            levels = [sla.warn_after, sla.max_age, *carried]
             moments = [datetime.fromisoformat(changed) + timedelta(seconds=level) for level in levels if level]
             crossings += [m for m in moments if m > built_at]
 
@@ -350,6 +358,16 @@ def build_parts(inventory: Inventory, snapshots: Mapping[str, SourceSnapshot],
     return (meta, [(node, b.nodes[node]) for node in order],
             [(u, v, kind, b.edges[(u, v, kind)])
              for (u, v, kind) in sorted(b.edges, key=lambda e: (rank[e[0]], rank[e[1]], e[2]))])
+
+
+def _sla_attrs(sla: Any) -> dict[str, Any]:
+    """An asset node's `sla_*` attributes, as `_Builder.node` writes them (None left out)."""
+    if sla is None:
+        return {}
+    values = {"sla_seconds": _seconds(sla.max_age), "sla_warn_seconds": _seconds(sla.warn_after),
+              "sla_origin": sla.origin, "sla_set_by": sla.set_by, "sla_description": sla.describe(),
+              "sla_via": list(sla.via) or None}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _add_observed(b: _Builder, lineage: ObservedLineage, snapshots: Mapping[str, SourceSnapshot]) -> None:

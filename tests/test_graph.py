@@ -400,3 +400,38 @@ def test_grants_edges_gather_every_grant_as_one_at_a_time_did(tmp_path: Path) ->
         expected = _grant_edges_as_first_written(snapshot, "db", _relevant_principals(snapshot, {"bot"}), assets)
         assert built == expected
         assert all(list(built[k]) == list(expected[k]) for k in expected)  # the same key order
+
+
+@pytest.mark.parametrize(("unread_age", "first"), [("50m", "unread"), ("5m", "carried")])
+def test_graph_is_valid_until_the_first_asset_crosses_a_level(tmp_path: Path, unread_age: str, first: str) -> None:
+    # The cached graph is out of date at the first moment an asset crosses its SLA or a need a
+    # workflow carries: an asset nothing reads crosses its source's SLA (1h); `read` is already
+    # past its SLA (v's 20m, carried through w's feeds) but not yet past x's own 45m.
+    from datetime import UTC, datetime, timedelta
+
+    from scanner.graph import build_parts
+
+    text = f"""
+    version: 1
+    sources:
+      - id: crm
+        connector: fake
+        freshness: {{max_age: 1h}}
+        tables: ["public.unread@{unread_age}", "public.read@30m", "public.far@1m"]
+    workflows:
+      - {{id: w, reads: [{{asset: "crm:public.read", max_age: 2h}}], feeds: [v]}}
+      - {{id: v, reads: [{{asset: "crm:public.far", max_age: 20m}}]}}
+      - {{id: x, reads: [{{asset: "crm:public.read", max_age: 45m}}]}}
+    """
+    probed = datetime.now(UTC).replace(microsecond=0)
+    inventory, store = scanned_estate(tmp_path, text, now=probed)
+    try:
+        source_ids = list(inventory.sources)
+        meta, nodes, _ = build_parts(inventory, store.latest_snapshots(source_ids), store.latest_results(source_ids))
+    finally:
+        store.close()
+    changed = {node: datetime.fromisoformat(attrs["last_changed"]) for node, attrs in nodes
+               if attrs.get("last_changed")}
+    expected = {"unread": changed["asset:crm:public.unread"] + timedelta(hours=1),
+                "carried": changed["asset:crm:public.read"] + timedelta(minutes=45)}[first]
+    assert datetime.fromisoformat(meta["valid_before"]) == expected
