@@ -67,6 +67,15 @@ def _round_trip(store: Store) -> None:
     stored = store.findings("open")[0]
     assert stored.first_seen == NOW and stored.last_seen == NOW + timedelta(hours=2)
     assert stored.times_opened == 2 and stored.evidence == {"age": 5}
+    # Only some kinds (what a rule reads back of its own), open or whatever their status.
+    other = Finding("unowned", "low", "nobody", "fp2", source="kb")
+    store.sync_findings([finding, other], NOW + timedelta(hours=3))
+    store.sync_findings([finding], NOW + timedelta(hours=4))
+    assert [f.fingerprint for f in store.findings("open", kinds=["stale"])] == ["fp1"]
+    assert [f.fingerprint for f in store.findings("open", kinds=["unowned"])] == []
+    assert [f.fingerprint for f in store.findings(None, kinds=["unowned"])] == ["fp2"]
+    assert [f.fingerprint for f in store.findings(None, kinds=["unowned", "stale"])] == ["fp1", "fp2"]
+    assert store.findings(None, kinds=[]) == [] and store.findings("open", kinds=["x'); --"]) == []
 
 
 def _daemon_round_trip(store: Store) -> None:

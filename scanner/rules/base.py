@@ -104,10 +104,7 @@ class RuleContext:
     def open_findings(self, kind: str) -> list[StoredFinding]:
         """The stored findings of a kind that are open now (none without a store)."""
         if kind not in self._open_findings:
-            found = self.store.findings("open") if self.store is not None else []
-            for finding in found:
-                self._open_findings.setdefault(finding.kind, []).append(finding)
-            self._open_findings.setdefault(kind, [])
+            self._open_findings[kind] = self.store.findings("open", kinds=[kind]) if self.store is not None else []
         return list(self._open_findings[kind])
 
     @cached_property
@@ -128,8 +125,7 @@ class RuleContext:
         seen once stays true until reverted, whatever the next scan sees, and a revert is
         not a new change."""
         if kind not in self._stored_findings:
-            found = self.store.findings(None) if self.store is not None else []
-            self._stored_findings[kind] = [f for f in found if f.kind == kind]
+            self._stored_findings[kind] = self.store.findings(None, kinds=[kind]) if self.store is not None else []
         return list(self._stored_findings[kind])
 
     @cached_property
