@@ -720,6 +720,11 @@ SOURCE_KINDS = frozenset({"probe_failed", "orphan_source"})
 SEVERITY_RANK = {"critical": 4, "high": 3, "medium": 2, "low": 1, "info": 0}
 
 
+# What every sync writes on a finding that still fires; the rest is rewritten only when it changed.
+_SEEN = frozenset({"last_seen", "last_scan_id"})
+_SEEN_BATCH = 500  # fingerprints an UPDATE names (SQLite before 3.32 takes 999 parameters)
+
+
 class Store:
     """The state store; open it with `Store.open(url)`."""
 
@@ -984,6 +989,7 @@ class Store:
             _lock_findings(conn)  # the daemon's jobs and a CLI scan may sync at the same time
             firing = {f.fingerprint: f for f in (current() if callable(current) else current)}
             stored = {r["fingerprint"]: r for r in conn.rows("SELECT * FROM findings")}
+            seen: list[str] = []  # only when they were last seen changes: written together below
             for fingerprint, finding in firing.items():
                 values = dict(
                     kind=finding.kind, subkind=finding.subkind, severity=finding.severity,
@@ -1000,18 +1006,26 @@ class Store:
                     changes.opened.append(_finding_from_values(fingerprint, now_text, 1, values))
                     continue
                 times = old["times_opened"]
-                if old["status"] == "resolved":
+                reopened = old["status"] == "resolved"
+                if reopened:
                     times += 1
-                conn.run(f"UPDATE findings SET times_opened = :times_opened, {_assignments(values)} "
-                         "WHERE fingerprint = :fingerprint",
-                         fingerprint=fingerprint, times_opened=times, **values)
-                record = _finding_from_values(fingerprint, old["first_seen"], times, values)
-                if old["status"] == "resolved":
-                    changes.reopened.append(record)
+                if not reopened and all(old[key] == value for key, value in values.items() if key not in _SEEN):
+                    seen.append(fingerprint)  # open and unchanged (most findings, most scans)
+                else:
+                    conn.run(f"UPDATE findings SET times_opened = :times_opened, {_assignments(values)} "
+                             "WHERE fingerprint = :fingerprint",
+                             fingerprint=fingerprint, times_opened=times, **values)
+                if reopened:
+                    changes.reopened.append(_finding_from_values(fingerprint, old["first_seen"], times, values))
                 elif SEVERITY_RANK.get(finding.severity, 0) > SEVERITY_RANK.get(old["severity"], 0):
-                    changes.escalated.append(record)
+                    changes.escalated.append(_finding_from_values(fingerprint, old["first_seen"], times, values))
                 else:
                     changes.still_open += 1
+            for start in range(0, len(seen), _SEEN_BATCH):
+                names = {f"f{i}": fingerprint for i, fingerprint in enumerate(seen[start:start + _SEEN_BATCH])}
+                conn.run("UPDATE findings SET last_seen = :last_seen, last_scan_id = :last_scan_id "
+                         f"WHERE fingerprint IN ({', '.join(':' + name for name in names)})",
+                         last_seen=now_text, last_scan_id=scan_id, **names)
             # A finding another one replaces (a vanished asset's stale gives way to its
             # missing_asset) resolves saying so, not as if fixed.
             successors = {fp: f for f in firing.values() for fp in (f.evidence.get("supersedes") or ())}

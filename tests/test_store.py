@@ -76,6 +76,36 @@ def _round_trip(store: Store) -> None:
     assert [f.fingerprint for f in store.findings(None, kinds=["unowned"])] == ["fp2"]
     assert [f.fingerprint for f in store.findings(None, kinds=["unowned", "stale"])] == ["fp1", "fp2"]
     assert store.findings(None, kinds=[]) == [] and store.findings("open", kinds=["x'); --"]) == []
+    # A finding still open: unchanged, only when it was last seen moves; changed, all of it.
+    later = store.begin_scan(["crm"], now=NOW + timedelta(hours=5))
+    changes = store.sync_findings([finding], NOW + timedelta(hours=5), later)
+    store.finish_scan(later, "ok", NOW + timedelta(hours=5))
+    assert changes.still_open == 1 and not (changes.opened or changes.reopened or changes.escalated)
+    kept = store.findings("open", kinds=["stale"])[0]
+    assert (kept.last_seen, kept.message, kept.evidence, kept.times_opened) == (
+        NOW + timedelta(hours=5), "old", {"age": 5}, 2)
+    moved = Finding("stale", "critical", "older", "fp1", source="crm", asset="crm:public.customers",
+                    evidence={"age": 9}, remediation="refresh it")
+    changes = store.sync_findings([moved], NOW + timedelta(hours=6), later)
+    assert [f.fingerprint for f in changes.escalated] == ["fp1"]
+    kept = store.findings("open", kinds=["stale"])[0]
+    assert (kept.severity, kept.message, kept.evidence, kept.remediation, kept.last_seen) == (
+        "critical", "older", {"age": 9}, "refresh it", NOW + timedelta(hours=6))
+    store.sync_findings([Finding("stale", "critical", "older", "fp1", evidence={"age": 9})], NOW + timedelta(hours=7))
+    kept = store.findings("open", kinds=["stale"])[0]
+    assert (kept.source, kept.asset, kept.remediation) == (None, None, "")
+    for field, value in (("evidence", {"age": 11}), ("message", "oldest"), ("subkind", "breach")):
+        fields = {"kind": "stale", "severity": "critical", "message": "older", "fingerprint": "fp1",
+                  "evidence": {"age": 9}, field: value}
+        store.sync_findings([Finding(**fields)], NOW + timedelta(hours=8))
+        assert getattr(store.findings("open", kinds=["stale"])[0], field) == value
+    # Findings whose last_seen alone moves are written a batch at a time: more than two batches.
+    many = [Finding("unowned", "low", f"nobody {n}", f"many{n}", source="kb") for n in range(1203)]
+    store.sync_findings(many, NOW + timedelta(hours=9))
+    changes = store.sync_findings(many, NOW + timedelta(hours=10))
+    assert changes.still_open == 1203 and not changes.resolved
+    assert {f.last_seen for f in store.findings("open", kinds=["unowned"])} == {NOW + timedelta(hours=10)}
+    assert store.findings("resolved", kinds=["stale"])[0].fingerprint == "fp1"
 
 
 def _daemon_round_trip(store: Store) -> None:
