@@ -1205,12 +1205,15 @@ def _sla_setter(asset: dict[str, Any]) -> str:
     return str(asset.get("sla_set_by") or "source")  # else the workflow whose max_age is strictest
 
 
-def _finding_counts(findings: list[dict[str, Any]]) -> str:
+def _finding_counts(entry: dict[str, Any]) -> str:
     counts: dict[str, int] = {}
-    for finding in findings:
+    for finding in entry["findings"]:
         counts[finding["severity"]] = counts.get(finding["severity"], 0) + 1
     order = ("critical", "high", "medium", "low", "info")
-    return ", ".join(f"{counts[s]} {s}" for s in order if s in counts) or "-"
+    text = ", ".join(f"{counts[s]} {s}" for s in order if s in counts) or "-"
+    if "findings_total" in entry:  # the graph lists the most severe only
+        text += f" (of {entry['findings_total']})"
+    return text
 
 
 @main.command()
@@ -1237,6 +1240,9 @@ def depends(workflow_id: str, as_json: bool) -> None:
                   if answer["upstream"] else ""))
     for finding in answer["findings"]:
         echo_line(f"  {finding['severity']} {finding['kind']}: {finding['message']}")
+    if "findings_total" in answer:
+        echo_line(f"  ... {answer['findings_total'] - len(answer['findings'])} more: "
+                  f"ctxscan findings --workflow {workflow_id}")
     if answer["assets"]:
         click.echo()
         click.echo(table(
@@ -1244,14 +1250,14 @@ def depends(workflow_id: str, as_json: bool) -> None:
             [[a["id"], ", ".join(a["read_by"]) or "upstream of " + (a.get("derived_path") or ["?"])[-1],
               a["freshness"]["method"],
               format_duration(a["freshness"]["age_seconds"]), format_duration(a["sla_seconds"]),
-              _sla_setter(a), a["freshness_state"], a["owner"], _finding_counts(a["findings"])]
+              _sla_setter(a), a["freshness_state"], a["owner"], _finding_counts(a)]
              for a in answer["assets"]],
             max_width=60))
     if sources:
         click.echo()
         click.echo(table(["source", "connector", "owner", "last scan", "status", "findings"],
                          [[s["id"], s["connector"], s["owner"], s["scan_status"], s["status"],
-                           _finding_counts(s["findings"])] for s in sources]))
+                           _finding_counts(s)] for s in sources]))
     if answer["upstream"]:
         click.echo()
         click.echo(table(["upstream workflow", "stage", "status", "path"],

@@ -64,11 +64,17 @@ _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _ACCESS_RANK = {"other": 0, "alter": 1, "read": 1, "write": 2, "admin": 3}
 
 # Bump when the graph's shape or the cached encoding changes: old cache entries are ignored.
-GRAPH_FORMAT = 5
+GRAPH_FORMAT = 6
 # Finding messages on nodes are cut here (`ctxscan findings` has them whole).
 _MESSAGE_CHARS = 240
 # An inherited status names at most this many of the assets that set it.
 _STATUS_FROM = 10
+# A node lists at most this many of its own findings, most severe first; `findings_count` then
+# says how many it has, and its `findings_*` counts are always all of them (`ctxscan findings
+# --workflow/--source/--asset` lists them whole). A workflow whose principal can write 2,000
+# tables has 2,000 findings: listed whole, 500 such workflows made a 48 MB chunk that every
+# query touching a workflow decompressed.
+_NODE_FINDINGS = 50
 # Assets per cache chunk: a query decodes ~this many nodes for each asset it looks at.
 _CHUNK_ASSETS = 1000
 
@@ -633,7 +639,9 @@ def _attach_findings(b: _Builder, findings: Iterable[StoredFinding]) -> None:
         for severity in SEVERITIES:
             attrs[f"findings_{severity}"] = sum(1 for f in entries if f["severity"] == severity)
         if entries:
-            attrs["findings"] = entries
+            attrs["findings"] = entries[:_NODE_FINDINGS]
+            if len(entries) > _NODE_FINDINGS:
+                attrs["findings_count"] = len(entries)
         if "stale" in kinds:
             attrs["status"] = "stale"
         elif "over_permissioned" in kinds:

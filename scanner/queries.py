@@ -223,8 +223,15 @@ def age_now(attrs: dict[str, Any], now: datetime) -> float | None:
 
 
 def _findings(attrs: dict[str, Any]) -> list[dict[str, str]]:
+    """A node's findings as the graph lists them: the most severe first, at most 50
+    (`findings_total` then says how many it has)."""
     return [{"kind": f["kind"], "severity": f["severity"], "message": f["message"]}
             for f in attrs.get("findings", ())]
+
+
+def _total(attrs: dict[str, Any]) -> dict[str, int]:
+    """`findings_total` for a node whose list the graph cut short, else nothing."""
+    return {"findings_total": int(attrs["findings_count"])} if "findings_count" in attrs else {}
 
 
 def _counts(attrs: dict[str, Any]) -> dict[str, int]:
@@ -306,6 +313,7 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
             "owner_provenance": attrs.get("owner_provenance"),
             "status": attrs.get("status", "healthy"),
             "findings": _findings(attrs),
+            **_total(attrs),
         })
     sources = []
     for source_id in sorted(source_ids):
@@ -319,6 +327,7 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
             "scanned_at": attrs.get("scanned_at"),
             "status": attrs.get("status", "healthy"),
             "findings": _findings(attrs),
+            **_total(attrs),
         })
     runs_as = []
     for principal, keys in sorted(graph.succ[node].items()):
@@ -326,7 +335,7 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
             attrs = graph.nodes[principal]
             runs_as.append({"source": keys[RUNS_AS].get("source_id"), "principal": attrs.get("label"),
                             "privileged": bool(attrs.get("privileged")), "status": attrs.get("status"),
-                            "findings": _findings(attrs)})
+                            "findings": _findings(attrs), **_total(attrs)})
     attrs = graph.nodes[node]
     return {
         "workflow": workflow_id,
@@ -334,6 +343,7 @@ def depends(graph: Any, workflow_id: str, now: datetime) -> dict[str, Any]:
         "owner": attrs.get("owner"),
         "status": attrs.get("status", "healthy"),
         "findings": _findings(attrs),
+        **_total(attrs),
         "as_of": now.isoformat(),
         "upstream": [{"id": public_id(wf), "stage": graph.nodes[wf].get("stage"),
                       "status": graph.nodes[wf].get("status"), "path": upstream[wf]}

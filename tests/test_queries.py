@@ -276,3 +276,32 @@ def test_before_any_scan_slas_come_from_the_reads_and_nothing_is_healthy(tmp_pat
     assert customers["sla_seconds"] == 3600 and customers["sla_set_by"] == "support-reply-assistant"
     assert customers["status"] == "not_scanned"
     assert {s["status"] for s in answer["sources"]} == {"not_scanned"}
+
+
+def test_a_node_lists_its_most_severe_findings_and_counts_them_all(estate, tmp_path: Path) -> None:
+    # A workflow whose principal can write 2,000 tables has 2,000 findings: the graph lists
+    # the 50 most severe on its node (every query touching it decodes them) and counts all.
+    from scanner.graph import _NODE_FINDINGS
+    from tests.graph_support import stored_finding
+
+    inventory, store, _ = estate
+    severities = ["low", "critical", "medium", "info", "high"]
+    many = [stored_finding("over_permissioned", severities[n % 5], workflow="assistant", n=n,
+                           message=f"can write t{n:03d}") for n in range(_NODE_FINDINGS + 13)]
+    built = graph_from_store(inventory, store, many)
+    for graph in (built, decode_graph(encode_graph(built))):
+        attrs = graph.nodes["workflow:assistant"]
+        listed = attrs["findings"]
+        assert len(listed) == _NODE_FINDINGS and attrs["findings_count"] == _NODE_FINDINGS + 13
+        assert sum(attrs[f"findings_{s}"] for s in severities) == _NODE_FINDINGS + 13
+        assert attrs["findings_critical"] == 13 and attrs["findings_info"] == 12
+        # The most severe first: all 38 critical, high and medium ones, then 12 of the 13 low.
+        ranks = ["critical", "high", "medium", "low", "info"]
+        assert [ranks.index(f["severity"]) for f in listed] == sorted(ranks.index(f["severity"]) for f in listed)
+        assert [f["severity"] for f in listed].count("low") == 12 and "info" not in {f["severity"] for f in listed}
+        answer = depends(graph, "assistant", NOW)
+        assert answer["findings_total"] == _NODE_FINDINGS + 13 and len(answer["findings"]) == _NODE_FINDINGS
+        assert "findings_total" not in answer["assets"][0]  # the others list theirs whole
+    few = graph_from_store(inventory, store, many[:3])
+    assert "findings_count" not in few.nodes["workflow:assistant"]
+    assert "findings_total" not in depends(few, "assistant", NOW)
