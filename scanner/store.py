@@ -581,15 +581,17 @@ MIGRATIONS: dict[int, Callable[[_Connection], None]] = {
 
 # What `Store.state_key` reads; the graph's fast path runs it over a bare sqlite3 connection.
 STATE_KEY_SQL = ("SELECT (SELECT max(id) FROM source_results) AS last_result, "
-                 "(SELECT max(last_seen) FROM findings) AS last_seen, "
+                 # every findings sync counts itself on its lock row (`_lock_findings`): max(last_seen)
+                 # read every finding (~90 ms at 170,000), before every query
+                 f"(SELECT value FROM ctxscan_meta WHERE \"key\" = '{FINDINGS_LOCK_KEY}') AS syncs, "
                  "(SELECT count(*) FROM findings WHERE status = 'open') AS open_count, "
                  "(SELECT sum(events) FROM lineage_jobs) AS lineage_events")
 
 
 def state_key_of(row: Iterable[Any]) -> str:
     """The state key from the row of STATE_KEY_SQL."""
-    last_result, last_seen, open_count, lineage_events = row
-    return f"{last_result or 0}:{last_seen or ''}:{open_count or 0}" + (
+    last_result, syncs, open_count, lineage_events = row
+    return f"{last_result or 0}:{syncs or ''}:{open_count or 0}" + (
         f":{lineage_events}" if lineage_events else "")
 
 
@@ -598,9 +600,11 @@ def _lock_findings(conn: _Connection) -> None:
 
     Writing a row first makes SQLite take its write lock before the findings are read (and
     wait on busy_timeout rather than fail on a stale snapshot), and makes PostgreSQL hold a
-    row lock, so two syncs never both open the same finding.
+    row lock, so two syncs never both open the same finding. The row counts the syncs: the
+    state key (what keys the graph cache) moves with every one.
     """
-    conn.run('UPDATE ctxscan_meta SET value = value WHERE "key" = :key', key=FINDINGS_LOCK_KEY)
+    conn.run('UPDATE ctxscan_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE "key" = :key',
+             key=FINDINGS_LOCK_KEY)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -102,7 +102,10 @@ def _round_trip(store: Store) -> None:
     # Findings whose last_seen alone moves are written a batch at a time: more than two batches.
     many = [Finding("unowned", "low", f"nobody {n}", f"many{n}", source="kb") for n in range(1203)]
     store.sync_findings(many, NOW + timedelta(hours=9))
+    key = store.state_key()
+    assert store.state_key() == key  # reading moves nothing
     changes = store.sync_findings(many, NOW + timedelta(hours=10))
+    assert store.state_key() != key  # every sync moves the key (what keys the graph cache), even unchanged
     assert changes.still_open == 1203 and not changes.resolved
     assert {f.last_seen for f in store.findings("open", kinds=["unowned"])} == {NOW + timedelta(hours=10)}
     assert store.findings("resolved", kinds=["stale"])[0].fingerprint == "fp1"
