@@ -71,7 +71,7 @@ _MESSAGE_CHARS = 240
 _STATUS_FROM = 10
 # A node lists at most this many of its own findings, most severe first; `findings_count` then
 # says how many it has, and its `findings_*` counts are always all of them (`ctxscan findings
-# --workflow/--source/--asset` lists them whole). A workflow whose principal can write 2,000
+# --workflow/--source` lists them whole). A workflow whose principal can write 2,000
 # tables has 2,000 findings: listed whole, 500 such workflows made a 48 MB chunk that every
 # query touching a workflow decompressed.
 _NODE_FINDINGS = 50
