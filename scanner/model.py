@@ -12,7 +12,7 @@ import gc
 import itertools
 import json
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -320,8 +320,9 @@ def _json_parts(snapshot: SourceSnapshot) -> Iterator[bytes | memoryview]:
     yield b"{"
     for n, (key, value) in enumerate(_snapshot_fields(snapshot).items()):
         yield (b"," if n else b"") + encode(key) + b":"
-        if key in _BATCHED:
-            items, convert = _BATCHED[key](snapshot)
+        convert = _BATCHED.get(key)
+        if convert is not None:
+            items = getattr(snapshot, key)
             yield b"["
             for start in range(0, len(items), _BATCH):
                 data = encode([convert(item) for item in items[start:start + _BATCH]])
@@ -413,9 +414,8 @@ def _typed_snapshot(raw: bytes) -> SourceSnapshot:
 def snapshot_to_dict(snapshot: SourceSnapshot) -> dict[str, Any]:
     """A JSON-ready dict of a snapshot."""
     fields = _snapshot_fields(snapshot)
-    for key, batched in _BATCHED.items():
-        items, convert = batched(snapshot)
-        fields[key] = [convert(item) for item in items]
+    for key, convert in _BATCHED.items():
+        fields[key] = [convert(item) for item in getattr(snapshot, key)]
     return fields
 
 
@@ -483,11 +483,8 @@ def _grant_row(g: Grant) -> list[Any]:
     return [g.principal, g.privilege, g.target, g.scope, g.access, list(g.columns), g.public, g.via]
 
 
-# The bulk of a snapshot: (its items, how each becomes JSON-ready), by `snapshot_to_dict` key.
-_BATCHED: dict[str, Callable[[SourceSnapshot], tuple[Sequence[Any], Callable[[Any], Any]]]] = {
-    "assets": lambda snapshot: (snapshot.assets, _asset_dict),
-    "grants": lambda snapshot: (snapshot.grants, _grant_row),
-}
+# The bulk of a snapshot: the fields (`snapshot_to_dict` keys) made JSON-ready item by item.
+_BATCHED: dict[str, Callable[[Any], Any]] = {"assets": _asset_dict, "grants": _grant_row}
 
 
 # ---------------------------------------------------------------------------------------

@@ -1026,10 +1026,9 @@ class Store:
                 else:
                     changes.still_open += 1
             for start in range(0, len(seen), _SEEN_BATCH):
-                names = {f"f{i}": fingerprint for i, fingerprint in enumerate(seen[start:start + _SEEN_BATCH])}
-                conn.run("UPDATE findings SET last_seen = :last_seen, last_scan_id = :last_scan_id "
-                         f"WHERE fingerprint IN ({', '.join(':' + name for name in names)})",
-                         last_seen=now_text, last_scan_id=scan_id, **names)
+                wanted, params = _in("fingerprint", seen[start:start + _SEEN_BATCH])
+                conn.run(f"UPDATE findings SET last_seen = :last_seen, last_scan_id = :last_scan_id "
+                         f"WHERE fingerprint IN {wanted}", last_seen=now_text, last_scan_id=scan_id, **params)
             # A finding another one replaces (a vanished asset's stale gives way to its
             # missing_asset) resolves saying so, not as if fixed.
             successors = {fp: f for f in firing.values() for fp in (f.evidence.get("supersedes") or ())}
@@ -1052,12 +1051,13 @@ class Store:
         """Stored findings, most severe first; `status=None` for all, `kinds` for only those
         kinds (a rule that reads back its own kind need not decode 170,000 others)."""
         where = ["status = :status"] if status is not None else []
-        names = {f"kind{i}": kind for i, kind in enumerate(kinds or ())}
+        params: dict[str, Any] = {}
         if kinds is not None:
-            where.append(f"kind IN ({', '.join(':' + name for name in names)})" if names else "1 = 0")
+            wanted, params = _in("kind", kinds)
+            where.append(f"kind IN {wanted}")
         sql = "SELECT * FROM findings" + (" WHERE " + " AND ".join(where) if where else "")
         with self._read() as conn:
-            rows = [_stored_finding(r) for r in conn.rows(sql, status=status, **names)]
+            rows = [_stored_finding(r) for r in conn.rows(sql, status=status, **params)]
         rows.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.kind, f.source or "",
                                  f.asset or "", f.workflow or "", f.fingerprint))
         return rows
