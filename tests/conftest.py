@@ -49,6 +49,19 @@ def _forget_secrets() -> Iterator[None]:
     forget()
 
 
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """The CLI pauses the cyclic collector for the rest of its process (scanner/cli.py: a
+    one-shot command); an in-process CliRunner test must not leave it paused for the next test,
+    whichever test that is (the suite runs on several workers, in no fixed order)."""
+    import gc
+
+    enabled = gc.isenabled()
+    yield
+    if enabled:
+        gc.enable()
+
+
 @pytest.fixture
 def ctxscan() -> Callable[..., CliResult]:
     """The CLI as a function: ctxscan("scan", "--json", cwd=...)."""

@@ -64,4 +64,6 @@ log "ruff and mypy"
 .venv/bin/mypy scanner connectors
 
 log "pytest"
-.venv/bin/python -m pytest -p no:cacheprovider -q "$@"
+# Two workers (CTXSCAN_TEST_WORKERS; 0 runs them in this process): most tests wait on servers
+# and child processes, so two halve the suite's wall time on a 2-core machine.
+.venv/bin/python -m pytest -p no:cacheprovider -q -n "${CTXSCAN_TEST_WORKERS:-2}" "$@"
