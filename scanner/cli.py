@@ -476,12 +476,18 @@ def open_findings(app: App, now: Any = None, judge: bool = True) -> list[Any]:
     """Open findings that no unexpired `accept:` entry hides, with ages judged `now`
     (`judge=False`: as stored, for a scan of every source that has just judged them)."""
     from scanner.acceptance import acceptance_for
-    from scanner.rules import judge_now
+    from scanner.rules import TIME_KINDS, judge_now
 
     inventory = app.inventory()
     now = now or parse_as_of(None)
     today = now.date()
-    found = judge_now(inventory, app.store(), now) if judge else app.store().findings("open")
+    store = app.store()
+    if judge:
+        # What can be open now: the open findings, and the time-dependent ones resolved at a
+        # scan (they may fire again at `now`); a resolved finding of another kind stays so.
+        found = judge_now(inventory, store, now, store.findings("open") + store.findings("resolved", TIME_KINDS))
+    else:
+        found = store.findings("open")
     return [f for f in found if f.status == "open" and acceptance_for(f, inventory.accept, today) is None]
 
 

@@ -262,6 +262,8 @@ class _Connection(Protocol):
 
     def rows(self, sql: str, /, **params: Any) -> list[dict[str, Any]]: ...
 
+    def tuples(self, sql: str, /, **params: Any) -> list[tuple[Any, ...]]: ...
+
     def run(self, sql: str, /, **params: Any) -> int: ...
 
     def insert(self, table: _Table, values: Mapping[str, Any]) -> int: ...
@@ -320,6 +322,12 @@ class _SQLiteConnection:
 
     def rows(self, sql: str, /, **params: Any) -> list[dict[str, Any]]:
         return self._connection.execute(sql, params).fetchall()
+
+    def tuples(self, sql: str, /, **params: Any) -> list[tuple[Any, ...]]:
+        """`rows` as tuples in the SELECT's order: no dict per row (174,000 findings: ~1 s)."""
+        cursor = self._connection.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params).fetchall()
 
     def run(self, sql: str, /, **params: Any) -> int:
         return self._connection.execute(sql, params).rowcount
@@ -470,6 +478,9 @@ class _SQLAlchemyConnection:
 
     def rows(self, sql: str, /, **params: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in self._connection.execute(self._text(sql), params).mappings()]
+
+    def tuples(self, sql: str, /, **params: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._connection.execute(self._text(sql), params)]
 
     def run(self, sql: str, /, **params: Any) -> int:
         return int(self._connection.execute(self._text(sql), params).rowcount)
@@ -1055,9 +1066,9 @@ class Store:
         if kinds is not None:
             wanted, params = _in("kind", kinds)
             where.append(f"kind IN {wanted}")
-        sql = "SELECT * FROM findings" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = f"SELECT {_names(_FINDING_FIELDS)} FROM findings" + (" WHERE " + " AND ".join(where) if where else "")
         with self._read() as conn:
-            rows = [_stored_finding(r) for r in conn.rows(sql, status=status, **params)]
+            rows = _stored_findings(conn.tuples(sql, status=status, **params))
         rows.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.kind, f.source or "",
                                  f.asset or "", f.workflow or "", f.fingerprint))
         return rows
@@ -1245,12 +1256,61 @@ def _result(row: Mapping[str, Any]) -> SourceResult:
                         parse_time(row["probed_at"]) or utcnow(), row["asset_count"])
 
 
+_FINDING_FIELDS = ("fingerprint", "kind", "subkind", "severity", "status", "source", "asset", "workflow",
+                   "principal", "message", "remediation", "evidence", "first_seen", "last_seen", "resolved_at",
+                   "times_opened")
+_EVIDENCE_DECODER: Callable[[str], Any] | None = None
+
+
+def _evidence(text: str | None) -> Any:
+    """A finding's stored evidence. msgspec decodes it ~2x faster than json.loads, to the same
+    values; what it refuses (NaN, 1e400, a lone surrogate, which json.dumps can write) goes
+    through json, as before."""
+    global _EVIDENCE_DECODER
+    if not text:
+        return {}
+    if _EVIDENCE_DECODER is None:
+        import msgspec.json
+
+        _EVIDENCE_DECODER = msgspec.json.Decoder().decode
+    try:
+        return _EVIDENCE_DECODER(text)
+    except Exception:  # msgspec.MsgspecError (DecodeError, ValidationError), without importing it here
+        return json.loads(text)
+
+
+def _stored_findings(rows: Iterable[tuple[Any, ...]]) -> list[StoredFinding]:
+    """Rows of `_FINDING_FIELDS` as `_stored_finding` makes them, for 174,000 at a time: each
+    distinct timestamp parsed once (a scan's findings share a few), and each object made as
+    dataclasses.replace() makes one, its __dict__ filled without the frozen __init__'s
+    per-field setattr (5.8 -> ~2.5 s at that count, with the tuple rows and msgspec)."""
+    times: dict[str | None, datetime | None] = {None: None}
+    new = object.__new__
+    out = []
+    for (fingerprint, kind, subkind, severity, status, source, asset, workflow, principal, message, remediation,
+         evidence, first_seen, last_seen, resolved_at, times_opened) in rows:
+        parsed = []
+        for text in (first_seen, last_seen, resolved_at):
+            when = times.get(text, times)
+            if when is times:
+                when = times[text] = parse_time(text)
+            parsed.append(when)
+        finding = new(StoredFinding)
+        finding.__dict__.update(
+            fingerprint=fingerprint, kind=kind, subkind=subkind, severity=severity, status=status, source=source,
+            asset=asset, workflow=workflow, principal=principal, message=message, remediation=remediation or "",
+            evidence=_evidence(evidence), first_seen=parsed[0] or utcnow(), last_seen=parsed[1] or utcnow(),
+            resolved_at=parsed[2], times_opened=times_opened or 1)
+        out.append(finding)
+    return out
+
+
 def _stored_finding(row: Mapping[str, Any]) -> StoredFinding:
     return StoredFinding(
         fingerprint=row["fingerprint"], kind=row["kind"], subkind=row["subkind"], severity=row["severity"],
         status=row["status"], source=row["source"], asset=row["asset"], workflow=row["workflow"],
         principal=row["principal"], message=row["message"], remediation=row["remediation"] or "",
-        evidence=json.loads(row["evidence"] or "{}"),
+        evidence=_evidence(row["evidence"]),
         first_seen=parse_time(row["first_seen"]) or utcnow(),
         last_seen=parse_time(row["last_seen"]) or utcnow(),
         resolved_at=parse_time(row["resolved_at"]), times_opened=row["times_opened"] or 1,
@@ -1263,7 +1323,7 @@ def _finding_from_values(fingerprint: str, first_seen: str, times: int,
         fingerprint=fingerprint, kind=values["kind"], subkind=values["subkind"],
         severity=values["severity"], status="open", source=values["source"], asset=values["asset"],
         workflow=values["workflow"], principal=values["principal"], message=values["message"],
-        remediation=values["remediation"] or "", evidence=json.loads(values["evidence"]),
+        remediation=values["remediation"] or "", evidence=_evidence(values["evidence"]),
         first_seen=parse_time(first_seen) or utcnow(), last_seen=parse_time(values["last_seen"]) or utcnow(),
         resolved_at=None, times_opened=times,
     )

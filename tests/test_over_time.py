@@ -265,3 +265,41 @@ workflows: [{id: w, stage: pilot, reads: [{asset: "db:public.t", max_age: 7d}]}]
     assert sorted((f["kind"], f["status"]) for f in found) == [("freshness_unknown", "resolved"), ("stale", "open")]
     stale = next(f for f in found if f["kind"] == "stale")
     assert "unchanged for at least 8d, past its SLA of 7d" in stale["message"], stale["message"]
+
+
+def test_open_findings_judged_now_equal_judging_every_stored_finding(tmp_path: Path, ctxscan) -> None:
+    """`open_findings` reads only what can be open at its time (the open findings and the
+    resolved time-dependent ones); what it answers must equal judging every stored finding,
+    resolved ones of every kind included, as `judge_now` does without a list."""
+    from scanner.acceptance import acceptance_for
+    from scanner.cli import App, open_findings
+    from scanner.rules import judge_now
+
+    text = """
+version: 1
+owners: [{{id: team}}]
+sources: [{{id: crm, connector: fake, {owner}tables: ["public.a@1m", "public.b@{age}", "public.c@unchanged:5d"]}}]
+workflows: [{{id: w, owner: team, stage: production, reads: [{{asset: "crm:public.*", max_age: 30m}}]}}]
+"""
+    config = _write(tmp_path, text.format(owner="", age="2h"))
+    assert ctxscan("-c", str(config), "scan").code == 0
+    # Now the source has an owner (its unowned finding resolves) and b is fresh (its stale
+    # finding resolves): both kinds resolved in the store, one of them judged by the clock.
+    _write(tmp_path, text.format(owner="owner: team, ", age="1m"))
+    assert ctxscan("-c", str(config), "scan").code == 0
+    app = App(config=[str(config)])
+    store = app.store()
+    resolved = {f.kind for f in store.findings("resolved")}
+    assert {"unowned", "stale"} <= resolved, resolved
+    base = datetime.now(UTC)
+    for later in (timedelta(0), timedelta(hours=1), timedelta(hours=3), timedelta(days=10)):
+        now = base + later
+        expected = [f for f in judge_now(app.inventory(), store, now)
+                    if f.status == "open" and acceptance_for(f, app.inventory().accept, now.date()) is None]
+        got = open_findings(app, now)
+        assert [f.__dict__ for f in got] == [f.__dict__ for f in expected], later
+    # Three hours on, every table is stale: b's resolved finding opens again (a second time),
+    # as judging all of them says; a's and c's open for the first time.
+    again = [f for f in open_findings(app, base + timedelta(hours=3)) if f.kind == "stale"]
+    assert sorted((f.asset, f.times_opened) for f in again) == [
+        ("crm:public.a", 1), ("crm:public.b", 2), ("crm:public.c", 1)], again

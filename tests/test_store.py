@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sqlite3
@@ -26,7 +27,7 @@ from scanner.model import (
     Principal,
     SourceSnapshot,
 )
-from scanner.store import SCHEMA_VERSION, PlannedNotification, Store
+from scanner.store import SCHEMA_VERSION, PlannedNotification, Store, _stored_finding
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -109,6 +110,17 @@ def _round_trip(store: Store) -> None:
     assert changes.still_open == 1203 and not changes.resolved
     assert {f.last_seen for f in store.findings("open", kinds=["unowned"])} == {NOW + timedelta(hours=10)}
     assert store.findings("resolved", kinds=["stale"])[0].fingerprint == "fp1"
+    # Read a batch at a time (tuples, msgspec), every finding is what the row-by-row decoder makes.
+    with store._read() as conn:
+        rows = conn.rows("SELECT * FROM findings")
+    assert sorted(store.findings(None), key=lambda f: f.fingerprint) == \
+        sorted((_stored_finding(row) for row in rows), key=lambda f: f.fingerprint)
+    # Evidence msgspec refuses (json.dumps writes NaN, Infinity and lone surrogates) reads as json read it.
+    odd = {"nan": float("nan"), "inf": float("inf"), "name": "\ud800x", "big": 2 ** 70, "nested": [{"a": None}]}
+    store.sync_findings([Finding("unowned", "low", "odd", "fp-odd", source="kb", evidence=odd)],
+                        NOW + timedelta(hours=11))
+    got = store.findings("open", kinds=["unowned"])[0].evidence
+    assert math.isnan(got.pop("nan")) and got == {k: v for k, v in odd.items() if k != "nan"}
 
 
 def _daemon_round_trip(store: Store) -> None:
