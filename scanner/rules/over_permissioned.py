@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterator
-from dataclasses import replace
 
 from scanner.access import (
     LEVEL_EFFECTIVE,
@@ -49,6 +48,9 @@ EXAMPLES = 10
 LOCAL_WORLD = "world"
 
 
+_CHANGES = frozenset({ACCESS_WRITE, ACCESS_ALTER})
+
+
 def _declares(workflow: WorkflowConfig, source_id: str, path: str) -> list[str]:
     """The access levels (`read`, `write`) the workflow declares on an asset; empty if none."""
     return [r.access for r in workflow.reads if r.source == source_id
@@ -85,10 +87,14 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
     least-privileged principal, or declare the access it really needs (`access: write` with an
     `approval`, or add the read).
     """
+    # A principal's access model and verdicts depend on the snapshot alone, not on the workflow:
+    # workflows that run as the same principal share them (500 workflows, a few principals).
+    models: dict[tuple[str, str], tuple[PrincipalAccess, list[tuple[Asset, AssetVerdicts]]]] = {}
     for _, workflow in sorted(ctx.inventory.workflows.items()):
         affected = ctx.with_downstream([workflow])
         stage = most_critical(affected)
         stage_name = stage.stage if stage else workflow.stage
+        listed = workflow_ids(affected)
         for source_id, principal in sorted(workflow.runs_as.items()):
             snapshot = ctx.snapshots.get(source_id)
             if snapshot is None:
@@ -98,16 +104,29 @@ def over_permissioned(ctx: RuleContext) -> Iterator[Finding]:
                 continue
             if not snapshot.reports_grants:
                 continue
-            model = PrincipalAccess(snapshot, principal)
-            # Verdicts for every asset (cheap); paths only for the assets a finding names.
-            verdicts = [(asset, model.verdicts(asset)) for asset in model.touched_assets()]
+            shared = models.get((source_id, principal))
+            if shared is None:
+                model = PrincipalAccess(snapshot, principal)
+                # Verdicts for every asset (cheap); paths only for the assets a finding names.
+                shared = models[(source_id, principal)] = (
+                    model, [(asset, model.verdicts(asset)) for asset in model.touched_assets()])
+            model, verdicts = shared
             for finding in (*_privileged(workflow, source_id, principal, model, verdicts, stage_name),
                             *_write_access(ctx, workflow, source_id, principal, model, verdicts, stage_name),
                             *_undeclared_read(ctx, workflow, source_id, principal, model, verdicts, stage_name)):
                 # the workflow and everything it feeds: what `findings --workflow` matches
-                yield replace(finding, evidence={**finding.evidence, "workflows": workflow_ids(affected)})
+                yield _with_evidence(finding, workflows=list(listed))
     yield from _public_access(ctx)
     yield from observed_writes(ctx)   # lineage saw it write where it declares a read (scanner.lineage)
+
+
+def _with_evidence(finding: Finding, **more: object) -> Finding:
+    """`replace(finding, evidence={**finding.evidence, **more})`, as replace() makes it (a copy
+    of the fields), without running the frozen __init__ again: 166,000 `write_access` findings."""
+    copy = object.__new__(Finding)
+    copy.__dict__.update(finding.__dict__)
+    copy.__dict__["evidence"] = {**finding.evidence, **more}
+    return copy
 
 
 def _unknown_principal(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, principal: str,
@@ -193,20 +212,31 @@ def _write_access(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, pr
                   model: PrincipalAccess, verdicts: list[tuple[Asset, AssetVerdicts]],
                   stage: str) -> Iterator[Finding]:
     declared = {a.path for r in workflow.reads if r.source == source_id for a in ctx.read_matches(r)}
+    writes_declared = any(r.source == source_id and r.access == "write" for r in workflow.reads)
+    # The paths that give the writes, and what the evidence says of them, follow from the
+    # asset's paths and verdicts, which assets of the same shape share (the same objects).
+    worked_out: dict[tuple[int, int], tuple[list[AccessPath], list[str], list[str], list[str], bool]] = {}
     for asset, found in verdicts:
         # All but what only all access gives (privileged_principal says that); PUBLIC counts.
-        if not found.plain[LEVEL_SET_ROLE] & {ACCESS_WRITE, ACCESS_ALTER}:
+        if found.plain[LEVEL_SET_ROLE].isdisjoint(_CHANGES):
             continue
-        if "write" in _declares(workflow, source_id, asset.path):
+        if writes_declared and "write" in _declares(workflow, source_id, asset.path):
             continue
-        report = model.report(asset)
-        writes: list[AccessPath] = []
-        for access in (ACCESS_WRITE, ACCESS_ALTER):
-            level = next((lv for lv in (LEVEL_EFFECTIVE, LEVEL_SET_ROLE) if access in found.plain[lv]), None)
-            if level is None:
-                continue
-            writes += [p for p in report.effective + report.via_set_role
-                       if p.level == level and access in p.gives and not p.privileged and p not in writes]
+        paths = model.plain_paths(asset)
+        known = worked_out.get((id(paths), id(found)))
+        if known is None:
+            effective, via_set_role = paths
+            writes: list[AccessPath] = []
+            for access in (ACCESS_WRITE, ACCESS_ALTER):
+                level = next((lv for lv in (LEVEL_EFFECTIVE, LEVEL_SET_ROLE) if access in found.plain[lv]), None)
+                if level is None:
+                    continue
+                writes += [p for p in effective + via_set_role
+                           if p.level == level and access in p.gives and not p.privileged and p not in writes]
+            known = worked_out[(id(paths), id(found))] = (
+                writes, [p.describe() for p in writes], sorted({p.privilege for p in writes}),
+                sorted({p.level for p in writes}, key=LEVELS.index), any(p.public for p in writes))
+        writes, described, privileges, levels, public = known
         if not writes:
             continue
         verb = "change" if ACCESS_WRITE in found.plain[LEVEL_SET_ROLE] else "alter or drop"
@@ -217,18 +247,15 @@ def _write_access(ctx: RuleContext, workflow: WorkflowConfig, source_id: str, pr
         yield Finding(
             kind=KIND, subkind="write_access",
             severity=severity_of(KIND, stage, "write_access"),
-            message=f"workflow {workflow.id} {what} ({writes[0].describe()})",
+            message=f"workflow {workflow.id} {what} ({described[0]})",
             fingerprint=fingerprint(KIND, "write_access", workflow.id, source_id, asset.path, principal),
             source=source_id, asset=f"{source_id}:{asset.path}", workflow=workflow.id,
             principal=principal,
             remediation=(f"Revoke the write privileges of {principal} on {asset.path} (or the "
                          "membership, ownership or PUBLIC grant that gives them), or declare access: "
                          "write with an approval."),
-            evidence={"paths": [p.describe() for p in writes],
-                      "privileges": sorted({p.privilege for p in writes}),
-                      "levels": sorted({p.level for p in writes}, key=LEVELS.index),
-                      "public": any(p.public for p in writes),
-                      "declared_access": "read" if asset.path in declared else None},
+            evidence={"paths": list(described), "privileges": list(privileges), "levels": list(levels),
+                      "public": public, "declared_access": "read" if asset.path in declared else None},
         )
 
 
