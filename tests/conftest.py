@@ -40,6 +40,26 @@ def run_ctxscan(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
     return CliResult(proc)
 
 
+# Modules that create, grant or drop roles and accounts on the shared PostgreSQL and MariaDB
+# servers, or compare two probes of them: a probe reads every role of the cluster (and MariaDB's
+# whole grant tables), so a role another test makes between two probes changes what a rescan
+# must reuse. Under pytest-xdist (`--dist loadgroup`, tests/run-all.sh) they run one after
+# another on one worker; everything else spreads over the workers. A new module that changes
+# server-wide roles or compares whole-server principals belongs here.
+SERVER_ROLE_MODULES = frozenset({
+    "tests/test_postgres_rescan.py", "tests/connectors/test_postgres.py",
+    "tests/connectors/test_access_postgres_differential.py", "tests/test_access_drift.py",
+    "tests/test_why_postgres.py", "tests/connectors/test_mysql_rescan.py", "tests/connectors/test_mysql.py",
+    "tests/connectors/test_access_mysql_differential.py", "tests/lineage/test_init.py",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix() in SERVER_ROLE_MODULES:
+            item.add_marker(pytest.mark.xdist_group("server-roles"))
+
+
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
     """Secrets one in-process test remembered (scanner.redact) must not redact another's output."""
@@ -52,14 +72,17 @@ def _forget_secrets() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _collector_as_it_was() -> Iterator[None]:
     """The CLI pauses the cyclic collector for the rest of its process (scanner/cli.py: a
-    one-shot command); an in-process CliRunner test must not leave it paused for the next test,
-    whichever test that is (the suite runs on several workers, in no fixed order)."""
+    one-shot command) and a scan freezes what it holds; an in-process CliRunner test must not
+    leave the next test, whichever it is (the suite runs on several workers, in no fixed order),
+    a paused collector or objects it can never collect."""
     import gc
 
-    enabled = gc.isenabled()
+    enabled, frozen = gc.isenabled(), gc.get_freeze_count()
     yield
     if enabled:
         gc.enable()
+    if gc.get_freeze_count() > frozen:  # a scan froze what it held (scanner/scan.py): collectable again
+        gc.unfreeze()
 
 
 @pytest.fixture

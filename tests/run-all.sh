@@ -65,5 +65,6 @@ log "ruff and mypy"
 
 log "pytest"
 # Two workers (CTXSCAN_TEST_WORKERS; 0 runs them in this process): most tests wait on servers
-# and child processes, so two halve the suite's wall time on a 2-core machine.
-.venv/bin/python -m pytest -p no:cacheprovider -q -n "${CTXSCAN_TEST_WORKERS:-2}" "$@"
+# and child processes, so two halve the suite's wall time on a 2-core machine. The tests that
+# change server-wide roles run on one of them (tests/conftest.py: SERVER_ROLE_MODULES).
+.venv/bin/python -m pytest -p no:cacheprovider -q -n "${CTXSCAN_TEST_WORKERS:-2}" --dist loadgroup "$@"
