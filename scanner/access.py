@@ -466,6 +466,15 @@ class PrincipalAccess:
         return (self.any_all_access or ("*", "") in held or (SCOPE_ASSET, asset.path) in held
                 or (asset.container is not None and (SCOPE_CONTAINER, asset.container) in held))
 
+    def _shape(self, asset: Asset, paths: bool) -> tuple[object, ...]:
+        """What an asset's verdicts depend on besides the source- and container-wide grants:
+        its container and its own grants that an actor holds, without the asset's name; for
+        its paths (`paths`), each grant's `via` and `columns` too, which the paths show."""
+        holders = self.holders
+        own = tuple((g.principal, g.privilege, g.access, g.scope, g.public, *((g.via, g.columns) if paths else ()))
+                    for g in self.by_target.get((SCOPE_ASSET, asset.path), ()) if g.principal in holders)
+        return (asset.container, own)
+
     def verdicts(self, asset: Asset) -> AssetVerdicts:
         """The cumulative verdicts per level, without building paths: all of them, without
         what only all access gives, and the principal's own (neither all access nor public)."""
@@ -474,10 +483,7 @@ class PrincipalAccess:
         # The answer depends on the source- and container-wide grants (the same for every asset
         # of a container) and on what the asset's own grants are, not on which asset they name:
         # assets whose own grants have the same shape share it.
-        holders = self.holders
-        own = tuple((g.principal, g.privilege, g.access, g.scope, g.public)
-                    for g in self.by_target.get((SCOPE_ASSET, asset.path), ()) if g.principal in holders)
-        key = (asset.container, own)
+        key = self._shape(asset, False)
         found = self._verdict_cache.get(key)
         if found is None:
             found = self._verdict_cache[key] = self._evaluate(asset, self._held(asset))[0]
@@ -578,10 +584,7 @@ class PrincipalAccess:
         its grant's privilege, access, scope, via, columns; a block names the container), so the
         assets of a container whose own grants have the same shape share them, as they share
         verdicts: worked out once per shape (`write_access` asks for 166,000 tables' paths)."""
-        holders = self.holders
-        own = tuple((g.principal, g.privilege, g.access, g.scope, g.public, g.via, g.columns)
-                    for g in self.by_target.get((SCOPE_ASSET, asset.path), ()) if g.principal in holders)
-        key = (asset.container, own)
+        key = self._shape(asset, True)
         found = self._path_cache.get(key)
         if found is None:
             report = self.report(asset)

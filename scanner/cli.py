@@ -485,7 +485,7 @@ def open_findings(app: App, now: Any = None, judge: bool = True) -> list[Any]:
     if judge:
         # What can be open now: the open findings, and the time-dependent ones resolved at a
         # scan (they may fire again at `now`); a resolved finding of another kind stays so.
-        found = judge_now(inventory, store, now, store.findings("open") + store.findings("resolved", TIME_KINDS))
+        found = judge_now(inventory, store, now, store.findings("open", any_status=TIME_KINDS))
     else:
         found = store.findings("open")
     return [f for f in found if f.status == "open" and acceptance_for(f, inventory.accept, today) is None]

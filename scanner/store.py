@@ -1058,15 +1058,21 @@ class Store:
                         "message": message}))
         return changes
 
-    def findings(self, status: str | None = "open", kinds: Sequence[str] | None = None) -> list[StoredFinding]:
+    def findings(self, status: str | None = "open", kinds: Sequence[str] | None = None,
+                 any_status: Sequence[str] = ()) -> list[StoredFinding]:
         """Stored findings, most severe first; `status=None` for all, `kinds` for only those
-        kinds (a rule that reads back its own kind need not decode 170,000 others)."""
+        kinds (a rule that reads back its own kind need not decode 170,000 others), and
+        `any_status` kinds besides, whatever their status (in the same read)."""
         where = ["status = :status"] if status is not None else []
         params: dict[str, Any] = {}
         if kinds is not None:
             wanted, params = _in("kind", kinds)
             where.append(f"kind IN {wanted}")
-        sql = f"SELECT {_names(_FINDING_FIELDS)} FROM findings" + (" WHERE " + " AND ".join(where) if where else "")
+        condition = " AND ".join(where)
+        if condition and any_status:
+            extra, more = _in("any_kind", any_status)
+            condition, params = f"({condition}) OR kind IN {extra}", {**params, **more}
+        sql = f"SELECT {_names(_FINDING_FIELDS)} FROM findings" + (" WHERE " + condition if condition else "")
         with self._read() as conn:
             rows = _stored_findings(conn.tuples(sql, status=status, **params))
         rows.sort(key=lambda f: (-SEVERITY_RANK.get(f.severity, 0), f.kind, f.source or "",
@@ -1306,15 +1312,7 @@ def _stored_findings(rows: Iterable[tuple[Any, ...]]) -> list[StoredFinding]:
 
 
 def _stored_finding(row: Mapping[str, Any]) -> StoredFinding:
-    return StoredFinding(
-        fingerprint=row["fingerprint"], kind=row["kind"], subkind=row["subkind"], severity=row["severity"],
-        status=row["status"], source=row["source"], asset=row["asset"], workflow=row["workflow"],
-        principal=row["principal"], message=row["message"], remediation=row["remediation"] or "",
-        evidence=_evidence(row["evidence"]),
-        first_seen=parse_time(row["first_seen"]) or utcnow(),
-        last_seen=parse_time(row["last_seen"]) or utcnow(),
-        resolved_at=parse_time(row["resolved_at"]), times_opened=row["times_opened"] or 1,
-    )
+    return _stored_findings([tuple(row[name] for name in _FINDING_FIELDS)])[0]
 
 
 def _finding_from_values(fingerprint: str, first_seen: str, times: int,
